@@ -1,0 +1,102 @@
+"""api: the HTTP API (API Gateway HTTP API, payload v2) through Powertools' resolver."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imgflow.api_models import ErrorBody, ErrorResponse, Health, JobView, UploadRequest, UploadResponse
+from imgflow.errors import JobNotFoundError
+from imgflow.models import ANONYMOUS
+from imgflow.observability import logger, metrics, tracer
+from imgflow.services import uploads_service
+from imgflow.uploads import MAX_WAIT_SECONDS, UploadTooLargeError
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def _caller() -> str:
+    """The owner of the request. Owners come with authentication; until then every caller is anonymous."""
+    return ANONYMOUS
+
+
+def _status_url(job_id: str) -> str:
+    event = app.current_event
+    scheme = event.headers.get("x-forwarded-proto", "https")
+    return f"{scheme}://{event.request_context.domain_name}/jobs/{job_id}"
+
+
+def _error(status: int, code: str, message: str) -> Response[ErrorResponse]:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message))
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
+
+
+@app.post("/uploads")
+@tracer.capture_method
+def create_upload(request: Annotated[UploadRequest, Body()]) -> Response[UploadResponse]:
+    response = uploads_service().create_upload(request, _caller(), _status_url)
+    logger.append_keys(job_id=response.job_id)
+    logger.info("upload created", extra={"upload_filename": request.filename, "size": request.size})
+    metrics.add_metric(name="UploadsCreated", unit="Count", value=1)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=response)
+
+
+@app.get("/jobs/<job_id>")
+@tracer.capture_method
+def get_job(
+    job_id: str,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0,
+    since: Annotated[int | None, Query(ge=0)] = None,
+) -> JobView:
+    logger.append_keys(job_id=job_id)
+    service = uploads_service()
+    job = service.wait_for_job(job_id, _caller(), wait, since) if wait else service.get_job(job_id, _caller())
+    return service.view(job)
+
+
+@app.get("/health")
+def health() -> Health:
+    return Health()
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> dict[str, Any]:
+    schema: dict[str, Any] = app.get_openapi_schema(title="imgflow", version="0.1.0").model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    return schema
+
+
+@app.exception_handler(JobNotFoundError)
+def job_not_found(error: JobNotFoundError) -> Response[ErrorResponse]:
+    return _error(404, "not_found", error.message)
+
+
+@app.exception_handler(UploadTooLargeError)
+def upload_too_large(error: UploadTooLargeError) -> Response[ErrorResponse]:
+    return _error(413, "too_large_bytes", error.message)
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response[ErrorResponse]:
+    details = "; ".join(
+        f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}" for item in error.errors()
+    )
+    return _error(400, "invalid_request", details or "the request is not valid")
+
+
+@app.not_found
+def route_not_found(_: Exception) -> Response[ErrorResponse]:
+    return _error(404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

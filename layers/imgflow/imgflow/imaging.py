@@ -1,0 +1,341 @@
+"""The imaging core: validate uploads, decode them once, render web variants and a placeholder.
+
+Pure functions on bytes and Pillow images; nothing here knows about AWS. Only the decoders of the
+allow-listed formats ever run, and every bound (bytes, pixels, side, frames) is checked before pixels
+are decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import NoReturn
+
+import blurhash
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+
+from imgflow.errors import ImageRejectedError
+from imgflow.models import ImageFormat, ImageInfo, OutputFormat, Placeholder
+
+ACCEPTED_FORMATS = "JPEG, PNG, WebP, GIF"
+_DISPLAY_NAMES: dict[ImageFormat, str] = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF"}
+
+# Only used to name what was uploaded instead; none of these parsers is ever run.
+_FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"II+\x00", "a TIFF image"),
+    (b"MM\x00+", "a TIFF image"),
+    (b"8BPS", "a Photoshop (PSD) document"),
+    (b"%!PS", "an EPS/PostScript document"),
+    (b"\xc5\xd0\xd3\xc6", "an EPS/PostScript document"),
+    (b"%PDF", "a PDF document"),
+    (b"DDS ", "a DDS texture"),
+    (b"\x01\xda", "an SGI image"),
+    (b"BM", "a BMP image"),
+)
+
+# What a hostile or damaged file can make Pillow's parsers and decoders raise.
+_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    KeyError,
+    struct.error,
+    zlib.error,
+)
+
+_ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_RESIZE_REDUCING_GAP = 3.0
+_BLURHASH_COMPONENTS = (4, 3)
+_PLACEHOLDER_EDGE = 32
+_DOMINANT_PALETTE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds of an acceptable upload.
+
+    Pillow keeps its own guard (`Image.MAX_IMAGE_PIXELS`, ~89.5 MP: a warning above it, an error above
+    twice that) as a second line behind `max_pixels`; a `max_pixels` above that guard would be cut
+    short by Pillow, and is reported as `too_many_pixels` all the same.
+    """
+
+    max_bytes: int
+    max_pixels: int
+    max_side: int
+    max_frames: int
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    data: bytes
+    width: int
+    height: int
+    content_type: str
+
+
+def sniff_format(data: bytes) -> ImageFormat | None:
+    """The allow-listed format the magic bytes announce, or None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    return None
+
+
+def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
+    """Validate an upload by its bytes, decoding its first frame fully to prove it decodes."""
+    with _opened(data, limits) as (image, fmt):
+        image.load()
+        width, height = image.size
+        if _orientation(image) in _ROTATED_ORIENTATIONS:
+            width, height = height, width
+        frames = _frame_count(image)
+    return ImageInfo(format=fmt, width=width, height=height, frames=frames)
+
+
+def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = None) -> Image.Image:
+    """Decode the first frame once: upright, sRGB, 8-bit RGB or RGBA, no metadata, at most `max_edge`."""
+    with _opened(data, limits) as (image, fmt):
+        if fmt == "JPEG" and max_edge is not None and max(image.size) > max_edge:
+            image.draft("RGB", _draft_request(image.size, max_edge))
+        image.load()
+        icc_profile = image.info.get("icc_profile")
+        _apply_orientation(image)
+        normalized = _to_srgb(image, icc_profile)
+    if max_edge is not None:
+        normalized = resize_to_long_edge(normalized, max_edge)
+    normalized.info.clear()
+    return normalized
+
+
+def resize_to_long_edge(image: Image.Image, long_edge: int) -> Image.Image:
+    """The image with its long edge at `long_edge`; the image itself when it is no larger."""
+    width, height = image.size
+    if max(width, height) <= long_edge:
+        return image
+    if width >= height:
+        size = (long_edge, max(1, round(height * long_edge / width)))
+    else:
+        size = (max(1, round(width * long_edge / height)), long_edge)
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=_RESIZE_REDUCING_GAP)
+
+
+def render_variant(image: Image.Image, long_edge: int, fmt: OutputFormat, quality: int) -> RenderedImage:
+    """Encode one web variant, with no EXIF, XMP or ICC profile in it whatever the image carries."""
+    variant = _to_rgb_or_rgba(resize_to_long_edge(image, long_edge))
+    buffer = io.BytesIO()
+    # Explicit empty metadata: the AVIF encoder would otherwise copy the image's own ICC profile.
+    metadata = {"exif": b"", "xmp": b"", "icc_profile": b""}
+    if fmt == "webp":
+        variant.save(buffer, format="WEBP", quality=quality, method=4, **metadata)
+    else:
+        # speed 7 keeps a 4096 px encode within a Lambda's budget at little cost in size.
+        variant.save(buffer, format="AVIF", quality=quality, speed=7, **metadata)
+    return RenderedImage(
+        data=buffer.getvalue(),
+        width=variant.width,
+        height=variant.height,
+        content_type=f"image/{fmt}",
+    )
+
+
+def placeholder(image: Image.Image) -> Placeholder:
+    """A blurhash and the dominant colour, computed on a tiny copy flattened on white."""
+    tiny = _flatten_on_white(resize_to_long_edge(image, _PLACEHOLDER_EDGE))
+    x_components, y_components = _BLURHASH_COMPONENTS
+    # blurhash.encode closes the image it is given.
+    hash_ = blurhash.encode(tiny.copy(), x_components, y_components)
+    return Placeholder(blurhash=hash_, dominant_color=_dominant_color(tiny))
+
+
+@contextmanager
+def _opened(data: bytes, limits: ImageLimits) -> Iterator[tuple[ImageFile.ImageFile, ImageFormat]]:
+    """The image opened by the one decoder its magic bytes name, every bound checked, decode errors mapped."""
+    if not data:
+        raise ImageRejectedError("empty_file", "the file is empty")
+    if len(data) > limits.max_bytes:
+        raise ImageRejectedError(
+            "too_large_bytes",
+            f"the file is {_mebibytes(len(data))} MB; the limit is {_mebibytes(limits.max_bytes)} MB",
+        )
+    fmt = sniff_format(data)
+    if fmt is None:
+        _reject_foreign(data)
+    if fmt == "WEBP" and (canvas := _webp_canvas_size(data)) is not None:
+        # Pillow's WebP plugin allocates the whole canvas while opening, so bound it first.
+        _check_dimensions(canvas, limits)
+    with _rejecting_decode_errors(fmt, limits), Image.open(io.BytesIO(data), formats=[fmt]) as image:
+        _check_dimensions(image.size, limits)
+        frames = _frame_count(image)
+        if frames > limits.max_frames:
+            raise ImageRejectedError(
+                "too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}"
+            )
+        if fmt == "PNG":
+            # load() stops after the image data and forgives a damaged tail; verify() does not.
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as probe:
+                probe.verify()
+        yield image, fmt
+
+
+@contextmanager
+def _rejecting_decode_errors(fmt: ImageFormat, limits: ImageLimits) -> Iterator[None]:
+    name = _DISPLAY_NAMES[fmt]
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejectedError(
+            "too_many_pixels",
+            f"the image declares far more pixels than the limit of {_megapixels(limits.max_pixels)} MP",
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejectedError(
+            "unsupported_format", f"the file has a {name} signature but is not a readable {name} image"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageRejectedError("corrupt_image", f"the {name} image is corrupt or truncated") from exc
+
+
+def _reject_foreign(data: bytes) -> NoReturn:
+    kind = next((kind for magic, kind in _FOREIGN_SIGNATURES if data.startswith(magic)), None)
+    if kind is None and data[4:8] == b"ftyp":
+        kind = "a HEIC/AVIF image"
+    if kind is None:
+        message = f"the file is not an image in an accepted format ({ACCEPTED_FORMATS})"
+    else:
+        message = f"the file is {kind}; accepted formats are {ACCEPTED_FORMATS}"
+    raise ImageRejectedError("unsupported_format", message)
+
+
+def _check_dimensions(size: tuple[int, int], limits: ImageLimits) -> None:
+    width, height = size
+    if width * height > limits.max_pixels:
+        raise ImageRejectedError(
+            "too_many_pixels",
+            f"the image is {width}x{height} pixels ({_megapixels(width * height)} MP); "
+            f"the limit is {_megapixels(limits.max_pixels)} MP",
+        )
+    if max(width, height) > limits.max_side:
+        raise ImageRejectedError(
+            "too_many_pixels",
+            f"the image is {width}x{height} pixels; no side may be longer than {limits.max_side} pixels",
+        )
+
+
+def _webp_canvas_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    return None
+
+
+def _frame_count(image: Image.Image) -> int:
+    return int(getattr(image, "n_frames", 1))
+
+
+def _orientation(image: Image.Image) -> int:
+    # Unreadable EXIF is treated as no EXIF, the same way _apply_orientation treats it.
+    try:
+        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+    except _DECODE_ERRORS:
+        return 1
+
+
+def _apply_orientation(image: Image.Image) -> None:
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except _DECODE_ERRORS:
+        return
+
+
+def _draft_request(size: tuple[int, int], max_edge: int) -> tuple[int, int]:
+    # draft() picks the largest 1/2^n scale that keeps both sides at least this size. Asking for the
+    # aspect-preserving size keeps the long edge >= max_edge, in either orientation.
+    scale = max_edge / max(size)
+    return math.ceil(size[0] * scale), math.ceil(size[1] * scale)
+
+
+def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """8-bit RGB or RGBA in sRGB, through the embedded profile when there is a usable one."""
+    target = "RGBA" if image.has_transparency_data else "RGB"
+    if image.mode in ("I", "I;16", "I;16L", "I;16B"):
+        image = _gray16_to_8bit(image)
+    # lcms takes L, RGB and CMYK (RGBA when there is alpha) as they are. Any other mode holds its
+    # colours in the same source space, so it becomes RGB(A) before the profile is applied.
+    if image.mode not in (("RGBA",) if target == "RGBA" else ("L", "RGB", "CMYK")):
+        image = image.convert(target)
+    if icc_profile:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            converted = ImageCms.profileToProfile(image, source, _srgb_profile(), outputMode=target)
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            converted = None
+        if converted is not None:
+            return converted
+    return image.convert(target)
+
+
+def _gray16_to_8bit(image: Image.Image) -> Image.Image:
+    # convert("L") clips 16-bit values at 255; scale the range instead (rounding to nearest).
+    gray = image.convert("I").point(lambda value: value * (1 / 257) + 0.5).convert("L")
+    if not image.has_transparency_data:
+        return gray
+    # Pillow's transparency conversion compares the full 16-bit value against tRNS.
+    alpha = image.convert("LA").getchannel("A")
+    return Image.merge("LA", (gray, alpha))
+
+
+@cache
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGB", "RGBA"):
+        return image
+    return image.convert("RGBA" if image.has_transparency_data else "RGB")
+
+
+def _flatten_on_white(image: Image.Image) -> Image.Image:
+    rgba = _to_rgb_or_rgba(image)
+    if rgba.mode == "RGB":
+        return rgba
+    background = Image.new("RGBA", rgba.size, "white")
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _dominant_color(image: Image.Image) -> str:
+    quantized = image.quantize(_DOMINANT_PALETTE_SIZE, method=Image.Quantize.MEDIANCUT)
+    counts = quantized.histogram()
+    index = max(range(len(counts)), key=counts.__getitem__)
+    palette = quantized.getpalette() or [0, 0, 0]
+    red, green, blue = palette[3 * index : 3 * index + 3]
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def _mebibytes(size: int) -> str:
+    return f"{size / 2**20:.1f}"
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f}"

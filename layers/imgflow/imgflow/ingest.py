@@ -1,0 +1,158 @@
+"""Ingest: turn one uploaded object into a job that is either rejected (with a reason) or processing.
+
+Called once per S3 record. Redelivered notifications are filtered before this (idempotency on the
+object's identity); what remains here is ordering (sequencers), safety of keys and validation by bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from imgflow.errors import ImageRejectedError, TransitionRejectedError
+from imgflow.imaging import ImageLimits, inspect_image
+from imgflow.job_store import JobStore
+from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key
+from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected
+from imgflow.models import ANONYMOUS, Job, JobError, JobStatus, SourceObject, Task, VariantsMessage
+from imgflow.queues import TaskQueue
+from imgflow.settings import Settings
+from imgflow.storage import ObjectChangedError, ObjectStorage
+
+VARIANTS_TASK = "variants"
+_API_UPLOAD_KEY = re.compile(r"^uploads/(?P<job_id>[0-9a-f]{32})/original$")
+# Direct drops get a job id derived from the object's identity, so a redelivery finds the same job.
+_DROP_NAMESPACE = uuid.UUID("6f1d9a4e-3c1b-4d8e-9a53-0c2f6f4b7e21")
+
+
+class IngestOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    IGNORED_PREFIX = "ignored_prefix"
+    UNSAFE_KEY = "unsafe_key"
+    STALE = "stale"
+    ALREADY_STARTED = "already_started"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: IngestOutcome
+    job_id: str | None = None
+
+
+def drop_job_id(source: SourceObject) -> str:
+    identity = f"{source.bucket}\n{source.key}\n{source.sequencer or source.version_id or source.etag or ''}"
+    return uuid.uuid5(_DROP_NAMESPACE, identity).hex
+
+
+@dataclass
+class IngestService:
+    store: JobStore
+    storage: ObjectStorage
+    variants_queue: TaskQueue
+    events: EventPublisher
+    settings: Settings
+
+    @property
+    def limits(self) -> ImageLimits:
+        s = self.settings
+        return ImageLimits(max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels, max_side=s.max_side,
+                           max_frames=s.max_frames)
+
+    def ingest(self, source: SourceObject) -> IngestResult:
+        if not source.key.startswith(UPLOAD_PREFIX):
+            return IngestResult(IngestOutcome.IGNORED_PREFIX)
+        if not is_safe_upload_key(source.key):
+            return IngestResult(IngestOutcome.UNSAFE_KEY)
+        existing = self._find_job(source)
+        job_id = existing.job_id if existing else drop_job_id(source)
+        # Claim before creating anything: a stale event must leave no job behind.
+        if source.sequencer and not self.store.claim_object(source.bucket, source.key, source.sequencer, job_id):
+            return IngestResult(IngestOutcome.STALE, job_id)
+        job = existing or self._create_drop_job(job_id, source)
+        if job.status is JobStatus.PROCESSING:
+            # A retry after a failure between accepting and fanning out: fan out again (variants are idempotent).
+            self._fan_out(job)
+            return IngestResult(IngestOutcome.ACCEPTED, job.job_id)
+        if job.status not in {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}:
+            return IngestResult(IngestOutcome.ALREADY_STARTED, job.job_id)
+        try:
+            job = self.store.start_validation(job.job_id, source)
+        except TransitionRejectedError:
+            return IngestResult(IngestOutcome.ALREADY_STARTED, job.job_id)
+        return self._validate(job, source)
+
+    def give_up(self, source: SourceObject, reason: str) -> str | None:
+        """End the job of `source` as failed after its last attempt, so that no job stays unfinished."""
+        job = self._find_job(source)
+        if job is None or job.status.is_terminal:
+            return None
+        try:
+            self.store.fail(job.job_id, JobError(code="internal_error", message=reason))
+        except TransitionRejectedError:
+            return None
+        return job.job_id
+
+    def _validate(self, job: Job, source: SourceObject) -> IngestResult:
+        try:
+            self._check_declared(job, source)
+            data = self.storage.read(source.bucket, source.key, max_bytes=self.settings.max_upload_bytes,
+                                     etag=source.etag)
+            image = inspect_image(data, self.limits)
+        except ObjectChangedError:
+            # Overwritten or deleted since this event: the newer write's event carries the job on.
+            return IngestResult(IngestOutcome.STALE, job.job_id)
+        except ImageRejectedError as rejection:
+            rejected = self.store.reject(job.job_id, JobError(code=rejection.code, message=rejection.message))
+            self.events.publish(job_rejected(rejected))
+            return IngestResult(IngestOutcome.REJECTED, job.job_id)
+        accepted = self.store.accept(job.job_id, image, {VARIANTS_TASK: Task()})
+        self._fan_out(accepted)
+        self.events.publish(job_accepted(accepted))
+        return IngestResult(IngestOutcome.ACCEPTED, job.job_id)
+
+    def _check_declared(self, job: Job, source: SourceObject) -> None:
+        """Reject what the notification already tells us is wrong, without downloading anything."""
+        if source.size == 0:
+            raise ImageRejectedError("empty_file", "the uploaded file is empty")
+        if source.size > self.settings.max_upload_bytes:
+            raise ImageRejectedError(
+                "too_large_bytes",
+                f"the file is {source.size} bytes; the limit is {self.settings.max_upload_bytes} bytes",
+            )
+        if job.declared_size is not None and job.declared_size != source.size:
+            raise ImageRejectedError(
+                "upload_mismatch",
+                f"the upload was announced as {job.declared_size} bytes but {source.size} bytes arrived",
+            )
+
+    def _fan_out(self, job: Job) -> None:
+        assert job.source is not None
+        self.variants_queue.send(
+            VariantsMessage(job_id=job.job_id, bucket=job.source.bucket, key=job.source.key, etag=job.source.etag)
+        )
+
+    def _find_job(self, source: SourceObject) -> Job | None:
+        match = _API_UPLOAD_KEY.match(source.key)
+        if match:
+            job = self.store.get(match["job_id"])
+            if job is not None:
+                return job
+        return self.store.get(drop_job_id(source))
+
+    def _create_drop_job(self, job_id: str, source: SourceObject) -> Job:
+        """A job for an object that another system dropped into the bucket without asking the API."""
+        now = self.store.now()
+        job = Job(
+            job_id=job_id,
+            owner=ANONYMOUS,
+            status=JobStatus.AWAITING_UPLOAD,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.settings.job_retention_days * 86400,
+            filename=source.key.rsplit("/", 1)[-1],
+        )
+        self.store.create(job)
+        return self.store.require(job_id)

@@ -1,0 +1,249 @@
+"""All access to JobsTable. Every change of a job is one conditional UpdateItem on the states that allow
+it, bumps `version`, and returns the job as stored afterwards.
+
+The table holds two kinds of item, told apart by `pk`: a job (`pk` = its id) and, per uploaded object
+key, the newest S3 `sequencer` seen for it (`pk` = `object#<bucket>/<key>`), which orders overwrites.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from imgflow.errors import JobNotFoundError, TransitionRejectedError
+from imgflow.models import (
+    TERMINAL_STATUSES,
+    ImageInfo,
+    Job,
+    JobError,
+    JobStatus,
+    Placeholder,
+    SourceObject,
+    Task,
+    TaskStatus,
+    Variant,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+NON_TERMINAL = frozenset(JobStatus) - TERMINAL_STATUSES
+# S3 sequencers are hex strings of varying length: right-padded they compare as the S3 docs prescribe.
+_SEQUENCER_WIDTH = 64
+
+
+def sequencer_order_key(sequencer: str) -> str:
+    return sequencer.upper().ljust(_SEQUENCER_WIDTH, "0")
+
+
+class JobStore:
+    def __init__(self, table: Table, clock: Callable[[], float] = time.time) -> None:
+        self._table = table
+        self._clock = clock
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        item = self._table.get_item(Key={"pk": job_id}, ConsistentRead=True).get("Item")
+        return Job.model_validate(item) if item else None
+
+    def require(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    # --- creation ----------------------------------------------------------------------------------
+
+    def create(self, job: Job) -> bool:
+        """Store a new job; False when a job with that id exists already (a redelivered drop)."""
+        item = {"pk": job.job_id, **job.model_dump(mode="json", exclude_none=True)}
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def claim_object(self, bucket: str, key: str, sequencer: str, job_id: str) -> bool:
+        """Record `sequencer` as the newest write of the key; False when a newer write was seen already.
+
+        An equal sequencer is the same write delivered again: it may proceed (its processing is idempotent).
+        """
+        order_key = sequencer_order_key(sequencer)
+        try:
+            self._table.update_item(
+                Key={"pk": f"object#{bucket}/{key}"},
+                UpdateExpression="SET #seq = :seq, #job = :job, #exp = :exp",
+                ConditionExpression="attribute_not_exists(#seq) OR #seq <= :seq",
+                ExpressionAttributeNames={"#seq": "sequencer", "#job": "job_id", "#exp": "expires_at"},
+                ExpressionAttributeValues={":seq": order_key, ":job": job_id, ":exp": self.now() + 7 * 86400},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    # --- job transitions ---------------------------------------------------------------------------
+
+    def start_validation(self, job_id: str, source: SourceObject) -> Job:
+        return self._update(
+            job_id,
+            "start_validation",
+            {"status": JobStatus.VALIDATING, "source": source},
+            # validating again is how a retry after a crash resumes; duplicates never get here.
+            allowed={JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING},
+        )
+
+    def accept(self, job_id: str, image: ImageInfo, tasks: Mapping[str, Task]) -> Job:
+        return self._update(
+            job_id,
+            "accept",
+            {"status": JobStatus.PROCESSING, "image": image, "tasks": dict(tasks)},
+            allowed={JobStatus.VALIDATING},
+        )
+
+    def reject(self, job_id: str, error: JobError) -> Job:
+        return self._update(
+            job_id,
+            "reject",
+            {"status": JobStatus.REJECTED, "error": error},
+            allowed={JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING},
+        )
+
+    def expire(self, job_id: str) -> Job:
+        return self._update(job_id, "expire", {"status": JobStatus.EXPIRED}, allowed={JobStatus.AWAITING_UPLOAD})
+
+    def fail(self, job_id: str, error: JobError) -> Job:
+        """End a job that cannot go on, from any state that is not terminal yet."""
+        return self._update(job_id, "fail", {"status": JobStatus.FAILED, "error": error}, allowed=NON_TERMINAL)
+
+    def settle(self, job_id: str, status: JobStatus, error: JobError | None = None) -> Job:
+        changes: dict[str, Any] = {"status": status}
+        if error is not None:
+            changes["error"] = error
+        return self._update(job_id, f"settle as {status}", changes, allowed={JobStatus.PROCESSING})
+
+    # --- task progress -----------------------------------------------------------------------------
+
+    def start_task(self, job_id: str, task: str, stage: str, progress: int) -> Job:
+        return self._update(
+            job_id,
+            f"start task {task}",
+            {f"tasks.{task}.status": TaskStatus.RUNNING, f"tasks.{task}.stage": stage, f"tasks.{task}.progress": progress},
+            allowed={JobStatus.PROCESSING},
+            increments={f"tasks.{task}.attempts": 1},
+            task_open=task,
+        )
+
+    def progress_task(
+        self,
+        job_id: str,
+        task: str,
+        stage: str,
+        progress: int,
+        *,
+        variant: Variant | None = None,
+        placeholder: Placeholder | None = None,
+    ) -> Job:
+        changes: dict[str, Any] = {f"tasks.{task}.stage": stage, f"tasks.{task}.progress": progress}
+        if variant is not None:
+            changes[f"variants.{variant.preset}_{variant.format}"] = variant
+        if placeholder is not None:
+            changes["placeholder"] = placeholder
+        return self._update(job_id, f"progress task {task}", changes, allowed={JobStatus.PROCESSING}, task_open=task)
+
+    def finish_task(self, job_id: str, task: str, error: JobError | None = None) -> Job:
+        changes: dict[str, Any] = {
+            f"tasks.{task}.status": TaskStatus.FAILED if error else TaskStatus.SUCCEEDED,
+            f"tasks.{task}.stage": "failed" if error else "done",
+        }
+        if error is None:
+            changes[f"tasks.{task}.progress"] = 100
+        else:
+            changes[f"tasks.{task}.error"] = error
+        return self._update(job_id, f"finish task {task}", changes, allowed={JobStatus.PROCESSING}, task_open=task)
+
+    # --- the one write path ------------------------------------------------------------------------
+
+    def _update(
+        self,
+        job_id: str,
+        action: str,
+        changes: Mapping[str, Any],
+        *,
+        allowed: Iterable[JobStatus],
+        increments: Mapping[str, int] | None = None,
+        task_open: str | None = None,
+    ) -> Job:
+        names: dict[str, str] = {"#status": "status", "#version": "version", "#updated": "updated_at"}
+        values: dict[str, Any] = {":one": 1, ":now": self.now()}
+        sets = ["#version = #version + :one", "#updated = :now"]
+        for index, (path, value) in enumerate(changes.items()):
+            sets.append(f"{_path(path, names)} = :v{index}")
+            values[f":v{index}"] = _to_item_value(value)
+        for index, (path, amount) in enumerate((increments or {}).items()):
+            placeholder = _path(path, names)
+            sets.append(f"{placeholder} = if_not_exists({placeholder}, :zero) + :i{index}")
+            values[f":i{index}"] = amount
+            values[":zero"] = 0
+        allowed_placeholders = []
+        for index, status in enumerate(sorted(allowed)):
+            values[f":s{index}"] = str(status)
+            allowed_placeholders.append(f":s{index}")
+        condition = f"attribute_exists(pk) AND #status IN ({', '.join(allowed_placeholders)})"
+        if task_open is not None:
+            # A task that has finished never changes again, like a terminal job.
+            task_status = _path(f"tasks.{task_open}.status", names)
+            values[":task_pending"], values[":task_running"] = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
+            condition += f" AND {task_status} IN (:task_pending, :task_running)"
+        try:
+            response = self._table.update_item(
+                Key={"pk": job_id},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise TransitionRejectedError(job_id, action) from error
+            raise
+        return Job.model_validate(response["Attributes"])
+
+
+def _path(dotted: str, names: dict[str, str]) -> str:
+    parts = []
+    for part in dotted.split("."):
+        placeholder = f"#p{len(names)}"
+        for existing, name in names.items():
+            if name == part:
+                placeholder = existing
+                break
+        else:
+            names[placeholder] = part
+        parts.append(placeholder)
+    return ".".join(parts)
+
+
+def _to_item_value(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _to_item_value(v) for k, v in value.items()}
+    if isinstance(value, str):  # StrEnum members become plain strings
+        return str(value)
+    return value
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

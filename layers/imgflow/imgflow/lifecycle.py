@@ -1,0 +1,99 @@
+"""Lifecycle events: one EventBridge event per change of a job's state that other systems care about.
+
+Consumers drop duplicates with `job_id` + `version`. `python -m imgflow.schemas DIR` writes the JSON
+Schema of each detail-type to `events/schemas/`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, ClassVar
+
+from imgflow.models import ImageInfo, Job, JobError, JobStatus, Model, Placeholder, Variant
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.client import EventBridgeClient
+
+SOURCE = "imgflow"
+
+
+class LifecycleDetail(Model):
+    detail_type: ClassVar[str]
+
+    job_id: str
+    owner: str
+    status: JobStatus
+    version: int
+
+
+class JobAccepted(LifecycleDetail):
+    detail_type = "Job Accepted"
+    image: ImageInfo
+
+
+class JobRejected(LifecycleDetail):
+    detail_type = "Job Rejected"
+    error: JobError
+
+
+class VariantsReady(LifecycleDetail):
+    detail_type = "Variants Ready"
+    variants: list[Variant]
+    placeholder: Placeholder | None = None
+
+
+class JobSucceeded(LifecycleDetail):
+    detail_type = "Job Succeeded"
+
+
+class JobFailed(LifecycleDetail):
+    detail_type = "Job Failed"
+    error: JobError | None = None
+
+
+DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (JobAccepted, JobRejected, VariantsReady, JobSucceeded, JobFailed)
+
+
+def job_accepted(job: Job) -> JobAccepted:
+    assert job.image is not None
+    return JobAccepted(**_common(job), image=job.image)
+
+
+def job_rejected(job: Job) -> JobRejected:
+    assert job.error is not None
+    return JobRejected(**_common(job), error=job.error)
+
+
+def variants_ready(job: Job) -> VariantsReady:
+    return VariantsReady(**_common(job), variants=list(job.variants.values()), placeholder=job.placeholder)
+
+
+def job_settled(job: Job) -> JobSucceeded | JobFailed:
+    if job.status is JobStatus.SUCCEEDED:
+        return JobSucceeded(**_common(job))
+    return JobFailed(**_common(job), error=job.error)
+
+
+def _common(job: Job) -> dict[str, object]:
+    return {"job_id": job.job_id, "owner": job.owner, "status": job.status, "version": job.version}
+
+
+class EventPublisher:
+    def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
+        self._events = client
+        self._bus = bus_name
+
+    def publish(self, detail: LifecycleDetail) -> None:
+        response = self._events.put_events(
+            Entries=[
+                {
+                    "Source": SOURCE,
+                    "DetailType": detail.detail_type,
+                    "Detail": detail.model_dump_json(),
+                    "EventBusName": self._bus,
+                    "Resources": [],
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused {detail.detail_type}: {json.dumps(response['Entries'])}")

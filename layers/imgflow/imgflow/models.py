@@ -1,0 +1,140 @@
+"""Domain models: the job, its tasks and results, and the messages between functions.
+
+API request/response models live in `imgflow.api_models`, event models in `imgflow.event_models`,
+lifecycle events in `imgflow.lifecycle`. Mapping between them is explicit.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from imgflow.errors import ErrorCode
+
+JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+OutputFormat = Literal["webp", "avif"]
+ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF"]
+Owner = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ANONYMOUS = "anonymous"
+
+
+class JobStatus(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    VALIDATING = "validating"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.EXPIRED})
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class JobError(Model):
+    code: ErrorCode
+    message: str
+
+
+class VariantPreset(Model):
+    name: PresetName
+    long_edge: Annotated[int, Field(ge=16, le=8192)]
+
+
+class VariantsRequest(Model):
+    """What the client asks of the variants task: which presets, in which formats."""
+
+    presets: tuple[PresetName, ...] | None = None
+    formats: tuple[OutputFormat, ...] | None = None
+
+
+class Task(Model):
+    status: TaskStatus = TaskStatus.PENDING
+    stage: str = "queued"
+    progress: Annotated[int, Field(ge=0, le=100)] = 0
+    attempts: int = 0
+    error: JobError | None = None
+
+
+class SourceObject(Model):
+    """The uploaded object a job was made from, as S3 reported it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str | None = None
+    sequencer: str | None = None
+    version_id: str | None = None
+
+
+class ImageInfo(Model):
+    """What validation learned from the bytes. Width and height are as displayed (EXIF orientation applied)."""
+
+    format: ImageFormat
+    width: int
+    height: int
+    frames: int = 1
+
+
+class Variant(Model):
+    preset: PresetName
+    format: OutputFormat
+    key: str
+    width: int
+    height: int
+    bytes: int
+    content_type: str
+
+
+class Placeholder(Model):
+    blurhash: str
+    dominant_color: Annotated[str, StringConstraints(pattern=r"^#[0-9a-f]{6}$")]
+
+
+class Job(Model):
+    job_id: JobId
+    owner: Owner = ANONYMOUS
+    status: JobStatus
+    version: int = 1
+    created_at: int
+    updated_at: int
+    expires_at: int
+    upload_expires_at: int | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    declared_size: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    variants_request: VariantsRequest = VariantsRequest()
+    source: SourceObject | None = None
+    image: ImageInfo | None = None
+    tasks: dict[str, Task] = Field(default_factory=dict)
+    variants: dict[str, Variant] = Field(default_factory=dict)
+    placeholder: Placeholder | None = None
+    error: JobError | None = None
+
+
+class VariantsMessage(Model):
+    """VariantsQueue message body: make the web variants of one job's original."""
+
+    job_id: JobId
+    bucket: str
+    key: str
+    etag: str | None = None

@@ -1,0 +1,76 @@
+"""Every setting of imgflow, read from the environment once, in one typed object.
+
+template.yaml sets these for each function; the local runtime sets the same from the same template.
+Domain code receives values from here and never reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, PositiveInt, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from imgflow.models import OutputFormat, VariantPreset
+
+DEFAULT_PRESETS = (
+    VariantPreset(name="thumb", long_edge=150),
+    VariantPreset(name="small", long_edge=600),
+    VariantPreset(name="large", long_edge=1200),
+    VariantPreset(name="full", long_edge=4096),
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    jobs_table: str
+    idempotency_table: str = ""
+    uploads_bucket: str
+    media_bucket: str
+    variants_queue_url: str = ""
+    edit_queue_url: str = ""
+    event_bus_name: str = "default"
+
+    # Limits of an upload: bytes are also pinned by the presigned POST policy.
+    max_upload_bytes: PositiveInt = 25 * 1024 * 1024
+    max_pixels: PositiveInt = 60_000_000
+    max_side: PositiveInt = 16_384
+    max_frames: PositiveInt = 300
+
+    upload_url_ttl_seconds: Annotated[int, Field(ge=60, le=3600)] = 900
+    download_url_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    job_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    # The queue's maxReceiveCount: the attempt that reaches it must end the job instead of retrying.
+    max_receive_count: Annotated[int, Field(ge=1)] = 5
+
+    variant_presets: Annotated[tuple[VariantPreset, ...], NoDecode] = DEFAULT_PRESETS
+    default_formats: Annotated[tuple[OutputFormat, ...], NoDecode] = ("webp",)
+    webp_quality: Annotated[int, Field(ge=1, le=100)] = 85
+    avif_quality: Annotated[int, Field(ge=1, le=100)] = 60
+
+    @field_validator("variant_presets", mode="before")
+    @classmethod
+    def _parse_presets(cls, raw: object) -> object:
+        # "thumb=150,small=600" keeps the environment variable readable in template.yaml.
+        if not isinstance(raw, str):
+            return raw
+        presets = []
+        for item in raw.split(","):
+            name, _, edge = item.strip().partition("=")
+            presets.append(VariantPreset(name=name, long_edge=int(edge)))
+        return tuple(presets)
+
+    @field_validator("default_formats", mode="before")
+    @classmethod
+    def _parse_formats(cls, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        return tuple(f.strip() for f in raw.split(",") if f.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process; fails fast on a missing or malformed variable. Tests clear the cache."""
+    return Settings()  # type: ignore[call-arg]

@@ -1,0 +1,96 @@
+"""The variants task: from one original, the web-ready images of every requested preset and format,
+plus a placeholder. Each result is recorded on the job as it lands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgflow.errors import ImageRejectedError, TransitionRejectedError
+from imgflow.imaging import ImageLimits, load_normalized, placeholder, render_variant
+from imgflow.job_store import JobStore
+from imgflow.keys import variant_key
+from imgflow.lifecycle import EventPublisher, job_settled, variants_ready
+from imgflow.models import Job, JobError, JobStatus, OutputFormat, TaskStatus, Variant, VariantPreset, VariantsMessage
+from imgflow.settings import Settings
+from imgflow.storage import ObjectChangedError, ObjectStorage
+
+TASK = "variants"
+
+
+def plan(job: Job, settings: Settings) -> list[tuple[VariantPreset, OutputFormat]]:
+    """Which presets in which formats, largest first (the cheapest order to resize in)."""
+    wanted = job.variants_request
+    presets = [p for p in settings.variant_presets if wanted.presets is None or p.name in wanted.presets]
+    formats = wanted.formats or settings.default_formats
+    presets.sort(key=lambda p: p.long_edge, reverse=True)
+    return [(preset, fmt) for preset in presets for fmt in formats]
+
+
+def settle_status(job: Job) -> JobStatus | None:
+    """The job's terminal status once every task has finished, else None."""
+    statuses = [task.status for task in job.tasks.values()]
+    if any(status in {TaskStatus.PENDING, TaskStatus.RUNNING} for status in statuses):
+        return None
+    return JobStatus.FAILED if TaskStatus.FAILED in statuses else JobStatus.SUCCEEDED
+
+
+@dataclass
+class VariantsService:
+    store: JobStore
+    storage: ObjectStorage
+    events: EventPublisher
+    settings: Settings
+
+    def run(self, message: VariantsMessage) -> Job | None:
+        job = self.store.get(message.job_id)
+        if job is None or job.status is not JobStatus.PROCESSING:
+            return None
+        task = job.tasks.get(TASK)
+        if task is None or task.status in {TaskStatus.SUCCEEDED, TaskStatus.FAILED}:
+            return None  # a redelivery after the task finished
+        self.store.start_task(job.job_id, TASK, "decoding", 5)
+        try:
+            data = self.storage.read(message.bucket, message.key, max_bytes=self.settings.max_upload_bytes,
+                                     etag=message.etag)
+            return self._render_all(job, data)
+        except ImageRejectedError as rejection:
+            return self.finish(job.job_id, JobError(code=rejection.code, message=rejection.message))
+        except ObjectChangedError:
+            return self.finish(
+                job.job_id, JobError(code="upload_mismatch", message="the original changed or vanished during processing")
+            )
+
+    def finish(self, job_id: str, error: JobError | None = None) -> Job | None:
+        """Close the task (failed when `error`), and the job once all its tasks are done."""
+        try:
+            job = self.store.finish_task(job_id, TASK, error)
+        except TransitionRejectedError:
+            return None
+        if error is None:
+            self.events.publish(variants_ready(job))
+        status = settle_status(job)
+        if status is None:
+            return job
+        failed_error = error or next((t.error for t in job.tasks.values() if t.error), None)
+        settled = self.store.settle(job_id, status, failed_error if status is JobStatus.FAILED else None)
+        self.events.publish(job_settled(settled))
+        return settled
+
+    def _render_all(self, job: Job, data: bytes) -> Job | None:
+        s = self.settings
+        steps = plan(job, s)
+        largest = max(preset.long_edge for preset, _ in steps)
+        limits = ImageLimits(max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels, max_side=s.max_side,
+                             max_frames=s.max_frames)
+        image = load_normalized(data, limits, max_edge=largest)
+        self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
+        for done, (preset, fmt) in enumerate(steps, start=1):
+            quality = s.webp_quality if fmt == "webp" else s.avif_quality
+            rendered = render_variant(image, preset.long_edge, fmt, quality)
+            key = variant_key(job.job_id, preset.name, fmt)
+            self.storage.write(s.media_bucket, key, rendered.data, rendered.content_type)
+            variant = Variant(preset=preset.name, format=fmt, key=key, width=rendered.width,
+                              height=rendered.height, bytes=len(rendered.data), content_type=rendered.content_type)
+            progress = 10 + (90 * done) // (len(steps) + 1)
+            self.store.progress_task(job.job_id, TASK, f"encoded {preset.name}.{fmt}", progress, variant=variant)
+        return self.finish(job.job_id)
