@@ -1,7 +1,5 @@
 """api: the HTTP API (API Gateway HTTP API, payload v2) through Powertools' resolver."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types

@@ -157,8 +157,8 @@ def _parse_credential(value: str, region: str) -> _Credential:
     if len(parts) != 5 or not all(parts):
         raise PostPolicyError(
             "InvalidArgument",
-            f"Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; "
-            f'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".',
+            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; "
+            'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".',
             details={"ArgumentName": "x-amz-credential", "ArgumentValue": value},
         )
     credential = _Credential(*parts)
@@ -169,7 +169,10 @@ def _parse_credential(value: str, region: str) -> _Credential:
 def _check_credential_scope(credential: _Credential, region: str) -> None:
     problem = None
     if not (len(credential.date) == 8 and credential.date.isdigit()):
-        problem = f"incorrect date format '{credential.date}'. This date in the credential must be in the format \"yyyyMMdd\"."
+        problem = (
+            f"incorrect date format '{credential.date}'. This date in the credential must be in the "
+            'format "yyyyMMdd".'
+        )
     elif credential.region != region:
         problem = f"the region '{credential.region}' is wrong; expecting '{region}'"
     elif credential.service != "s3":
@@ -280,9 +283,7 @@ def _check_conditions(
     return covered
 
 
-def _check_match(
-    operator: str, reference: Any, expected: Any, form: Mapping[str, str], bucket: str
-) -> str:
+def _check_match(operator: str, reference: Any, expected: Any, form: Mapping[str, str], bucket: str) -> str:
     if not (isinstance(reference, str) and reference.startswith("$") and isinstance(expected, str)):
         raise _invalid_policy(f"Invalid Condition: {json.dumps([operator, reference, expected])}")
     name = reference[1:].lower()

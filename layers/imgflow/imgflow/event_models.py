@@ -9,6 +9,14 @@ from typing import Literal
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.parser.models import S3Model, S3RecordModel, SqsRecordModel
+from aws_lambda_powertools.utilities.parser.models.s3 import (
+    S3Bucket,
+    S3Identity,
+    S3Message,
+    S3OwnerIdentify,
+    S3RequestParameters,
+    S3ResponseElements,
+)
 from pydantic import BaseModel, Json
 
 from imgflow.models import SourceObject, VariantsMessage
@@ -22,15 +30,35 @@ class S3TestEventModel(BaseModel):
     Bucket: str | None = None
 
 
+# Ingest reads only the bucket and the object; the identity fields that S3 adds (and emulators omit) may be absent.
+class S3NotificationBucket(S3Bucket):
+    ownerIdentity: S3OwnerIdentify | None = None  # type: ignore[assignment]
+
+
+class S3NotificationMessage(S3Message):
+    bucket: S3NotificationBucket
+
+
+class S3NotificationRecord(S3RecordModel):
+    userIdentity: S3Identity | None = None  # type: ignore[assignment]
+    requestParameters: S3RequestParameters | None = None  # type: ignore[assignment]
+    responseElements: S3ResponseElements | None = None  # type: ignore[assignment]
+    s3: S3NotificationMessage
+
+
+class S3Notification(S3Model):
+    Records: list[S3NotificationRecord]  # type: ignore[assignment]
+
+
 class IngestRecordModel(SqsRecordModel):  # type: ignore[override]
-    body: Json[S3Model | S3TestEventModel]  # type: ignore[assignment]
+    body: Json[S3Notification | S3TestEventModel]  # type: ignore[assignment]
 
 
 class VariantsRecordModel(SqsRecordModel):  # type: ignore[override]
     body: Json[VariantsMessage]  # type: ignore[assignment]
 
 
-def source_object(record: S3RecordModel) -> SourceObject:
+def source_object(record: S3NotificationRecord) -> SourceObject:
     obj = record.s3.object
     return SourceObject(
         bucket=record.s3.bucket.name,
@@ -42,7 +70,7 @@ def source_object(record: S3RecordModel) -> SourceObject:
     )
 
 
-def created_objects(body: S3Model | S3TestEventModel) -> list[SourceObject]:
+def created_objects(body: S3Notification | S3TestEventModel) -> list[SourceObject]:
     """The objects an S3 notification says were created; none for a test event."""
     if isinstance(body, S3TestEventModel):
         return []

@@ -1,0 +1,110 @@
+"""The `imgflow` command: `serve` runs the whole system locally; `process` pushes files through it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from imgflow_local.client import process_files
+from imgflow_local.runtime import LocalRuntime, RuntimeOptions
+
+
+def _find_template() -> Path:
+    for folder in (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]):
+        if (folder / "template.yaml").is_file():
+            return folder / "template.yaml"
+    raise SystemExit("imgflow: no template.yaml here or above; run it from the project or pass --template")
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    parameters = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"imgflow: --parameter wants NAME=VALUE, got {pair!r}")
+        parameters[name] = value
+    return parameters
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--template", type=Path, help="the SAM template (default: ./template.yaml)")
+    parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a template parameter (repeatable)")
+    parser.add_argument("--aws-endpoint", help="use this running emulator (e.g. LocalStack) instead of the embedded one")
+    parser.add_argument("--retry-delay", type=int, metavar="SECONDS",
+                        help="bring failed messages back after this many seconds instead of the queue's visibility timeout")
+
+
+def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
+    options = RuntimeOptions(
+        template=args.template or _find_template(),
+        aws_endpoint=args.aws_endpoint,
+        retry_delay=args.retry_delay,
+        # Handlers log JSON at WARNING and above locally; `--parameter LogLevel=INFO` shows everything.
+        parameters={"LogLevel": "WARNING", **_parameters(args.parameter)},
+    )
+    for name, value in overrides.items():
+        setattr(options, name, value)
+    return options
+
+
+def serve(args: argparse.Namespace) -> int:
+    runtime = LocalRuntime(_options(args, api_port=args.port, aws_port=args.aws_port, host=args.host,
+                                    log=lambda line: print(line, flush=True)))
+    runtime.start()
+    print(f"imgflow is running\n  API:       {runtime.api_url}\n  demo page: {runtime.api_url}/\n"
+          f"  AWS (emulator): {runtime.aws_url}\nPress Ctrl+C to stop.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+    return 0
+
+
+def process(args: argparse.Namespace) -> int:
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        print(f"imgflow: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    # Quiet runtime: the step log goes to stderr only with --verbose; stdout is kept for --json.
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else (lambda _line: None)
+    with LocalRuntime(_options(args, api_port=0, aws_port=0, log=log)) as runtime:
+        ok = process_files(runtime.api_url, args.files, args.out, as_json=args.json, formats=args.format)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgflow", description="imgflow's local runtime and tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="run the whole system on this machine")
+    _add_runtime_options(serve_parser)
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=3000, help="HTTP API port (default 3000)")
+    serve_parser.add_argument("--aws-port", type=int, default=4566, help="AWS endpoint port (default 4566)")
+    serve_parser.set_defaults(run=serve)
+
+    process_parser = commands.add_parser("process", help="upload files through the local system and save the results")
+    _add_runtime_options(process_parser)
+    process_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    process_parser.add_argument("--out", type=Path, default=Path("imgflow-out"), help="where results go (./imgflow-out)")
+    process_parser.add_argument("--json", action="store_true", help="print each job view as one JSON line")
+    process_parser.add_argument("--format", action="append", choices=["webp", "avif"],
+                                help="output format (repeatable; default webp)")
+    process_parser.add_argument("--verbose", action="store_true", help="print the runtime's step log on stderr")
+    process_parser.set_defaults(run=process)
+
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

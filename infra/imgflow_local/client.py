@@ -1,0 +1,98 @@
+"""A client of the HTTP API, as a web app uses it: ask for an upload, POST the file to S3 with the
+presigned form, poll the job until it ends, download the variants."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TERMINAL = {"succeeded", "failed", "rejected", "expired"}
+
+
+class ApiClient:
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.http = requests.Session()
+
+    def create_upload(self, path: Path, formats: list[str] | None = None) -> dict[str, Any]:
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        body: dict[str, Any] = {"filename": path.name, "content_type": content_type, "size": path.stat().st_size}
+        if formats:
+            body["variants"] = {"formats": formats}
+        response = self.http.post(f"{self.api_url}/uploads", json=body, timeout=30)
+        response.raise_for_status()
+        created: dict[str, Any] = response.json()
+        return created
+
+    def upload(self, upload: dict[str, Any], path: Path) -> requests.Response:
+        with path.open("rb") as file:
+            return self.http.post(upload["url"], data=upload["fields"], files={"file": (path.name, file)}, timeout=60)
+
+    def job(self, job_id: str, wait: int = 0, since: int | None = None) -> dict[str, Any]:
+        params: dict[str, int] = {"wait": wait} if wait else {}
+        if since is not None:
+            params["since"] = since
+        response = self.http.get(f"{self.api_url}/jobs/{job_id}", params=params, timeout=wait + 30)
+        response.raise_for_status()
+        view: dict[str, Any] = response.json()
+        return view
+
+    def wait_until_done(self, job_id: str, on_change: Any = None, timeout: float = 600) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        view = self.job(job_id)
+        while view["status"] not in TERMINAL and time.monotonic() < deadline:
+            view = self.job(job_id, wait=20, since=view["version"])
+            if on_change:
+                on_change(view)
+        return view
+
+
+def _progress_line(name: str, view: dict[str, Any]) -> str:
+    tasks = ", ".join(f"{task} {t['stage']} {t['progress']}%" for task, t in view.get("tasks", {}).items())
+    return f"{name}: {view['status']}" + (f" ({tasks})" if tasks else "")
+
+
+def _save(client: ApiClient, view: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for variant in view.get("variants", []):
+        response = client.http.get(variant["url"], timeout=60)
+        response.raise_for_status()
+        (folder / f"{variant['preset']}.{variant['format']}").write_bytes(response.content)
+
+
+def process_one(client: ApiClient, path: Path, out: Path, formats: list[str] | None, quiet: bool) -> dict[str, Any]:
+    def show(view: dict[str, Any]) -> None:
+        if not quiet:
+            print(_progress_line(path.name, view), file=sys.stderr, flush=True)
+
+    created = client.create_upload(path, formats)
+    uploaded = client.upload(created["upload"], path)
+    if uploaded.status_code >= 300:
+        # S3 refused the upload (policy): the job will expire unused; say why now.
+        show({"status": f"upload refused ({uploaded.status_code}): {uploaded.text[:200]}"})
+    view = client.wait_until_done(created["job_id"], on_change=show)
+    _save(client, view, out / path.stem)
+    return view
+
+
+def process_files(api_url: str, files: list[Path], out: Path, *, as_json: bool, formats: list[str] | None) -> bool:
+    client = ApiClient(api_url)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        views = list(pool.map(lambda path: process_one(client, path, out, formats, quiet=as_json), files))
+    for path, view in zip(files, views, strict=True):
+        if as_json:
+            print(json.dumps(view), flush=True)
+        else:
+            outcome = view["status"]
+            if view.get("error"):
+                outcome += f" - {view['error']['code']}: {view['error']['message']}"
+            print(f"{path}: {outcome}; results in {out / path.stem}", flush=True)
+    return all(view["status"] == "succeeded" for view in views)

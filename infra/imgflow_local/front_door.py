@@ -1,0 +1,422 @@
+"""The local runtime's single AWS endpoint: a reverse proxy in front of the emulator.
+
+Every request is relayed to the upstream (moto's server) unchanged, except S3 browser-based uploads
+(multipart/form-data POSTs to a bucket): moto would store them without checking anything, so their
+POST policy is verified here first, as S3 does, and only an accepted upload reaches moto, byte for byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as token_source
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import urllib3
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wsgi import get_input_stream
+
+from imgflow_local.post_policy import PostPolicyError, error_xml, verify_post_policy
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+# S3 takes objects up to 5 GiB by POST; the rest of the body is the form fields around the file.
+MAX_UPLOAD_BODY_BYTES = 5 * 1024**3 + 1024**2
+# Form fields before the file are held in memory; S3 caps them too (MaxPostPreDataLengthExceeded).
+MAX_PRE_DATA_BYTES = 20 * 1024
+# Uploads stay in memory up to this size, then spool to a temporary file.
+SPOOL_IN_MEMORY_BYTES = 8 * 1024**2
+_CHUNK_BYTES = 64 * 1024
+_MAX_PARTS = 1000
+# Bounds the parser's own buffer: only malformed part headers can grow it this far.
+_MAX_PARSER_BUFFER_BYTES = 1024**2
+
+# Connection-level headers belong to each hop, not to the message being relayed.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Host is the upstream's; Expect is answered by our own server before the body arrives.
+_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"host", "expect", "content-length"}
+# The serving HTTP server writes its own Server and Date lines; relaying moto's would duplicate them.
+_DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {"server", "date"}
+
+
+def make_front_door(upstream: str, secrets: Mapping[str, str], region: str) -> WSGIApplication:
+    """A WSGI app relaying everything to `upstream`, checking S3 POST uploads against `secrets`."""
+    return _FrontDoor(upstream, secrets, region)
+
+
+class FrontDoorServer:
+    """Serves a WSGI app on a background thread (threaded werkzeug server, quiet per request)."""
+
+    def __init__(self, app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the front door is not started")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._server.server_port}"
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("the front door is already started")
+        self._server = make_server(
+            self._host, self._port, self._app, threaded=True, request_handler=_QuietRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="imgflow-front-door", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    # werkzeug logs every request at INFO on its own logger; a local AWS endpoint is too chatty for that.
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("%s %s -> %s", self.command, self.path, code)
+
+
+class _FrontDoor:
+    def __init__(self, upstream: str, secrets: Mapping[str, str], region: str) -> None:
+        self._secrets = dict(secrets)
+        self._region = region
+        # urllib3's pool is thread-safe; block=False opens extra connections under bursts
+        # rather than queueing requests behind a slow one (SQS long polls).
+        self._pool = urllib3.connection_from_url(
+            upstream, maxsize=16, block=False, timeout=urllib3.Timeout(connect=5.0, read=600.0)
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        content_type, _ = parse_options_header(environ.get("CONTENT_TYPE", ""))
+        if environ["REQUEST_METHOD"] == "POST" and content_type == "multipart/form-data":
+            return self._upload(environ, start_response)
+        return self._relay(environ, start_response, *_request_body(environ))
+
+    def _upload(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
+            try:
+                length = self._check_upload(environ, spool)
+            except PostPolicyError as error:
+                logger.debug("refused a POST upload: %s", error)
+                return _refusal(error, environ, start_response)
+            spool.seek(0)
+            # The whole body is sent before urlopen returns, so the spool can close on the way out.
+            return self._relay(environ, start_response, spool, length)
+
+    def _check_upload(self, environ: WSGIEnvironment, spool: IO[bytes]) -> int:
+        """Read the upload into `spool` and verify it; return its length."""
+        bucket = _bucket_of(environ)
+        length = _upload_length(environ)
+        boundary = _boundary_of(environ)
+        form = _read_form(get_input_stream(environ, max_content_length=length), boundary, spool)
+        verify_post_policy(
+            bucket,
+            form.fields,
+            form.file_size,
+            self._secrets,
+            self._region,
+            datetime.now(UTC),
+            filename=form.filename,
+        )
+        return length
+
+    def _relay(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        body: IO[bytes] | bytes | None,
+        length: int | None,
+    ) -> Iterable[bytes]:
+        headers = _forwarded_headers(environ)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        try:
+            response = self._pool.urlopen(
+                environ["REQUEST_METHOD"],
+                _target_of(environ),
+                body=body,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            logger.debug("upstream unreachable: %s", exc)
+            message = b"the AWS emulator behind the front door did not answer\n"
+            start_response(
+                "502 Bad Gateway", [("Content-Type", "text/plain"), ("Content-Length", str(len(message)))]
+            )
+            return [message]
+        reason = response.reason or _phrase(response.status)
+        start_response(f"{response.status} {reason}", _relayed_headers(response))
+        return _RelayedBody(response)
+
+
+class _RelayedBody:
+    """The upstream body as the WSGI iterable; `close` gives the connection back (or drops it if unread)."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        self._response = response
+        self._finished = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._response.stream(_CHUNK_BYTES, decode_content=False)
+        self._finished = True
+
+    def close(self) -> None:
+        if not self._finished:
+            # Unread bytes would corrupt the next exchange on a reused connection.
+            self._response.close()
+        self._response.release_conn()
+
+
+# --- reading the upload -------------------------------------------------------------------------
+
+
+@dataclass
+class _Form:
+    fields: dict[str, str] = field(default_factory=dict)
+    file_size: int = 0
+    filename: str | None = None
+
+
+class _FormReader:
+    """Follows a multipart body as it streams past: the fields before `file`, then the file's size.
+
+    S3 ignores whatever follows the file, so parsing stops there; the bytes are still kept.
+    """
+
+    def __init__(self, boundary: bytes) -> None:
+        self._decoder = MultipartDecoder(
+            boundary, max_form_memory_size=_MAX_PARSER_BUFFER_BYTES, max_parts=_MAX_PARTS
+        )
+        self.form = _Form()
+        self.saw_file = False
+        self.done = False
+        self._field: str | None = None
+        self._value = bytearray()
+        self._pre_data_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes of the body; b"" means the body has ended."""
+        if self.done:
+            return
+        self._decoder.receive_data(data or None)
+        while not self.done:
+            event = self._decoder.next_event()
+            if isinstance(event, NeedData):
+                return
+            self._on_event(event)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, Field | File):
+            self._start_part(event)
+        elif isinstance(event, Data):
+            self._on_data(event)
+        elif isinstance(event, Epilogue):
+            self.done = True
+
+    def _start_part(self, part: Field | File) -> None:
+        if part.name.lower() == "file":
+            self.saw_file = True
+            self.form.filename = part.filename if isinstance(part, File) else None
+            self._field = None
+        else:
+            self._field = part.name
+            self._value.clear()
+            self._count_pre_data(len(part.name))
+
+    def _on_data(self, data: Data) -> None:
+        if self._field is None:
+            self.form.file_size += len(data.data)
+            self.done = not data.more_data
+            return
+        self._count_pre_data(len(data.data))
+        self._value.extend(data.data)
+        if not data.more_data:
+            self.form.fields[self._field] = self._value.decode("utf-8", errors="replace")
+
+    def _count_pre_data(self, size: int) -> None:
+        self._pre_data_bytes += size
+        if self._pre_data_bytes > MAX_PRE_DATA_BYTES:
+            raise PostPolicyError(
+                "MaxPostPreDataLengthExceeded",
+                "Your POST request fields preceding the upload file were too large.",
+            )
+
+
+def _read_form(stream: IO[bytes], boundary: bytes, spool: IO[bytes]) -> _Form:
+    """Copy the body into `spool` while parsing the form out of it."""
+    reader = _FormReader(boundary)
+    try:
+        while chunk := stream.read(_CHUNK_BYTES):
+            spool.write(chunk)
+            reader.feed(chunk)
+        reader.feed(b"")
+    except ClientDisconnected as exc:
+        raise PostPolicyError(
+            "IncompleteBody",
+            "You did not provide the number of bytes specified by the Content-Length HTTP header",
+        ) from exc
+    except (ValueError, RequestEntityTooLarge) as exc:
+        raise _malformed() from exc
+    if not reader.saw_file:
+        raise PostPolicyError(
+            "IncorrectNumberOfFilesInPostRequest", "POST requires exactly one file upload per request."
+        )
+    return reader.form
+
+
+def _malformed() -> PostPolicyError:
+    return PostPolicyError(
+        "MalformedPOSTRequest", "The body of your POST request is not well-formed multipart/form-data."
+    )
+
+
+def _bucket_of(environ: WSGIEnvironment) -> str:
+    # Browser uploads go to the bucket itself (path style): /<bucket> or /<bucket>/.
+    bucket = environ.get("PATH_INFO", "").strip("/")
+    if not bucket or "/" in bucket:
+        raise PostPolicyError(
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+            details={"Method": "POST", "ResourceType": "OBJECT" if bucket else "SERVICE"},
+        )
+    return bucket
+
+
+def _upload_length(environ: WSGIEnvironment) -> int:
+    raw = environ.get("CONTENT_LENGTH", "")
+    if not raw.isdigit():
+        raise PostPolicyError("MissingContentLength", "You must provide the Content-Length HTTP header.")
+    length = int(raw)
+    if length > MAX_UPLOAD_BODY_BYTES:
+        raise PostPolicyError(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size",
+            details={"ProposedSize": str(length), "MaxSizeAllowed": str(MAX_UPLOAD_BODY_BYTES)},
+        )
+    return length
+
+
+def _boundary_of(environ: WSGIEnvironment) -> bytes:
+    _, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
+    boundary = options.get("boundary", "")
+    if not boundary:
+        raise _malformed()
+    return boundary.encode("latin-1")
+
+
+def _refusal(error: PostPolicyError, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    request_id = token_source.token_hex(8).upper()
+    body = error_xml(error, request_id)
+    headers = [
+        ("Content-Type", "application/xml"),
+        ("Content-Length", str(len(body))),
+        ("x-amz-request-id", request_id),
+    ]
+    origin = environ.get("HTTP_ORIGIN")
+    if origin:
+        # Without it a browser hides S3's reason from the page that tried the upload.
+        headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    start_response(f"{error.status} {_phrase(error.status)}", headers)
+    return [body]
+
+
+# --- relaying -----------------------------------------------------------------------------------
+
+
+def _request_body(environ: WSGIEnvironment) -> tuple[IO[bytes] | bytes | None, int | None]:
+    """The body to forward and its length, streamed when the length is known."""
+    raw = environ.get("CONTENT_LENGTH", "")
+    if raw.isdigit():
+        length = int(raw)
+        return (get_input_stream(environ, max_content_length=length) if length else b""), length
+    if environ.get("wsgi.input_terminated"):
+        # A chunked request: the server has de-chunked it; send it on with a plain length.
+        data = get_input_stream(environ).read()
+        return data, len(data)
+    return None, None
+
+
+def _forwarded_headers(environ: WSGIEnvironment) -> dict[str, str]:
+    headers = EnvironHeaders(environ)
+    connection_tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in _DROPPED_REQUEST_HEADERS and name.lower() not in connection_tokens
+    }
+
+
+def _target_of(environ: WSGIEnvironment) -> str:
+    # The raw request line keeps the client's percent-encoding of S3 keys exactly.
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw:
+        if raw.startswith("/"):
+            return str(raw)
+        parts = urlsplit(raw)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # WSGI hands the path over as latin-1-decoded bytes.
+    path_bytes = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1")
+    path = quote(path_bytes, safe="/!$&'()*+,;=:@~-._")
+    query = environ.get("QUERY_STRING", "")
+    return path + (f"?{query}" if query else "")
+
+
+def _relayed_headers(response: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]:
+    headers = response.headers
+    connection_tokens = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+    return [
+        (name, value)
+        for name, value in headers.iteritems()
+        if name.lower() not in _DROPPED_RESPONSE_HEADERS and name.lower() not in connection_tokens
+    ]
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -1,0 +1,156 @@
+"""The HTTP API on localhost, as API Gateway's HTTP API serves it: each request becomes a payload v2
+event for the function whose route matches, CORS preflights are answered from the template's
+CorsConfiguration, and the function's response becomes the HTTP response."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from imgflow_local.functions import LocalFunction
+from imgflow_local.stack import HttpApiSpec, HttpRoute
+from imgflow_local.template import ACCOUNT_ID
+
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+
+
+@dataclass(frozen=True)
+class BoundRoute:
+    route: HttpRoute
+    pattern: re.Pattern[str]
+    function: LocalFunction
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.route.method} {self.route.path}"
+
+
+def bind(route: HttpRoute, function: LocalFunction) -> BoundRoute:
+    parts = []
+    for segment in route.path.strip("/").split("/"):
+        parameter = re.fullmatch(r"\{([A-Za-z0-9_]+)(\+?)\}", segment)
+        if parameter is None:
+            parts.append(re.escape(segment))
+        else:
+            # {name+} is a greedy path variable in API Gateway: it may span several segments.
+            parts.append(f"(?P<{parameter[1]}>{'.+' if parameter[2] else '[^/]+'})")
+    return BoundRoute(route, re.compile("^/" + "/".join(parts) + "$"), function)
+
+
+class HttpApiApp:
+    def __init__(
+        self,
+        routes: Iterable[BoundRoute],
+        cors: HttpApiSpec,
+        extra: dict[str, Callable[[Request], Response]] | None = None,
+    ) -> None:
+        self._routes = list(routes)
+        self._cors = cors
+        # Local-only pages (the demo page, the step log) answer before the API's routes.
+        self._extra = extra or {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self._respond(request)
+        self._add_cors(request, response)
+        return response(environ, start_response)
+
+    def _respond(self, request: Request) -> Response:
+        if request.path in self._extra:
+            return self._extra[request.path](request)
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            return Response(status=204)
+        for bound in self._routes:
+            match = bound.pattern.match(request.path)
+            if match and bound.route.method in {request.method, "ANY"}:
+                return self._invoke(bound, match.groupdict(), request)
+        return Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
+
+    def _invoke(self, bound: BoundRoute, path_parameters: dict[str, str], request: Request) -> Response:
+        try:
+            result = bound.function.invoke(self._event(bound, path_parameters, request))
+        except Exception:
+            # What API Gateway answers when the integration fails or times out.
+            return Response(json.dumps({"message": "Internal Server Error"}), status=500, content_type="application/json")
+        return _to_response(result)
+
+    def _event(self, bound: BoundRoute, path_parameters: dict[str, str], request: Request) -> dict[str, Any]:
+        body = request.get_data()
+        content_type = request.headers.get("Content-Type", "")
+        is_text = not body or content_type.startswith(_TEXT_TYPES)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        headers.setdefault("x-forwarded-proto", request.scheme)
+        query: dict[str, str] = {key: ",".join(request.args.getlist(key)) for key in request.args}
+        now = time.time()
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": bound.route_key,
+            "rawPath": request.path,
+            "rawQueryString": request.query_string.decode(),
+            "headers": headers,
+            "requestContext": {
+                "accountId": ACCOUNT_ID,
+                "apiId": "local",
+                "domainName": request.host,
+                "domainPrefix": request.host.split(".")[0],
+                "http": {
+                    "method": request.method,
+                    "path": request.path,
+                    "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                    "sourceIp": request.remote_addr or "127.0.0.1",
+                    "userAgent": request.headers.get("User-Agent", ""),
+                },
+                "requestId": str(uuid.uuid4()),
+                "routeKey": bound.route_key,
+                "stage": "$default",
+                "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "timeEpoch": int(now * 1000),
+            },
+            "isBase64Encoded": not is_text,
+        }
+        if request.cookies:
+            event["cookies"] = [f"{k}={v}" for k, v in request.cookies.items()]
+        if query:
+            event["queryStringParameters"] = query
+        if path_parameters:
+            event["pathParameters"] = path_parameters
+        if body:
+            event["body"] = body.decode() if is_text else base64.b64encode(body).decode()
+        return event
+
+    def _add_cors(self, request: Request, response: Response) -> None:
+        origin = request.headers.get("Origin")
+        if not origin or not self._cors.cors_origins:
+            return
+        if "*" not in self._cors.cors_origins and origin not in self._cors.cors_origins:
+            return
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in self._cors.cors_origins else origin
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = ",".join(self._cors.cors_methods)
+            response.headers["Access-Control-Allow-Headers"] = ",".join(self._cors.cors_headers)
+            response.headers["Access-Control-Max-Age"] = str(self._cors.cors_max_age)
+
+
+def _to_response(result: Any) -> Response:
+    """Payload v2's response rules: a dict with statusCode is a full response; anything else is JSON."""
+    if not (isinstance(result, dict) and "statusCode" in result):
+        return Response(json.dumps(result), status=200, content_type="application/json")
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    response = Response(data, status=int(result["statusCode"]))
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        for value in values:
+            response.headers.add(name, str(value))
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", cookie)
+    return response

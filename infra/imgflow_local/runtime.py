@@ -1,0 +1,230 @@
+"""The local runtime: an embedded AWS emulator, the template's resources in it, the functions wired to
+their event sources and the HTTP API on localhost; or the same against an emulator already running
+(LocalStack)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from imgflow_local.front_door import FrontDoorServer, make_front_door
+from imgflow_local.functions import Invocation, LocalFunction
+from imgflow_local.http_api import HttpApiApp, bind
+from imgflow_local.sqs_poller import SqsPoller
+from imgflow_local.stack import LocalStack
+
+REGION = "us-east-1"
+# The emulator's credentials: the front door verifies presigned POSTs with this secret, as S3 would with yours.
+ACCESS_KEY_ID = "imgflow-local"
+SECRET_ACCESS_KEY = "imgflow-local-secret"
+STATIC = Path(__file__).parent / "static"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class RuntimeOptions:
+    template: Path
+    api_port: int = 3000
+    aws_port: int = 4566
+    host: str = "127.0.0.1"
+    # An emulator that is already running (LocalStack): no embedded emulator, no front door.
+    aws_endpoint: str | None = None
+    retry_delay: int | None = None
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+
+class LocalRuntime:
+    def __init__(self, options: RuntimeOptions) -> None:
+        self.options = options
+        self.stack = LocalStack(options.template, REGION, parameter_overrides=options.parameters)
+        self.functions: dict[str, LocalFunction] = {}
+        self.lifecycle_events: list[dict[str, Any]] = []
+        self.api_url = ""
+        self.aws_url = ""
+        self._emulator: Any = None
+        self._front_door: FrontDoorServer | None = None
+        self._api_server: BaseWSGIServer | None = None
+        self._pollers: list[SqsPoller] = []
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._log_lock = threading.Lock()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> LocalRuntime:
+        # The step log says what happened; per-request access lines from the servers would drown it.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # Metrics are off locally, so Powertools' "no metrics" warning is noise here.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        self._start_aws()
+        session = boto3.session.Session(region_name=REGION)
+        self.stack.create(session)
+        self._configure_environment()
+        self.functions = {
+            spec.logical_id: LocalFunction(spec, REGION, on_invoke=self._log_invocation)
+            for spec in self.stack.functions()
+        }
+        self._start_pollers(session)
+        self._start_lifecycle_log(session)
+        self._start_api()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._api_server:
+            self._api_server.shutdown()
+        for poller in self._pollers:
+            poller.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._front_door:
+            self._front_door.stop()
+        if self._emulator:
+            self._emulator.stop()
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # --- the parts ---------------------------------------------------------------------------------
+
+    def _start_aws(self) -> None:
+        os.environ.update(
+            AWS_ACCESS_KEY_ID=ACCESS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY=SECRET_ACCESS_KEY,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+        )
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.pop("AWS_PROFILE", None)
+        if self.options.aws_endpoint:
+            self.aws_url = self.options.aws_endpoint
+        else:
+            from moto.server import ThreadedMotoServer
+
+            emulator_port = free_port()
+            self._emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=emulator_port, verbose=False)
+            self._emulator.start()
+            app = make_front_door(f"http://127.0.0.1:{emulator_port}", {ACCESS_KEY_ID: SECRET_ACCESS_KEY}, REGION)
+            self._front_door = FrontDoorServer(app, host=self.options.host, port=self.options.aws_port)
+            self._front_door.start()
+            self.aws_url = self._front_door.url
+        os.environ["AWS_ENDPOINT_URL"] = self.aws_url
+
+    def _configure_environment(self) -> None:
+        """The functions' environment from the template. They share this process, so they must agree."""
+        merged: dict[str, str] = {}
+        for spec in self.stack.functions():
+            for name, value in spec.environment.items():
+                if merged.get(name, value) != value:
+                    raise ValueError(f"functions disagree on {name}; the local runtime runs them in one process")
+                merged[name] = value
+        os.environ.update(merged)
+        # No X-Ray daemon and no CloudWatch here: traces off, metrics off (they would only print).
+        os.environ.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true")
+
+    def _start_pollers(self, session: boto3.session.Session) -> None:
+        sqs = session.client("sqs")
+        for function in self.functions.values():
+            for source in function.spec.sqs_sources:
+                queue_name = self.stack.queue_name(self.stack.queue_logical_id(source.queue_arn))
+                queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+                poller = SqsPoller(sqs, queue_url, source, function, REGION, retry_delay=self.options.retry_delay)
+                poller.start()
+                self._pollers.append(poller)
+
+    def _start_lifecycle_log(self, session: boto3.session.Session) -> None:
+        """Subscribe a local queue to every bus of the template, to print each job's steps and keep them."""
+        sqs, events = session.client("sqs"), session.client("events")
+        queue_url = sqs.create_queue(QueueName=f"{self.stack.stack_name}-local-lifecycle")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for logical_id in self.stack.of_type("AWS::Events::EventBus"):
+            bus = self.stack.physical_id(logical_id)
+            events.put_rule(Name="local-lifecycle-log", EventBusName=bus, EventPattern=json.dumps({"source": ["imgflow"]}))
+            events.put_targets(Rule="local-lifecycle-log", EventBusName=bus, Targets=[{"Id": "log", "Arn": queue_arn}])
+
+        def consume() -> None:
+            while not self._stopped.is_set():
+                try:
+                    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                except Exception:  # noqa: BLE001 - the emulator is shutting down
+                    if self._stopped.wait(0.5):
+                        return
+                    continue
+                for message in messages.get("Messages", []):
+                    self._record_lifecycle(json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        thread = threading.Thread(target=consume, name="lifecycle-log", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_api(self) -> None:
+        routes = [bind(route, function) for function in self.functions.values() for route in function.spec.routes]
+        app = HttpApiApp(routes, self.stack.http_api(), extra={"/": self._demo_page, "/_local/events": self._events_page})
+        self._api_server = make_server(self.options.host, self.options.api_port, app, threaded=True)
+        self.api_url = f"http://{self.options.host}:{self._api_server.server_port}"
+        thread = threading.Thread(target=self._api_server.serve_forever, name="http-api", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # --- local-only pages --------------------------------------------------------------------------
+
+    def _demo_page(self, _: Request) -> Response:
+        return Response((STATIC / "index.html").read_bytes(), content_type="text/html; charset=utf-8")
+
+    def _events_page(self, request: Request) -> Response:
+        job_id = request.args.get("job_id")
+        events = [e for e in list(self.lifecycle_events) if job_id is None or e["detail"].get("job_id") == job_id]
+        return Response(json.dumps(events), content_type="application/json")
+
+    # --- the step log ------------------------------------------------------------------------------
+
+    def say(self, line: str) -> None:
+        with self._log_lock:
+            self.options.log(f"{time.strftime('%H:%M:%S')}  {line}")
+
+    def _record_lifecycle(self, event: dict[str, Any]) -> None:
+        self.lifecycle_events.append(event)
+        detail = event.get("detail", {})
+        summary = ""
+        if "error" in detail and detail["error"]:
+            summary = f"{detail['error']['code']}: {detail['error']['message']}"
+        elif "image" in detail:
+            image = detail["image"]
+            summary = f"{image['format']} {image['width']}x{image['height']}"
+        elif "variants" in detail:
+            summary = ", ".join(f"{v['preset']}.{v['format']} {v['width']}x{v['height']}" for v in detail["variants"])
+        self.say(f"job {detail.get('job_id', '?')}  v{detail.get('version')}  {event.get('detail-type')}  {summary}")
+
+    def _log_invocation(self, invocation: Invocation) -> None:
+        outcome = "ok"
+        if invocation.error is not None:
+            outcome = f"error: {type(invocation.error).__name__}: {invocation.error}"
+        elif isinstance(invocation.result, dict) and invocation.result.get("batchItemFailures"):
+            outcome = f"{len(invocation.result['batchItemFailures'])} record(s) failed, left for retry"
+        elif isinstance(invocation.result, dict) and "statusCode" in invocation.result:
+            outcome = f"HTTP {invocation.result['statusCode']}"
+        self.say(f"{invocation.function:<16} {invocation.duration * 1000:7.0f} ms  {outcome}")

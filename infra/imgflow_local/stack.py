@@ -1,0 +1,273 @@
+"""The local stack: every resource of template.yaml created in the emulator, with the same wiring.
+
+What the template declares is read from it here and nowhere else: names, queue settings, redrive
+policies, tables and their indexes, bucket CORS and notifications, functions, their environment and
+their event sources.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from imgflow_local.template import ACCOUNT_ID, Resolver, load_template, parameter_defaults
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    name: str
+    queue_arn: str
+    batch_size: int
+    batching_window: int
+    report_batch_item_failures: bool
+    maximum_concurrency: int
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    method: str
+    path: str  # API Gateway syntax: /jobs/{job_id}
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_uri: Path
+    handler: str
+    timeout: int
+    memory_mb: int
+    environment: dict[str, str]
+    sqs_sources: tuple[SqsEventSource, ...]
+    routes: tuple[HttpRoute, ...]
+
+
+@dataclass(frozen=True)
+class HttpApiSpec:
+    cors_origins: tuple[str, ...]
+    cors_methods: tuple[str, ...]
+    cors_headers: tuple[str, ...]
+    cors_max_age: int
+
+
+@dataclass
+class LocalStack:
+    template_path: Path
+    region: str
+    stack_name: str = "imgflow-local"
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
+    template: dict[str, Any] = field(init=False)
+    resolver: Resolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.template = load_template(self.template_path)
+        self.resolver = Resolver(
+            stack_name=self.stack_name,
+            region=self.region,
+            parameters=parameter_defaults(self.template, self.parameter_overrides),
+            physical_id=self.physical_id,
+            attribute=self.attribute,
+        )
+
+    # --- naming ------------------------------------------------------------------------------------
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        resources: dict[str, Any] = self.template["Resources"]
+        return resources
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {name: spec for name, spec in self.resources.items() if spec["Type"] == resource_type}
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        properties: dict[str, Any] = self.resources[logical_id].get("Properties", {})
+        return properties
+
+    def _name(self, logical_id: str, name_property: str | None) -> str:
+        declared = self.properties(logical_id).get(name_property) if name_property else None
+        return str(self.resolver.resolve(declared)) if declared else f"{self.stack_name}-{logical_id}"
+
+    def physical_id(self, logical_id: str) -> str:
+        resource_type = self.resources[logical_id]["Type"]
+        if resource_type == "AWS::S3::Bucket":
+            return self._name(logical_id, "BucketName").lower()
+        if resource_type == "AWS::SQS::Queue":
+            return self.queue_url(logical_id)
+        if resource_type == "AWS::DynamoDB::Table":
+            return self._name(logical_id, "TableName")
+        if resource_type == "AWS::Events::EventBus":
+            return self._name(logical_id, "Name")
+        return f"{self.stack_name}-{logical_id}"
+
+    def queue_name(self, logical_id: str) -> str:
+        return self._name(logical_id, "QueueName")
+
+    def queue_url(self, logical_id: str) -> str:
+        # The emulator answers with its own host; the name is what matters and the URL is rebuilt on use.
+        return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{self.queue_name(logical_id)}"
+
+    def attribute(self, logical_id: str, attribute: str) -> str:
+        resource_type = self.resources[logical_id]["Type"]
+        if resource_type == "AWS::SQS::Queue":
+            name = self.queue_name(logical_id)
+            return {
+                "Arn": f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}",
+                "QueueName": name,
+                "QueueUrl": self.queue_url(logical_id),
+            }[attribute]
+        if resource_type == "AWS::S3::Bucket" and attribute == "Arn":
+            return f"arn:aws:s3:::{self.physical_id(logical_id)}"
+        if resource_type == "AWS::DynamoDB::Table" and attribute == "Arn":
+            return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{self.physical_id(logical_id)}"
+        if resource_type == "AWS::Events::EventBus" and attribute in {"Arn", "Name"}:
+            name = self.physical_id(logical_id)
+            return name if attribute == "Name" else f"arn:aws:events:{self.region}:{ACCOUNT_ID}:event-bus/{name}"
+        raise KeyError(f"the local runtime does not know {logical_id}.{attribute}")
+
+    def queue_logical_id(self, arn: str) -> str:
+        for logical_id in self.of_type("AWS::SQS::Queue"):
+            if self.attribute(logical_id, "Arn") == arn:
+                return logical_id
+        raise KeyError(f"no queue in the template has the ARN {arn}")
+
+    # --- functions ---------------------------------------------------------------------------------
+
+    def functions(self) -> list[FunctionSpec]:
+        defaults = self.template.get("Globals", {}).get("Function", {})
+        specs = []
+        for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
+            props = resource["Properties"]
+            environment = {
+                **defaults.get("Environment", {}).get("Variables", {}),
+                **props.get("Environment", {}).get("Variables", {}),
+            }
+            sqs_sources, routes = [], []
+            for event_name, event in props.get("Events", {}).items():
+                event_props = self.resolver.resolve(event["Properties"])
+                if event["Type"] == "SQS":
+                    sqs_sources.append(
+                        SqsEventSource(
+                            name=event_name,
+                            queue_arn=event_props["Queue"],
+                            batch_size=int(event_props.get("BatchSize", 10)),
+                            batching_window=int(event_props.get("MaximumBatchingWindowInSeconds", 0)),
+                            report_batch_item_failures="ReportBatchItemFailures"
+                            in event_props.get("FunctionResponseTypes", []),
+                            maximum_concurrency=int(
+                                event_props.get("ScalingConfig", {}).get("MaximumConcurrency", 1000)
+                            ),
+                        )
+                    )
+                elif event["Type"] == "HttpApi":
+                    routes.append(HttpRoute(method=event_props["Method"].upper(), path=event_props["Path"]))
+            specs.append(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    code_uri=self.template_path.parent / props["CodeUri"],
+                    handler=props["Handler"],
+                    timeout=int(props.get("Timeout", defaults.get("Timeout", 3))),
+                    memory_mb=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                    environment={k: str(v) for k, v in self.resolver.resolve(environment).items()},
+                    sqs_sources=tuple(sqs_sources),
+                    routes=tuple(routes),
+                )
+            )
+        return specs
+
+    def http_api(self) -> HttpApiSpec:
+        apis = self.of_type("AWS::Serverless::HttpApi")
+        cors = self.resolver.resolve(next(iter(apis.values())).get("Properties", {}).get("CorsConfiguration", {}))
+        return HttpApiSpec(
+            cors_origins=tuple(cors.get("AllowOrigins", [])),
+            cors_methods=tuple(cors.get("AllowMethods", [])),
+            cors_headers=tuple(cors.get("AllowHeaders", [])),
+            cors_max_age=int(cors.get("MaxAge", 0)),
+        )
+
+    # --- creation ----------------------------------------------------------------------------------
+
+    def create(self, session: boto3.session.Session) -> None:
+        """Create every resource in the emulator that `session` talks to, in dependency order."""
+        self._create_queues(session.client("sqs"))
+        self._create_tables(session.client("dynamodb"))
+        self._create_buses(session.client("events"))
+        self._create_buckets(session.client("s3"))
+
+    def _create_queues(self, sqs: Any) -> None:
+        queues = self.of_type("AWS::SQS::Queue")
+        # Dead-letter queues first: a redrive policy must name a queue that exists.
+        for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in self.properties(q)):
+            props = self.resolver.resolve(self.properties(logical_id))
+            attributes = {
+                key: str(props[key])
+                for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+                if key in props
+            }
+            if "RedrivePolicy" in props:
+                attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+            sqs.create_queue(QueueName=self.queue_name(logical_id), Attributes=attributes)
+
+    def _create_tables(self, dynamodb: Any) -> None:
+        for logical_id in self.of_type("AWS::DynamoDB::Table"):
+            props = self.resolver.resolve(self.properties(logical_id))
+            name = self.physical_id(logical_id)
+            arguments: dict[str, Any] = {
+                "TableName": name,
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "KeySchema": props["KeySchema"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if "GlobalSecondaryIndexes" in props:
+                arguments["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            dynamodb.create_table(**arguments)
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                dynamodb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+                )
+
+    def _create_buses(self, events: Any) -> None:
+        for logical_id in self.of_type("AWS::Events::EventBus"):
+            events.create_event_bus(Name=self.physical_id(logical_id))
+
+    def _create_buckets(self, s3: Any) -> None:
+        for logical_id in self.of_type("AWS::S3::Bucket"):
+            props = self.resolver.resolve(self.properties(logical_id))
+            name = self.physical_id(logical_id)
+            if self.region == "us-east-1":
+                s3.create_bucket(Bucket=name)
+            else:
+                s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
+            if "PublicAccessBlockConfiguration" in props:
+                s3.put_public_access_block(
+                    Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+                )
+            if "CorsConfiguration" in props:
+                s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [
+                    _cors_rule(rule) for rule in props["CorsConfiguration"]["CorsRules"]
+                ]})
+            queue_notifications = props.get("NotificationConfiguration", {}).get("QueueConfigurations", [])
+            if queue_notifications:
+                s3.put_bucket_notification_configuration(
+                    Bucket=name,
+                    NotificationConfiguration={"QueueConfigurations": [_queue_notification(n) for n in queue_notifications]},
+                )
+
+
+def _cors_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    converted = {key: rule[key] for key in ("AllowedMethods", "AllowedOrigins", "AllowedHeaders", "ExposedHeaders") if key in rule}
+    if "MaxAge" in rule:
+        converted["MaxAgeSeconds"] = int(rule["MaxAge"])
+    return converted
+
+
+def _queue_notification(notification: Mapping[str, Any]) -> dict[str, Any]:
+    converted: dict[str, Any] = {"QueueArn": notification["Queue"], "Events": [notification["Event"]]}
+    rules = notification.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+    if rules:
+        converted["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+    return converted
