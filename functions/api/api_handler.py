@@ -29,7 +29,7 @@ def _status_url(job_id: str) -> str:
     return f"{scheme}://{event.request_context.domain_name}/jobs/{job_id}"
 
 
-def _error(status: int, code: str, message: str) -> Response[ErrorResponse]:
+def _error(status: int, code: str, message: str) -> Response[str]:
     body = ErrorResponse(error=ErrorBody(code=code, message=message))
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
 
@@ -71,17 +71,17 @@ def openapi() -> dict[str, Any]:
 
 
 @app.exception_handler(JobNotFoundError)
-def job_not_found(error: JobNotFoundError) -> Response[ErrorResponse]:
+def job_not_found(error: JobNotFoundError) -> Response[str]:
     return _error(404, "not_found", error.message)
 
 
 @app.exception_handler(UploadTooLargeError)
-def upload_too_large(error: UploadTooLargeError) -> Response[ErrorResponse]:
+def upload_too_large(error: UploadTooLargeError) -> Response[str]:
     return _error(413, "too_large_bytes", error.message)
 
 
 @app.exception_handler(RequestValidationError)
-def invalid_request(error: RequestValidationError) -> Response[ErrorResponse]:
+def invalid_request(error: RequestValidationError) -> Response[str]:
     details = "; ".join(
         f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}" for item in error.errors()
     )
@@ -89,7 +89,7 @@ def invalid_request(error: RequestValidationError) -> Response[ErrorResponse]:
 
 
 @app.not_found
-def route_not_found(_: Exception) -> Response[ErrorResponse]:
+def route_not_found(_: Exception) -> Response[str]:
     return _error(404, "not_found", f"no route for {app.current_event.http_method} {app.current_event.path}")
 
 

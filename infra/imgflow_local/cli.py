@@ -31,11 +31,22 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", type=Path, help="the SAM template (default: ./template.yaml)")
-    parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a template parameter (repeatable)")
-    parser.add_argument("--aws-endpoint", help="use this running emulator (e.g. LocalStack) instead of the embedded one")
-    parser.add_argument("--retry-delay", type=int, metavar="SECONDS",
-                        help="bring failed messages back after this many seconds instead of the queue's visibility timeout")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template parameter (repeatable)",
+    )
+    parser.add_argument(
+        "--aws-endpoint", help="use this running emulator (e.g. LocalStack) instead of the embedded one"
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=int,
+        metavar="SECONDS",
+        help="bring failed messages back after this many seconds instead of the queue's visibility timeout",
+    )
 
 
 def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
@@ -52,11 +63,21 @@ def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
 
 
 def serve(args: argparse.Namespace) -> int:
-    runtime = LocalRuntime(_options(args, api_port=args.port, aws_port=args.aws_port, host=args.host,
-                                    log=lambda line: print(line, flush=True)))
+    runtime = LocalRuntime(
+        _options(
+            args,
+            api_port=args.port,
+            aws_port=args.aws_port,
+            host=args.host,
+            log=lambda line: print(line, flush=True),
+        )
+    )
     runtime.start()
-    print(f"imgflow is running\n  API:       {runtime.api_url}\n  demo page: {runtime.api_url}/\n"
-          f"  AWS (emulator): {runtime.aws_url}\nPress Ctrl+C to stop.", flush=True)
+    print(
+        f"imgflow is running\n  API:       {runtime.api_url}\n  demo page: {runtime.api_url}/\n"
+        f"  AWS (emulator): {runtime.aws_url}\nPress Ctrl+C to stop.",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -94,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     process_parser = commands.add_parser("process", help="upload files through the local system and save the results")
     _add_runtime_options(process_parser)
     process_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    process_parser.add_argument("--out", type=Path, default=Path("imgflow-out"), help="where results go (./imgflow-out)")
+    process_parser.add_argument(
+        "--out", type=Path, default=Path("imgflow-out"), help="where results go (./imgflow-out)"
+    )
     process_parser.add_argument("--json", action="store_true", help="print each job view as one JSON line")
-    process_parser.add_argument("--format", action="append", choices=["webp", "avif"],
-                                help="output format (repeatable; default webp)")
+    process_parser.add_argument(
+        "--format", action="append", choices=["webp", "avif"], help="output format (repeatable; default webp)"
+    )
     process_parser.add_argument("--verbose", action="store_true", help="print the runtime's step log on stderr")
     process_parser.set_defaults(run=process)
 

@@ -22,7 +22,11 @@ class ApiClient:
 
     def create_upload(self, path: Path, formats: list[str] | None = None) -> dict[str, Any]:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        body: dict[str, Any] = {"filename": path.name, "content_type": content_type, "size": path.stat().st_size}
+        body: dict[str, Any] = {
+            "filename": path.name,
+            "content_type": content_type,
+            "size": path.stat().st_size,
+        }
         if formats:
             body["variants"] = {"formats": formats}
         response = self.http.post(f"{self.api_url}/uploads", json=body, timeout=30)

@@ -93,9 +93,7 @@ class FrontDoorServer:
         self._server = make_server(
             self._host, self._port, self._app, threaded=True, request_handler=_QuietRequestHandler
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="imgflow-front-door", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="imgflow-front-door", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -184,9 +182,7 @@ class _FrontDoor:
         except urllib3.exceptions.HTTPError as exc:
             logger.debug("upstream unreachable: %s", exc)
             message = b"the AWS emulator behind the front door did not answer\n"
-            start_response(
-                "502 Bad Gateway", [("Content-Type", "text/plain"), ("Content-Length", str(len(message)))]
-            )
+            start_response("502 Bad Gateway", [("Content-Type", "text/plain"), ("Content-Length", str(len(message)))])
             return [message]
         reason = response.reason or _phrase(response.status)
         start_response(f"{response.status} {reason}", _relayed_headers(response))
@@ -228,9 +224,7 @@ class _FormReader:
     """
 
     def __init__(self, boundary: bytes) -> None:
-        self._decoder = MultipartDecoder(
-            boundary, max_form_memory_size=_MAX_PARSER_BUFFER_BYTES, max_parts=_MAX_PARTS
-        )
+        self._decoder = MultipartDecoder(boundary, max_form_memory_size=_MAX_PARSER_BUFFER_BYTES, max_parts=_MAX_PARTS)
         self.form = _Form()
         self.saw_file = False
         self.done = False

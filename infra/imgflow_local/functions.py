@@ -78,7 +78,7 @@ class LocalFunction:
         def run() -> None:
             try:
                 outcome["result"] = handler(event, context)
-            except BaseException as error:  # noqa: BLE001 - relayed to the caller like Lambda's error response
+            except BaseException as error:
                 outcome["error"] = error
 
         started = time.monotonic()

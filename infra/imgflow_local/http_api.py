@@ -79,7 +79,9 @@ class HttpApiApp:
             result = bound.function.invoke(self._event(bound, path_parameters, request))
         except Exception:
             # What API Gateway answers when the integration fails or times out.
-            return Response(json.dumps({"message": "Internal Server Error"}), status=500, content_type="application/json")
+            return Response(
+                json.dumps({"message": "Internal Server Error"}), status=500, content_type="application/json"
+            )
         return _to_response(result)
 
     def _event(self, bound: BoundRoute, path_parameters: dict[str, str], request: Request) -> dict[str, Any]:

@@ -63,8 +63,7 @@ def _policy_violation(detail: str) -> PostPolicyError:
 def _missing_field(name: str) -> PostPolicyError:
     return PostPolicyError(
         "InvalidArgument",
-        f"Bucket POST must contain a field named '{name}'.  If it is specified, please check the order "
-        "of the fields.",
+        f"Bucket POST must contain a field named '{name}'.  If it is specified, please check the order of the fields.",
         details={"ArgumentName": name, "ArgumentValue": ""},
     )
 
@@ -261,9 +260,7 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _check_conditions(
-    conditions: list[Any], form: Mapping[str, str], bucket: str, file_size: int
-) -> set[str]:
+def _check_conditions(conditions: list[Any], form: Mapping[str, str], bucket: str, file_size: int) -> set[str]:
     """Check every condition; return the (lower-case) field names they cover."""
     covered: set[str] = set()
     for condition in conditions:

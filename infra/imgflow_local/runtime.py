@@ -162,14 +162,16 @@ class LocalRuntime:
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         for logical_id in self.stack.of_type("AWS::Events::EventBus"):
             bus = self.stack.physical_id(logical_id)
-            events.put_rule(Name="local-lifecycle-log", EventBusName=bus, EventPattern=json.dumps({"source": ["imgflow"]}))
+            events.put_rule(
+                Name="local-lifecycle-log", EventBusName=bus, EventPattern=json.dumps({"source": ["imgflow"]})
+            )
             events.put_targets(Rule="local-lifecycle-log", EventBusName=bus, Targets=[{"Id": "log", "Arn": queue_arn}])
 
         def consume() -> None:
             while not self._stopped.is_set():
                 try:
                     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-                except Exception:  # noqa: BLE001 - the emulator is shutting down
+                except Exception:
                     if self._stopped.wait(0.5):
                         return
                     continue
@@ -183,7 +185,9 @@ class LocalRuntime:
 
     def _start_api(self) -> None:
         routes = [bind(route, function) for function in self.functions.values() for route in function.spec.routes]
-        app = HttpApiApp(routes, self.stack.http_api(), extra={"/": self._demo_page, "/_local/events": self._events_page})
+        app = HttpApiApp(
+            routes, self.stack.http_api(), extra={"/": self._demo_page, "/_local/events": self._events_page}
+        )
         self._api_server = make_server(self.options.host, self.options.api_port, app, threaded=True)
         self.api_url = f"http://{self.options.host}:{self._api_server.server_port}"
         thread = threading.Thread(target=self._api_server.serve_forever, name="http-api", daemon=True)
@@ -210,7 +214,7 @@ class LocalRuntime:
         self.lifecycle_events.append(event)
         detail = event.get("detail", {})
         summary = ""
-        if "error" in detail and detail["error"]:
+        if detail.get("error"):
             summary = f"{detail['error']['code']}: {detail['error']['message']}"
         elif "image" in detail:
             image = detail["image"]

@@ -122,7 +122,9 @@ class SqsPoller:
             return
         for message in messages:
             self._sqs.change_message_visibility(
-                QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=self._retry_delay
+                QueueUrl=self._queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=self._retry_delay,
             )
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:

@@ -204,7 +204,12 @@ class LocalStack:
             props = self.resolver.resolve(self.properties(logical_id))
             attributes = {
                 key: str(props[key])
-                for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+                for key in (
+                    "VisibilityTimeout",
+                    "MessageRetentionPeriod",
+                    "DelaySeconds",
+                    "ReceiveMessageWaitTimeSeconds",
+                )
                 if key in props
             }
             if "RedrivePolicy" in props:
@@ -227,7 +232,8 @@ class LocalStack:
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):
                 dynamodb.update_time_to_live(
-                    TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+                    TableName=name,
+                    TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
                 )
 
     def _create_buses(self, events: Any) -> None:
@@ -247,19 +253,28 @@ class LocalStack:
                     Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
                 )
             if "CorsConfiguration" in props:
-                s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [
-                    _cors_rule(rule) for rule in props["CorsConfiguration"]["CorsRules"]
-                ]})
+                s3.put_bucket_cors(
+                    Bucket=name,
+                    CORSConfiguration={
+                        "CORSRules": [_cors_rule(rule) for rule in props["CorsConfiguration"]["CorsRules"]]
+                    },
+                )
             queue_notifications = props.get("NotificationConfiguration", {}).get("QueueConfigurations", [])
             if queue_notifications:
                 s3.put_bucket_notification_configuration(
                     Bucket=name,
-                    NotificationConfiguration={"QueueConfigurations": [_queue_notification(n) for n in queue_notifications]},
+                    NotificationConfiguration={
+                        "QueueConfigurations": [_queue_notification(n) for n in queue_notifications]
+                    },
                 )
 
 
 def _cors_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
-    converted = {key: rule[key] for key in ("AllowedMethods", "AllowedOrigins", "AllowedHeaders", "ExposedHeaders") if key in rule}
+    converted = {
+        key: rule[key]
+        for key in ("AllowedMethods", "AllowedOrigins", "AllowedHeaders", "ExposedHeaders")
+        if key in rule
+    }
     if "MaxAge" in rule:
         converted["MaxAgeSeconds"] = int(rule["MaxAge"])
     return converted

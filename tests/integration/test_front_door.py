@@ -10,8 +10,9 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
-from imgflow_local.front_door import FrontDoorServer, make_front_door
 from moto.server import ThreadedMotoServer
+
+from imgflow_local.front_door import FrontDoorServer, make_front_door
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -137,9 +138,7 @@ def test_given_a_pinned_content_type_when_another_is_posted_then_403_and_nothing
     assert _keys(s3, bucket) == []
 
 
-def test_given_a_filename_key_when_uploaded_then_stored_under_the_file_name(
-    s3: S3Client, bucket: str
-) -> None:
+def test_given_a_filename_key_when_uploaded_then_stored_under_the_file_name(s3: S3Client, bucket: str) -> None:
     post = _presigned_post(s3, bucket, "uploads/job-4/${filename}")
 
     response = requests.post(
@@ -150,9 +149,7 @@ def test_given_a_filename_key_when_uploaded_then_stored_under_the_file_name(
     assert _keys(s3, bucket) == ["uploads/job-4/cat.jpg"]
 
 
-def test_given_a_multipart_post_without_a_file_when_sent_then_400_and_nothing_stored(
-    s3: S3Client, bucket: str
-) -> None:
+def test_given_a_multipart_post_without_a_file_when_sent_then_400_and_nothing_stored(s3: S3Client, bucket: str) -> None:
     post = _presigned_post(s3, bucket, "uploads/job-5/original")
 
     response = requests.post(

@@ -9,6 +9,8 @@ from typing import Any
 
 import blurhash
 import pytest
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin
+
 from imgflow.errors import ErrorCode, ImageRejectedError
 from imgflow.imaging import (
     ImageLimits,
@@ -20,7 +22,6 @@ from imgflow.imaging import (
     sniff_format,
 )
 from imgflow.models import OutputFormat
-from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin
 
 IMAGES = Path(__file__).parent.parent / "fixtures" / "images"
 BAD_INPUTS = IMAGES / "bad-inputs"
@@ -52,9 +53,7 @@ def manifest_rows() -> list[tuple[str, str]]:
 
 ROWS = manifest_rows()
 REJECTED = [
-    (name, MANIFEST_REASONS[match[1]])
-    for name, expected in ROWS
-    if (match := re.match(r"REJECT (\w+)", expected))
+    (name, MANIFEST_REASONS[match[1]]) for name, expected in ROWS if (match := re.match(r"REJECT (\w+)", expected))
 ]
 ACCEPTED = [name for name, expected in ROWS if expected.startswith("ACCEPT")]
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.config import Config
+
 from imgflow_local.post_policy import PostPolicyError, error_xml, verify_post_policy
 
 if TYPE_CHECKING:
@@ -330,9 +331,7 @@ def test_given_a_legacy_sigv2_presigned_post_when_verifying_then_it_is_checked_t
     fields = dict(post["fields"])
 
     _verify(fields)
-    assert _refusal({**fields, "signature": base64.b64encode(b"x" * 20).decode()}).code == (
-        "SignatureDoesNotMatch"
-    )
+    assert _refusal({**fields, "signature": base64.b64encode(b"x" * 20).decode()}).code == ("SignatureDoesNotMatch")
     assert _refusal(fields, size=1001).code == "EntityTooLarge"
 
 

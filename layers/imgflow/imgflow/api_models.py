@@ -6,7 +6,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from imgflow.models import ImageInfo, JobError, JobStatus, OutputFormat, Placeholder, TaskStatus, VariantsRequest
+from imgflow.models import (
+    ImageInfo,
+    JobError,
+    JobStatus,
+    OutputFormat,
+    Placeholder,
+    TaskStatus,
+    VariantsRequest,
+)
 
 Filename = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/\\]+$")]
 # The declared type only labels the stored object: the format is decided by the bytes.

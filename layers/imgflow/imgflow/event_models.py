@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.parser.models.s3 import (
     S3Bucket,
     S3Identity,
     S3Message,
+    S3Object,
     S3OwnerIdentify,
     S3RequestParameters,
     S3ResponseElements,
@@ -37,6 +38,7 @@ class S3NotificationBucket(S3Bucket):
 
 class S3NotificationMessage(S3Message):
     bucket: S3NotificationBucket
+    object: S3Object
 
 
 class S3NotificationRecord(S3RecordModel):
@@ -50,12 +52,12 @@ class S3Notification(S3Model):
     Records: list[S3NotificationRecord]  # type: ignore[assignment]
 
 
-class IngestRecordModel(SqsRecordModel):  # type: ignore[override]
-    body: Json[S3Notification | S3TestEventModel]  # type: ignore[assignment]
+class IngestRecordModel(SqsRecordModel):
+    body: Json[S3Notification | S3TestEventModel]
 
 
-class VariantsRecordModel(SqsRecordModel):  # type: ignore[override]
-    body: Json[VariantsMessage]  # type: ignore[assignment]
+class VariantsRecordModel(SqsRecordModel):
+    body: Json[VariantsMessage]
 
 
 def source_object(record: S3NotificationRecord) -> SourceObject:

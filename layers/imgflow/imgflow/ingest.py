@@ -58,8 +58,12 @@ class IngestService:
     @property
     def limits(self) -> ImageLimits:
         s = self.settings
-        return ImageLimits(max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels, max_side=s.max_side,
-                           max_frames=s.max_frames)
+        return ImageLimits(
+            max_bytes=s.max_upload_bytes,
+            max_pixels=s.max_pixels,
+            max_side=s.max_side,
+            max_frames=s.max_frames,
+        )
 
     def ingest(self, source: SourceObject) -> IngestResult:
         if not source.key.startswith(UPLOAD_PREFIX):
@@ -98,8 +102,9 @@ class IngestService:
     def _validate(self, job: Job, source: SourceObject) -> IngestResult:
         try:
             self._check_declared(job, source)
-            data = self.storage.read(source.bucket, source.key, max_bytes=self.settings.max_upload_bytes,
-                                     etag=source.etag)
+            data = self.storage.read(
+                source.bucket, source.key, max_bytes=self.settings.max_upload_bytes, etag=source.etag
+            )
             image = inspect_image(data, self.limits)
         except ObjectChangedError:
             # Overwritten or deleted since this event: the newer write's event carries the job on.

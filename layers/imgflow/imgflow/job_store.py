@@ -138,7 +138,11 @@ class JobStore:
         return self._update(
             job_id,
             f"start task {task}",
-            {f"tasks.{task}.status": TaskStatus.RUNNING, f"tasks.{task}.stage": stage, f"tasks.{task}.progress": progress},
+            {
+                f"tasks.{task}.status": TaskStatus.RUNNING,
+                f"tasks.{task}.stage": stage,
+                f"tasks.{task}.progress": progress,
+            },
             allowed={JobStatus.PROCESSING},
             increments={f"tasks.{task}.attempts": 1},
             task_open=task,
@@ -203,7 +207,10 @@ class JobStore:
         if task_open is not None:
             # A task that has finished never changes again, like a terminal job.
             task_status = _path(f"tasks.{task_open}.status", names)
-            values[":task_pending"], values[":task_running"] = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
+            values[":task_pending"], values[":task_running"] = (
+                TaskStatus.PENDING.value,
+                TaskStatus.RUNNING.value,
+            )
             condition += f" AND {task_status} IN (:task_pending, :task_running)"
         try:
             response = self._table.update_item(

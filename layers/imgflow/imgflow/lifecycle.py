@@ -51,7 +51,13 @@ class JobFailed(LifecycleDetail):
     error: JobError | None = None
 
 
-DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (JobAccepted, JobRejected, VariantsReady, JobSucceeded, JobFailed)
+DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (
+    JobAccepted,
+    JobRejected,
+    VariantsReady,
+    JobSucceeded,
+    JobFailed,
+)
 
 
 def job_accepted(job: Job) -> JobAccepted:

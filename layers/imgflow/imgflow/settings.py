@@ -73,4 +73,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process; fails fast on a missing or malformed variable. Tests clear the cache."""
-    return Settings()  # type: ignore[call-arg]
+    return Settings()

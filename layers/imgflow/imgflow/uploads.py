@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from imgflow.api_models import JobView, PresignedUpload, TaskView, UploadRequest, UploadResponse, VariantView
 from imgflow.errors import ImgflowError, JobNotFoundError, TransitionRejectedError
-from imgflow.keys import upload_key
 from imgflow.job_store import JobStore
+from imgflow.keys import upload_key
 from imgflow.models import Job, JobStatus
 from imgflow.settings import Settings
 from imgflow.storage import ObjectStorage
@@ -60,7 +60,11 @@ class UploadsService:
         )
         self.store.create(job)
         post = self.storage.presigned_post(
-            s.uploads_bucket, upload_key(job_id), request.content_type, s.max_upload_bytes, s.upload_url_ttl_seconds
+            s.uploads_bucket,
+            upload_key(job_id),
+            request.content_type,
+            s.max_upload_bytes,
+            s.upload_url_ttl_seconds,
         )
         return UploadResponse(
             job_id=job_id,
@@ -73,12 +77,12 @@ class UploadsService:
         # Another owner's job, or one past its retention (TTL deletes lazily), is simply not there.
         if job is None or job.owner != owner or job.expires_at < self.store.now():
             raise JobNotFoundError(job_id)
-        if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at is not None:
-            if self.store.now() > job.upload_expires_at + _EXPIRY_GRACE_SECONDS:
-                try:
-                    return self.store.expire(job_id)
-                except TransitionRejectedError:
-                    return self.store.require(job_id)
+        upload_deadline = (job.upload_expires_at or 0) + _EXPIRY_GRACE_SECONDS
+        if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at and self.store.now() > upload_deadline:
+            try:
+                return self.store.expire(job_id)
+            except TransitionRejectedError:
+                return self.store.require(job_id)
         return job
 
     def wait_for_job(self, job_id: str, owner: str, wait: float, since: int | None) -> Job:

@@ -10,7 +10,16 @@ from imgflow.imaging import ImageLimits, load_normalized, placeholder, render_va
 from imgflow.job_store import JobStore
 from imgflow.keys import variant_key
 from imgflow.lifecycle import EventPublisher, job_settled, variants_ready
-from imgflow.models import Job, JobError, JobStatus, OutputFormat, TaskStatus, Variant, VariantPreset, VariantsMessage
+from imgflow.models import (
+    Job,
+    JobError,
+    JobStatus,
+    OutputFormat,
+    TaskStatus,
+    Variant,
+    VariantPreset,
+    VariantsMessage,
+)
 from imgflow.settings import Settings
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
@@ -50,14 +59,16 @@ class VariantsService:
             return None  # a redelivery after the task finished
         self.store.start_task(job.job_id, TASK, "decoding", 5)
         try:
-            data = self.storage.read(message.bucket, message.key, max_bytes=self.settings.max_upload_bytes,
-                                     etag=message.etag)
+            data = self.storage.read(
+                message.bucket, message.key, max_bytes=self.settings.max_upload_bytes, etag=message.etag
+            )
             return self._render_all(job, data)
         except ImageRejectedError as rejection:
             return self.finish(job.job_id, JobError(code=rejection.code, message=rejection.message))
         except ObjectChangedError:
             return self.finish(
-                job.job_id, JobError(code="upload_mismatch", message="the original changed or vanished during processing")
+                job.job_id,
+                JobError(code="upload_mismatch", message="the original changed or vanished during processing"),
             )
 
     def finish(self, job_id: str, error: JobError | None = None) -> Job | None:
@@ -80,8 +91,12 @@ class VariantsService:
         s = self.settings
         steps = plan(job, s)
         largest = max(preset.long_edge for preset, _ in steps)
-        limits = ImageLimits(max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels, max_side=s.max_side,
-                             max_frames=s.max_frames)
+        limits = ImageLimits(
+            max_bytes=s.max_upload_bytes,
+            max_pixels=s.max_pixels,
+            max_side=s.max_side,
+            max_frames=s.max_frames,
+        )
         image = load_normalized(data, limits, max_edge=largest)
         self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
         for done, (preset, fmt) in enumerate(steps, start=1):
@@ -89,8 +104,15 @@ class VariantsService:
             rendered = render_variant(image, preset.long_edge, fmt, quality)
             key = variant_key(job.job_id, preset.name, fmt)
             self.storage.write(s.media_bucket, key, rendered.data, rendered.content_type)
-            variant = Variant(preset=preset.name, format=fmt, key=key, width=rendered.width,
-                              height=rendered.height, bytes=len(rendered.data), content_type=rendered.content_type)
+            variant = Variant(
+                preset=preset.name,
+                format=fmt,
+                key=key,
+                width=rendered.width,
+                height=rendered.height,
+                bytes=len(rendered.data),
+                content_type=rendered.content_type,
+            )
             progress = 10 + (90 * done) // (len(steps) + 1)
             self.store.progress_task(job.job_id, TASK, f"encoded {preset.name}.{fmt}", progress, variant=variant)
         return self.finish(job.job_id)

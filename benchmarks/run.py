@@ -1,0 +1,110 @@
+"""`make bench`: the speed and memory of the variants work, alternatives side by side in one run, and the
+time from upload to `succeeded` on the local runtime. Figures, not assertions: this machine is shared."""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from imgflow.imaging import ImageLimits, inspect_image, load_normalized, placeholder, render_variant
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = ROOT / "tests" / "fixtures" / "images" / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
+LIMITS = ImageLimits(max_bytes=25 * 2**20, max_pixels=60_000_000, max_side=16384, max_frames=300)
+PRESETS = (4096, 1200, 600, 150)
+ROUNDS = 3
+
+
+def timed(label: str, action: Callable[[], object], rounds: int = ROUNDS) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    median = statistics.median(samples)
+    print(f"  {label:<58} median {median * 1000:8.0f} ms  (min {min(samples) * 1000:.0f}, n={rounds})")
+    return median
+
+
+def decode_without_draft(data: bytes, edge: int = 4096) -> Image.Image:
+    """The naive alternative: decode every pixel, then orient and resize."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        rgb = image.convert("RGB")
+    rgb.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+    return rgb
+
+
+def all_variants(image: Image.Image, fmt: str) -> None:
+    for edge in PRESETS:
+        render_variant(image, edge, fmt, 85 if fmt == "webp" else 60)  # type: ignore[arg-type]
+
+
+def peak_rss_mb(code: str) -> float:
+    """Peak resident memory of a fresh interpreter running `code` (what one Lambda container would hold)."""
+    script = f"import resource\n{code}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    return int(output.strip().splitlines()[-1]) / 1024
+
+
+def imaging() -> None:
+    data = PHOTO.read_bytes()
+    with Image.open(PHOTO) as probe:
+        print(f"\nimaging: {PHOTO.name}, {probe.width}x{probe.height} ({probe.width * probe.height / 1e6:.1f} MP)")
+    timed("inspect_image (bounds + strict full decode)", lambda: inspect_image(data, LIMITS))
+    timed("decode to 4096 px: load_normalized (JPEG draft, sRGB, orient)", lambda: load_normalized(data, LIMITS, 4096))
+    timed("decode to 4096 px: naive full decode + resize", lambda: decode_without_draft(data))
+    timed("decode to 1200 px: load_normalized (draft at 1/2)", lambda: load_normalized(data, LIMITS, 1200))
+    timed("decode to 1200 px: naive full decode + resize", lambda: decode_without_draft(data, 1200))
+    image = load_normalized(data, LIMITS, 4096)
+    timed("placeholder (blurhash + dominant colour)", lambda: placeholder(image))
+    timed("4 WebP variants q85 (each from the decoded image)", lambda: all_variants(image, "webp"))
+    for edge in PRESETS:
+        timed(f"  one WebP variant at {edge} px", lambda edge=edge: render_variant(image, edge, "webp", 85))
+    timed("4 AVIF variants q60 speed 8", lambda: all_variants(image, "avif"), rounds=1)
+    sizes = {fmt: len(render_variant(image, 1200, fmt, 85 if fmt == "webp" else 60).data) for fmt in ("webp", "avif")}
+    print(f"  large (1200 px) bytes: WebP q85 {sizes['webp']:,}  AVIF q60 {sizes['avif']:,}")
+    prelude = f"import sys; sys.path.insert(0, {str(ROOT / 'layers/imgflow')!r})\n"
+    prelude += "from imgflow.imaging import *\n"
+    prelude += f"limits = ImageLimits({LIMITS.max_bytes}, {LIMITS.max_pixels}, {LIMITS.max_side}, {LIMITS.max_frames})\n"
+    prelude += f"data = open({str(PHOTO)!r}, 'rb').read()\n"
+    with_draft = peak_rss_mb(prelude + "im = load_normalized(data, limits, 4096)\n[render_variant(im, e, 'webp', 85) for e in (4096,1200,600,150)]")
+    without = peak_rss_mb(prelude + "from PIL import Image; import io\nim = Image.open(io.BytesIO(data)); im.load(); im = im.convert('RGB'); im.thumbnail((4096,4096))")
+    print(f"  peak RSS, whole variants task (draft):       {with_draft:6.0f} MB")
+    print(f"  peak RSS, naive full decode + resize only:   {without:6.0f} MB")
+
+
+def end_to_end() -> None:
+    from imgflow_local.client import ApiClient
+    from imgflow_local.runtime import LocalRuntime, RuntimeOptions
+
+    print("\nend to end on the local runtime (POST /uploads, presigned POST through the policy check, long-poll)")
+    options = RuntimeOptions(
+        template=ROOT / "template.yaml", api_port=0, aws_port=0, parameters={"LogLevel": "WARNING"}, log=lambda _: None
+    )
+    with LocalRuntime(options) as runtime:
+        client = ApiClient(runtime.api_url)
+        for run in range(3):
+            created = client.create_upload(PHOTO)
+            started = time.perf_counter()
+            client.upload(created["upload"], PHOTO).raise_for_status()
+            uploaded = time.perf_counter()
+            view = client.wait_until_done(created["job_id"])
+            done = time.perf_counter()
+            print(
+                f"  run {run + 1}: {view['status']}; presigned POST {uploaded - started:.2f} s, "
+                f"upload -> succeeded {done - started:.2f} s"
+            )
+
+
+if __name__ == "__main__":
+    imaging()
+    end_to_end()

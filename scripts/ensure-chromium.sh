@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+# Idempotent: installs it with apt-get when missing and we are allowed to; exit 0 when it is present.
+set -u
+
+CHROMIUM=/usr/bin/chromium
+
+if [ -x "$CHROMIUM" ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-chromium: $CHROMIUM is missing; installing Debian's chromium with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { apt-get update -qq && apt-get install -y -qq chromium; }; then
+        echo "ensure-chromium: apt-get could not install chromium" >&2
+    fi
+else
+    echo "ensure-chromium: $CHROMIUM is missing and cannot be installed here (needs root and apt-get)." >&2
+    echo "  Install it yourself, e.g.: sudo apt-get install chromium" >&2
+    echo "  Without it the browser tests (pytest -m browser) are skipped." >&2
+fi
+
+if [ -x "$CHROMIUM" ]; then
+    exit 0
+fi
+echo "ensure-chromium: $CHROMIUM is still not available" >&2
+exit 1

@@ -1,0 +1,132 @@
+"""Unit tests of the domain rules that need no AWS: keys, ordering, planning, settling, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgflow.ingest import drop_job_id
+from imgflow.job_store import sequencer_order_key
+from imgflow.keys import is_safe_upload_key, upload_key, variant_key
+from imgflow.models import ANONYMOUS, Job, JobStatus, SourceObject, Task, TaskStatus, VariantsRequest
+from imgflow.settings import Settings
+from imgflow.variants import plan, settle_status
+
+BASE_ENV = {"JOBS_TABLE": "jobs", "UPLOADS_BUCKET": "up", "MEDIA_BUCKET": "media"}
+
+
+def a_job(**changes: object) -> Job:
+    values: dict[str, object] = {
+        "job_id": "0" * 32,
+        "owner": ANONYMOUS,
+        "status": JobStatus.PROCESSING,
+        "created_at": 1,
+        "updated_at": 1,
+        "expires_at": 2,
+    }
+    values.update(changes)
+    return Job.model_validate(values)
+
+
+@pytest.mark.parametrize(
+    ("key", "safe"),
+    [
+        ("uploads/abc/original", True),
+        ("uploads/u123/red flower.jpg", True),
+        ("uploads/café ☕.jpg", True),
+        ("uploads/../etc/passwd", False),
+        ("uploads/a/../../b", False),
+        ("uploads//double", False),
+        ("uploads/./x", False),
+        ("uploads/", False),
+        ("other/x.jpg", False),
+        ("uploads/a\\..\\b", False),
+        ("uploads/nul\x00byte", False),
+    ],
+)
+def test_given_a_key_when_checked_then_only_plain_keys_under_the_prefix_are_safe(key: str, safe: bool) -> None:
+    assert is_safe_upload_key(key) is safe
+
+
+def test_given_a_job_id_when_keys_are_made_then_they_are_deterministic() -> None:
+    assert upload_key("ab" * 16) == f"uploads/{'ab' * 16}/original"
+    assert variant_key("ab" * 16, "thumb", "webp") == f"jobs/{'ab' * 16}/variants/thumb.webp"
+
+
+def test_given_the_same_write_twice_when_a_drop_job_id_is_derived_then_it_is_the_same_and_differs_per_write() -> None:
+    first = SourceObject(bucket="b", key="uploads/x.jpg", size=1, etag="e", sequencer="0055")
+    again = SourceObject(bucket="b", key="uploads/x.jpg", size=1, etag="e", sequencer="0055")
+    newer = SourceObject(bucket="b", key="uploads/x.jpg", size=1, etag="f", sequencer="0056")
+    assert drop_job_id(first) == drop_job_id(again)
+    assert drop_job_id(first) != drop_job_id(newer)
+    assert len(drop_job_id(first)) == 32
+
+
+def test_given_sequencers_of_different_lengths_when_ordered_then_they_compare_after_right_padding() -> None:
+    assert sequencer_order_key("0055AED6DCD90281E5") > sequencer_order_key("0055AED6DCD90281E4")
+    assert sequencer_order_key("0055AED6DCD90281E5") == sequencer_order_key("0055AED6DCD90281E500")
+    assert sequencer_order_key("0055AED6DCD90281E501") > sequencer_order_key("0055AED6DCD90281E5")
+    assert sequencer_order_key("0055aed6dcd90281e6") > sequencer_order_key("0055AED6DCD90281E5")
+
+
+def test_given_default_settings_when_planned_then_every_preset_in_webp_largest_first() -> None:
+    steps = plan(a_job(), Settings(**BASE_ENV))  # type: ignore[arg-type]
+    assert [(p.name, p.long_edge, fmt) for p, fmt in steps] == [
+        ("full", 4096, "webp"),
+        ("large", 1200, "webp"),
+        ("small", 600, "webp"),
+        ("thumb", 150, "webp"),
+    ]
+
+
+def test_given_a_request_for_some_presets_and_avif_when_planned_then_only_those() -> None:
+    job = a_job(variants_request=VariantsRequest(presets=("thumb",), formats=("webp", "avif")))
+    steps = plan(job, Settings(**BASE_ENV))  # type: ignore[arg-type]
+    assert [(p.name, fmt) for p, fmt in steps] == [("thumb", "webp"), ("thumb", "avif")]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([TaskStatus.SUCCEEDED], JobStatus.SUCCEEDED),
+        ([TaskStatus.SUCCEEDED, TaskStatus.SUCCEEDED], JobStatus.SUCCEEDED),
+        ([TaskStatus.SUCCEEDED, TaskStatus.FAILED], JobStatus.FAILED),
+        ([TaskStatus.FAILED, TaskStatus.RUNNING], None),
+        ([TaskStatus.PENDING], None),
+    ],
+)
+def test_given_task_statuses_when_settled_then_the_job_ends_only_when_all_tasks_have(
+    statuses: list[TaskStatus], expected: JobStatus | None
+) -> None:
+    job = a_job(tasks={f"t{i}": Task(status=status) for i, status in enumerate(statuses)})
+    assert settle_status(job) == expected
+
+
+def test_given_environment_when_settings_are_read_then_presets_and_formats_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in BASE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VARIANT_PRESETS", "tiny=64, hero=2000")
+    monkeypatch.setenv("DEFAULT_FORMATS", "webp,avif")
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
+    settings = Settings()
+    assert [(p.name, p.long_edge) for p in settings.variant_presets] == [("tiny", 64), ("hero", 2000)]
+    assert settings.default_formats == ("webp", "avif")
+    assert settings.max_upload_bytes == 1000
+
+
+def test_given_a_missing_table_name_when_settings_are_read_then_it_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBS_TABLE", raising=False)
+    monkeypatch.setenv("UPLOADS_BUCKET", "up")
+    monkeypatch.setenv("MEDIA_BUCKET", "media")
+    with pytest.raises(ValueError, match="jobs_table"):
+        Settings()
+
+
+def test_given_terminal_statuses_then_exactly_the_four_endings_are_terminal() -> None:
+    assert {s for s in JobStatus if s.is_terminal} == {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.REJECTED,
+        JobStatus.EXPIRED,
+    }

@@ -1,0 +1,101 @@
+"""Unit tests of how the local runtime reads template.yaml: names, wiring and intrinsic functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgflow_local.http_api import bind
+from imgflow_local.stack import HttpRoute, LocalStack
+from imgflow_local.template import Resolver, parameter_defaults
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stack() -> LocalStack:
+    return LocalStack(ROOT / "template.yaml", "us-east-1", stack_name="imgflow-unit")
+
+
+def test_given_the_template_then_every_function_and_its_event_sources_are_read(stack: LocalStack) -> None:
+    functions = {f.logical_id: f for f in stack.functions()}
+    assert set(functions) == {"IngestFunction", "VariantsFunction", "ApiFunction"}
+    [ingest_source] = functions["IngestFunction"].sqs_sources
+    assert ingest_source.queue_arn.endswith(":imgflow-unit-IngestQueue")
+    assert ingest_source.report_batch_item_failures
+    assert ingest_source.maximum_concurrency == 5
+    assert ingest_source.batch_size == 10
+    assert functions["VariantsFunction"].sqs_sources[0].batch_size == 1
+    assert {(r.method, r.path) for r in functions["ApiFunction"].routes} >= {
+        ("POST", "/uploads"),
+        ("GET", "/jobs/{job_id}"),
+        ("GET", "/health"),
+    }
+
+
+def test_given_the_template_then_function_environment_resolves_to_local_names(stack: LocalStack) -> None:
+    env = stack.functions()[0].environment
+    assert env["UPLOADS_BUCKET"] == "imgflow-unit-uploads-123456789012-us-east-1"
+    assert env["JOBS_TABLE"] == "imgflow-unit-JobsTable"
+    assert env["VARIANTS_QUEUE_URL"].endswith("/imgflow-unit-VariantsQueue")
+    assert env["EVENT_BUS_NAME"] == "imgflow-unit-events"
+    assert env["MAX_UPLOAD_BYTES"] == "26214400"
+
+
+def test_given_queues_then_visibility_covers_six_timeouts_and_redrive_keeps_messages_longer(stack: LocalStack) -> None:
+    consumers = {s.queue_arn: f for f in stack.functions() for s in f.sqs_sources}
+    for logical_id in stack.of_type("AWS::SQS::Queue"):
+        props = stack.resolver.resolve(stack.properties(logical_id))
+        if "RedrivePolicy" not in props:
+            continue
+        assert int(props["RedrivePolicy"]["maxReceiveCount"]) >= 5
+        dead_letter = stack.properties(stack.queue_logical_id(props["RedrivePolicy"]["deadLetterTargetArn"]))
+        assert int(dead_letter["MessageRetentionPeriod"]) > int(props["MessageRetentionPeriod"])
+        consumer = consumers.get(stack.attribute(logical_id, "Arn"))
+        if consumer is not None:
+            assert int(props["VisibilityTimeout"]) >= 6 * consumer.timeout
+
+
+def test_given_intrinsics_when_resolved_then_ref_getatt_sub_and_join_work() -> None:
+    resolver = Resolver(
+        stack_name="s",
+        region="eu-west-1",
+        parameters={"Size": "5"},
+        physical_id=lambda logical: f"phys-{logical}",
+        attribute=lambda logical, attribute: f"{logical}.{attribute}",
+    )
+    assert resolver.resolve({"Ref": "Size"}) == "5"
+    assert resolver.resolve({"Ref": "Bucket"}) == "phys-Bucket"
+    assert resolver.resolve({"Fn::GetAtt": ["Queue", "Arn"]}) == "Queue.Arn"
+    assert resolver.resolve({"Fn::Sub": "${AWS::StackName}-${Bucket}-${Queue.Arn}-${AWS::Region}"}) == (
+        "s-phys-Bucket-Queue.Arn-eu-west-1"
+    )
+    assert resolver.resolve({"Fn::Sub": ["${X}-${Size}", {"X": {"Ref": "Bucket"}}]}) == "phys-Bucket-5"
+    assert resolver.resolve({"Fn::Join": ["-", ["a", {"Ref": "Size"}]]}) == "a-5"
+
+
+def test_given_parameter_overrides_then_unknown_names_are_refused() -> None:
+    template = {"Parameters": {"A": {"Type": "Number", "Default": 1}}}
+    assert parameter_defaults(template, {"A": "2"}) == {"A": "2"}
+    with pytest.raises(ValueError, match="unknown"):
+        parameter_defaults(template, {"B": "2"})
+
+
+@pytest.mark.parametrize(
+    ("path", "url", "parameters"),
+    [
+        ("/jobs/{job_id}", "/jobs/abc", {"job_id": "abc"}),
+        ("/jobs/{job_id}", "/jobs/abc/edits", None),
+        ("/jobs/{job_id}/edits", "/jobs/abc/edits", {"job_id": "abc"}),
+        ("/files/{path+}", "/files/a/b/c", {"path": "a/b/c"}),
+        ("/health", "/health", {}),
+        ("/health", "/healthz", None),
+    ],
+)
+def test_given_a_route_when_matched_then_path_parameters_are_extracted(
+    path: str, url: str, parameters: dict[str, str] | None
+) -> None:
+    bound = bind(HttpRoute("GET", path), function=None)  # type: ignore[arg-type]
+    match = bound.pattern.match(url)
+    assert (match.groupdict() if match else None) == parameters
