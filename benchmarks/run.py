@@ -4,12 +4,12 @@ time from upload to `succeeded` on the local runtime. Figures, not assertions: t
 from __future__ import annotations
 
 import io
-import json
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -68,16 +68,27 @@ def imaging() -> None:
     timed("placeholder (blurhash + dominant colour)", lambda: placeholder(image))
     timed("4 WebP variants q85 (each from the decoded image)", lambda: all_variants(image, "webp"))
     for edge in PRESETS:
-        timed(f"  one WebP variant at {edge} px", lambda edge=edge: render_variant(image, edge, "webp", 85))
+        timed(f"  one WebP variant at {edge} px", partial(render_variant, image, edge, "webp", 85))
     timed("4 AVIF variants q60 speed 8", lambda: all_variants(image, "avif"), rounds=1)
     sizes = {fmt: len(render_variant(image, 1200, fmt, 85 if fmt == "webp" else 60).data) for fmt in ("webp", "avif")}
     print(f"  large (1200 px) bytes: WebP q85 {sizes['webp']:,}  AVIF q60 {sizes['avif']:,}")
-    prelude = f"import sys; sys.path.insert(0, {str(ROOT / 'layers/imgflow')!r})\n"
-    prelude += "from imgflow.imaging import *\n"
-    prelude += f"limits = ImageLimits({LIMITS.max_bytes}, {LIMITS.max_pixels}, {LIMITS.max_side}, {LIMITS.max_frames})\n"
-    prelude += f"data = open({str(PHOTO)!r}, 'rb').read()\n"
-    with_draft = peak_rss_mb(prelude + "im = load_normalized(data, limits, 4096)\n[render_variant(im, e, 'webp', 85) for e in (4096,1200,600,150)]")
-    without = peak_rss_mb(prelude + "from PIL import Image; import io\nim = Image.open(io.BytesIO(data)); im.load(); im = im.convert('RGB'); im.thumbnail((4096,4096))")
+    prelude = "\n".join(
+        [
+            f"import sys; sys.path.insert(0, {str(ROOT / 'layers/imgflow')!r})",
+            "import io",
+            "from PIL import Image",
+            "from imgflow.imaging import ImageLimits, load_normalized, render_variant",
+            f"limits = ImageLimits({LIMITS.max_bytes}, {LIMITS.max_pixels}, {LIMITS.max_side}, {LIMITS.max_frames})",
+            f"data = open({str(PHOTO)!r}, 'rb').read()",
+            "",
+        ]
+    )
+    variants_task = (
+        "im = load_normalized(data, limits, 4096)\nfor e in (4096, 1200, 600, 150): render_variant(im, e, 'webp', 85)"
+    )
+    naive = "im = Image.open(io.BytesIO(data)); im.load(); im = im.convert('RGB'); im.thumbnail((4096, 4096))"
+    with_draft = peak_rss_mb(prelude + variants_task)
+    without = peak_rss_mb(prelude + naive)
     print(f"  peak RSS, whole variants task (draft):       {with_draft:6.0f} MB")
     print(f"  peak RSS, naive full decode + resize only:   {without:6.0f} MB")
 

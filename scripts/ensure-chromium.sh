@@ -18,7 +18,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 else
     echo "ensure-chromium: $CHROMIUM is missing and cannot be installed here (needs root and apt-get)." >&2
     echo "  Install it yourself, e.g.: sudo apt-get install chromium" >&2
-    echo "  Without it the browser tests (pytest -m browser) are skipped." >&2
+    echo "  `make test` needs it; `pytest` run by hand skips the browser tests without it." >&2
 fi
 
 if [ -x "$CHROMIUM" ]; then

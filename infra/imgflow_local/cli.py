@@ -54,6 +54,7 @@ def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
         template=args.template or _find_template(),
         aws_endpoint=args.aws_endpoint,
         retry_delay=args.retry_delay,
+        schedule_interval=args.schedule_interval,
         # Handlers log JSON at WARNING and above locally; `--parameter LogLevel=INFO` shows everything.
         parameters={"LogLevel": "WARNING", **_parameters(args.parameter)},
     )

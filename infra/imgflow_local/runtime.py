@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 from imgflow_local.front_door import FrontDoorServer, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction
 from imgflow_local.http_api import HttpApiApp, bind
+from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
 from imgflow_local.sqs_poller import SqsPoller
 from imgflow_local.stack import LocalStack
 
@@ -49,6 +50,8 @@ class RuntimeOptions:
     # An emulator that is already running (LocalStack): no embedded emulator, no front door.
     aws_endpoint: str | None = None
     retry_delay: int | None = None
+    # Run every `rate(...)` schedule this often instead (seconds); None keeps the template's rate.
+    schedule_interval: int | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
     log: Callable[[str], None] = print
 
@@ -65,6 +68,7 @@ class LocalRuntime:
         self._front_door: FrontDoorServer | None = None
         self._api_server: BaseWSGIServer | None = None
         self._pollers: list[SqsPoller] = []
+        self._schedules: list[ScheduledInvoker] = []
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._log_lock = threading.Lock()
@@ -85,6 +89,7 @@ class LocalRuntime:
             for spec in self.stack.functions()
         }
         self._start_pollers(session)
+        self._start_schedules()
         self._start_lifecycle_log(session)
         self._start_api()
         return self
@@ -95,6 +100,8 @@ class LocalRuntime:
             self._api_server.shutdown()
         for poller in self._pollers:
             poller.stop()
+        for schedule in self._schedules:
+            schedule.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         if self._front_door:
@@ -154,6 +161,17 @@ class LocalRuntime:
                 poller = SqsPoller(sqs, queue_url, source, function, REGION, retry_delay=self.options.retry_delay)
                 poller.start()
                 self._pollers.append(poller)
+
+    def _start_schedules(self) -> None:
+        for function in self.functions.values():
+            for source in function.spec.schedules:
+                rate = rate_seconds(source.expression)
+                if rate is None:
+                    self.say(f"{function.name}: schedule {source.expression} is not emulated (only rate(...) is)")
+                    continue
+                invoker = ScheduledInvoker(source, function, REGION, self.options.schedule_interval or rate)
+                invoker.start()
+                self._schedules.append(invoker)
 
     def _start_lifecycle_log(self, session: boto3.session.Session) -> None:
         """Subscribe a local queue to every bus of the template, to print each job's steps and keep them."""

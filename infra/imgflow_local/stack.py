@@ -29,6 +29,12 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class ScheduleSource:
+    name: str
+    expression: str  # rate(5 minutes) or cron(...)
+
+
+@dataclass(frozen=True)
 class HttpRoute:
     method: str
     path: str  # API Gateway syntax: /jobs/{job_id}
@@ -44,6 +50,7 @@ class FunctionSpec:
     environment: dict[str, str]
     sqs_sources: tuple[SqsEventSource, ...]
     routes: tuple[HttpRoute, ...]
+    schedules: tuple[ScheduleSource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,7 +152,7 @@ class LocalStack:
                 **defaults.get("Environment", {}).get("Variables", {}),
                 **props.get("Environment", {}).get("Variables", {}),
             }
-            sqs_sources, routes = [], []
+            sqs_sources, routes, schedules = [], [], []
             for event_name, event in props.get("Events", {}).items():
                 event_props = self.resolver.resolve(event["Properties"])
                 if event["Type"] == "SQS":
@@ -164,6 +171,8 @@ class LocalStack:
                     )
                 elif event["Type"] == "HttpApi":
                     routes.append(HttpRoute(method=event_props["Method"].upper(), path=event_props["Path"]))
+                elif event["Type"] == "Schedule":
+                    schedules.append(ScheduleSource(name=event_name, expression=event_props["Schedule"]))
             specs.append(
                 FunctionSpec(
                     logical_id=logical_id,
@@ -174,6 +183,7 @@ class LocalStack:
                     environment={k: str(v) for k, v in self.resolver.resolve(environment).items()},
                     sqs_sources=tuple(sqs_sources),
                     routes=tuple(routes),
+                    schedules=tuple(schedules),
                 )
             )
         return specs

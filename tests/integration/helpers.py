@@ -8,18 +8,47 @@ import copy
 import io
 import json
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import botocore.loaders
+import botocore.session
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.stub import Stubber
+import pytest
 from PIL import Image, ImageCms
 
 from conftest import FIXTURES, EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
+from imgflow.models import Job
 
 IMAGES = FIXTURES / "images"
 BAD_INPUTS = IMAGES / "bad-inputs"
 HOPPER = BAD_INPUTS / "hopper.jpg"
 LIFECYCLE_TAP = "lifecycle-tap"
+
+
+# --- speed ------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def shared_service_models() -> Iterator[None]:
+    """Every botocore session shares one loader of the (read-only) service models.
+
+    The functions build their clients from fresh sessions, and each test starts from a fresh container;
+    without this, every test would parse the same large JSON models again (most of its run time).
+    """
+    shared = botocore.loaders.create_loader()
+    original = botocore.session.create_loader
+
+    def create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        return shared if search_path_string is None else original(search_path_string)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", create_loader)
+        yield
 
 
 # --- objects in the uploads bucket ---------------------------------------------------------------------
@@ -44,6 +73,41 @@ def photo_with_metadata(size: tuple[int, int] = (1600, 1200)) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85, exif=exif, icc_profile=icc)
     return buffer.getvalue()
+
+
+# --- AWS failures, injected into the clients the functions use ------------------------------------------
+
+
+@contextmanager
+def no_calls_allowed(client: Any) -> Iterator[Stubber]:
+    """Any call through `client` fails (nothing is stubbed): proves that a path never reaches that service."""
+    with Stubber(client) as stubber:
+        yield stubber
+
+
+@contextmanager
+def throttled(client: Any, operation: str, code: str = "SlowDown", status: int = 503) -> Iterator[Stubber]:
+    """The next `operation` through `client` is throttled, as AWS does under load."""
+    with Stubber(client) as stubber:
+        stubber.add_client_error(
+            operation, service_error_code=code, service_message="Please reduce your request rate.", http_status_code=status
+        )
+        yield stubber
+
+
+# --- what JobsTable holds ------------------------------------------------------------------------------
+
+
+def stored_jobs(aws: EmulatedAws) -> list[Job]:
+    """Every job in JobsTable (the per-object sequencer items left out)."""
+    items = aws.table().scan(ConsistentRead=True)["Items"]
+    return [Job.model_validate(item) for item in items if not item["pk"].startswith("object#")]
+
+
+def stored_job(aws: EmulatedAws, job_id: str) -> Job:
+    item = aws.table().get_item(Key={"pk": job_id}, ConsistentRead=True).get("Item")
+    assert item is not None, f"no job {job_id} in JobsTable"
+    return Job.model_validate(item)
 
 
 # --- SQS events for the queue-triggered handlers ---------------------------------------------------------
@@ -132,7 +196,16 @@ def upload_notification(aws: EmulatedAws, key: str, etag: str, size: int, **kwar
     )
 
 
-def failed_message_ids(response: dict[str, Any]) -> list[str]:
+def reported_failures(handler: Callable[[Any, Any], Any], event: dict[str, Any], context: FakeLambdaContext) -> list[str]:
+    """The message ids that Lambda would return to the queue after this invocation.
+
+    Powertools' batch processor answers with `batchItemFailures`, but raises when every record failed:
+    Lambda then returns the whole batch to the queue, which is the same outcome for each record.
+    """
+    try:
+        response = handler(event, context)
+    except BatchProcessingError:
+        return [record["messageId"] for record in event["Records"]]
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
 
@@ -235,3 +308,35 @@ def lifecycle_events(aws: EmulatedAws, job_id: str | None = None) -> list[dict[s
 
 def detail_types(events: list[dict[str, Any]]) -> list[str]:
     return [event["detail-type"] for event in events]
+
+
+# --- a job through the front door --------------------------------------------------------------------
+
+
+def accepted_api_job(
+    aws: EmulatedAws,
+    context: FakeLambdaContext,
+    data: bytes,
+    *,
+    filename: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+    **request: Any,
+) -> tuple[str, str, str]:
+    """A job created through POST /uploads, its original uploaded and ingested (status `processing`).
+
+    Returns (job_id, key, etag); the ingest fan-out is drained from VariantsQueue so that a test sees
+    only what comes after.
+    """
+    import ingest_handler
+
+    created = create_api_job(
+        aws, context, {"filename": filename, "content_type": content_type, "size": len(data), **request}
+    )
+    job_id: str = created["job_id"]
+    key = created["upload"]["fields"]["key"]
+    etag = put_upload(aws, key, data, content_type)
+    failures = reported_failures(ingest_handler.lambda_handler, upload_notification(aws, key, etag, len(data)), context)
+    assert failures == []
+    assert stored_job(aws, job_id).status == "processing"
+    assert len(aws.drain("VariantsQueue")) == 1
+    return job_id, key, etag

@@ -1,19 +1,444 @@
+"""The ingest function, invoked as Lambda invokes it, on IngestQueue batches of S3 notifications."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import ingest_handler
-from conftest import EmulatedAws, FakeLambdaContext
-from helpers import HOPPER, create_api_job, lifecycle_events, put_upload, tap_lifecycle_events, upload_notification
+import pytest
+
+from conftest import EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
+from helpers import (
+    BAD_INPUTS,
+    HOPPER,
+    create_api_job,
+    detail_types,
+    fixture_notification,
+    lifecycle_events,
+    no_calls_allowed,
+    put_upload,
+    reported_failures,
+    retarget_batch,
+    shared_service_models,
+    stored_job,
+    stored_jobs,
+    tap_lifecycle_events,
+    throttled,
+    upload_notification,
+    with_receive_count,
+)
+from imgflow import aws as clients
+from imgflow.models import ImageInfo, JobStatus, TaskStatus, VariantsMessage
+
+HOPPER_SIZE = 6412
+FIXTURE_KEY = "uploads/u123/job-abc/original"  # the object the duplicate and overwrite fixtures name
+MAX_RECEIVE_COUNT = 5  # template.yaml: the queues' maxReceiveCount and the functions' MAX_RECEIVE_COUNT
 
 
-def test_smoke(aws: EmulatedAws, lambda_context: FakeLambdaContext) -> None:
+@pytest.fixture(autouse=True, scope="module")
+def _shared_service_models() -> Iterator[None]:
+    with shared_service_models():
+        yield
+
+
+@pytest.fixture
+def tap(aws: EmulatedAws) -> None:
     tap_lifecycle_events(aws)
-    created = create_api_job(aws, lambda_context)
-    key = f"uploads/{created['job_id']}/original"
+
+
+def ingest(event: dict[str, Any], context: FakeLambdaContext) -> list[str]:
+    """Invoke the function on an IngestQueue batch; the ids of the messages that go back to the queue."""
+    return reported_failures(ingest_handler.lambda_handler, event, context)
+
+
+def fan_out(aws: EmulatedAws) -> list[VariantsMessage]:
+    return [VariantsMessage.model_validate_json(message["Body"]) for message in aws.drain("VariantsQueue")]
+
+
+def api_upload(aws: EmulatedAws, context: FakeLambdaContext, data: bytes | None = None) -> tuple[str, str, str]:
+    """A job created through POST /uploads and its original stored where the presigned POST puts it."""
+    job_id: str = create_api_job(aws, context)["job_id"]
+    key = f"uploads/{job_id}/original"
+    etag = put_upload(aws, key, data if data is not None else HOPPER.read_bytes())
+    return job_id, key, etag
+
+
+# --- S3 test events ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(lambda: load_fixture_event("sqs_batch_s3_test_event.json"), id="fixture"),
+        pytest.param(lambda: load_event("ingest_s3_test_event.json"), id="sample-event"),
+    ],
+)
+def test_given_an_s3_test_event_when_ingested_then_it_is_acknowledged_without_a_job(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None, event: Any
+) -> None:
+    response = ingest(retarget_batch(event(), aws.uploads_bucket), lambda_context)
+
+    assert response == []
+    assert stored_jobs(aws) == []
+    assert fan_out(aws) == []
+    assert lifecycle_events(aws) == []
+
+
+# --- the happy path of an API upload -------------------------------------------------------------------
+
+
+def test_given_an_api_job_and_its_upload_when_ingested_then_it_is_processing_with_one_fan_out_and_an_event(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    job_id, key, etag = api_upload(aws, lambda_context)
+
+    response = ingest(upload_notification(aws, key, etag, HOPPER_SIZE), lambda_context)
+
+    assert response == []
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.PROCESSING
+    assert job.image == ImageInfo(format="JPEG", width=128, height=128, frames=1)
+    assert job.source is not None
+    assert (job.source.bucket, job.source.key, job.source.size) == (aws.uploads_bucket, key, HOPPER_SIZE)
+    assert job.tasks["variants"].status is TaskStatus.PENDING
+    assert job.error is None
+    assert fan_out(aws) == [VariantsMessage(job_id=job_id, bucket=aws.uploads_bucket, key=key, etag=etag)]
+    events = lifecycle_events(aws)
+    assert detail_types(events) == ["Job Accepted"]
+    detail = events[0]["detail"]
+    assert (detail["job_id"], detail["status"], detail["version"]) == (job_id, "processing", job.version)
+    assert detail["image"] == {"format": "JPEG", "width": 128, "height": 128, "frames": 1}
+
+
+# --- at-least-once and unordered delivery --------------------------------------------------------------
+
+
+def test_given_the_same_notification_delivered_twice_when_ingested_then_one_job_and_one_fan_out(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    etag = put_upload(aws, FIXTURE_KEY, HOPPER)
+
+    first = ingest(fixture_notification("s3_duplicate_delivery_a.json", aws, etag=etag), lambda_context)
+    second = ingest(fixture_notification("s3_duplicate_delivery_b.json", aws, etag=etag), lambda_context)
+
+    assert first == second == []
+    [job] = stored_jobs(aws)
+    assert job.status is JobStatus.PROCESSING
+    assert len(fan_out(aws)) == 1
+    assert detail_types(lifecycle_events(aws)) == ["Job Accepted"]
+
+
+def test_given_two_copies_of_one_notification_in_one_batch_when_ingested_then_one_job_and_one_fan_out(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    etag = put_upload(aws, FIXTURE_KEY, HOPPER)
+    batch = retarget_batch(load_fixture_event("sqs_batch_two_copies_same_s3_event.json"), aws.uploads_bucket, etag=etag)
+
+    response = ingest(batch, lambda_context)
+
+    assert response == []
+    [job] = stored_jobs(aws)
+    assert job.status is JobStatus.PROCESSING
+    assert len(fan_out(aws)) == 1
+    assert detail_types(lifecycle_events(aws)) == ["Job Accepted"]
+
+
+def test_given_the_newer_write_ingested_when_the_older_notification_arrives_then_it_is_a_no_op(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    # The key now holds the newer write; the older notification names a write that is gone (its own ETag).
+    etag = put_upload(aws, FIXTURE_KEY, HOPPER)
+    newer = ingest(fixture_notification("s3_overwrite_out_of_order_newer.json", aws, etag=etag), lambda_context)
+    [job] = stored_jobs(aws)
+    version = job.version
+
+    older = ingest(fixture_notification("s3_overwrite_out_of_order_older.json", aws), lambda_context)
+
+    assert newer == older == []
+    [after] = stored_jobs(aws)
+    assert after.job_id == job.job_id
+    assert after.version == version
+    assert after.status is JobStatus.PROCESSING
+    assert after.source is not None
+    assert (after.source.sequencer, after.source.etag) == ("0055AED6DCD90281E6AA", etag)
+    assert len(fan_out(aws)) == 1
+    assert detail_types(lifecycle_events(aws)) == ["Job Accepted"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a direct drop whose object was overwritten before ingest read it is left `validating` forever",
+)
+def test_given_an_overwritten_drop_when_its_older_notification_arrives_first_then_no_job_is_left_unfinished(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    # S3 delivered the older write's notification first, but the key already holds the newer write.
+    etag = put_upload(aws, FIXTURE_KEY, HOPPER)
+    older = ingest(fixture_notification("s3_overwrite_out_of_order_older.json", aws), lambda_context)
+    newer = ingest(fixture_notification("s3_overwrite_out_of_order_newer.json", aws, etag=etag), lambda_context)
+
+    assert older == newer == []
+    following_newer = [job for job in stored_jobs(aws) if job.source and job.source.etag == etag]
+    assert [job.status for job in following_newer] == [JobStatus.PROCESSING]
+    leftovers = [job for job in stored_jobs(aws) if job not in following_newer]
+    assert all(job.status.is_terminal for job in leftovers), [(j.job_id, j.status) for j in leftovers]
+
+
+# --- keys -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "key"),
+    [
+        ("s3_key_space_plus.json", "uploads/u123/red flower.jpg"),
+        ("s3_key_literal_plus.json", "uploads/u123/a+b.jpg"),
+        ("s3_key_unicode.json", "uploads/u123/写真 1.jpg"),
+    ],
+)
+def test_given_a_form_encoded_key_when_ingested_then_the_job_names_the_decoded_key(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, fixture: str, key: str
+) -> None:
     etag = put_upload(aws, key, HOPPER)
-    response: Any = ingest_handler.lambda_handler(upload_notification(aws, key, etag, 6412), lambda_context)
-    print(response)
-    print(aws.table().scan()["Items"])
-    print(aws.drain("VariantsQueue"))
-    print(lifecycle_events(aws))
+
+    response = ingest(fixture_notification(fixture, aws, etag=etag), lambda_context)
+
+    assert response == []
+    [job] = stored_jobs(aws)
+    assert job.source is not None
+    assert job.source.key == key
+    assert job.status is JobStatus.PROCESSING
+    assert job.filename == key.rsplit("/", 1)[-1]
+    assert [message.key for message in fan_out(aws)] == [key]
+
+
+def test_given_a_key_with_dot_dot_segments_when_ingested_then_nothing_is_read_and_no_job_is_made(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    event = fixture_notification("s3_key_dotdot.json", aws)
+
+    with no_calls_allowed(clients.s3()):
+        response = ingest(event, lambda_context)
+
+    assert response == []
+    assert stored_jobs(aws) == []
+    assert fan_out(aws) == []
+    assert lifecycle_events(aws) == []
+
+
+def test_given_a_key_outside_the_upload_prefix_when_ingested_then_it_is_ignored(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    event = fixture_notification("s3_key_unexpected_prefix.json", aws)
+
+    with no_calls_allowed(clients.s3()):
+        response = ingest(event, lambda_context)
+
+    assert response == []
+    assert aws.table().scan()["Items"] == []
+    assert fan_out(aws) == []
+    assert lifecycle_events(aws) == []
+
+
+# --- what the notification alone tells -----------------------------------------------------------------
+
+
+def test_given_an_empty_object_when_ingested_then_the_job_is_rejected_without_downloading(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    # No object is stored: the notification's size is enough to reject it.
+    event = fixture_notification("s3_zero_size.json", aws)
+
+    with no_calls_allowed(clients.s3()):
+        response = ingest(event, lambda_context)
+
+    assert response == []
+    [job] = stored_jobs(aws)
+    assert job.status is JobStatus.REJECTED
+    assert job.error is not None
+    assert job.error.code == "empty_file"
+    assert fan_out(aws) == []
+    events = lifecycle_events(aws)
+    assert detail_types(events) == ["Job Rejected"]
+    assert events[0]["detail"]["error"]["code"] == "empty_file"
+    assert events[0]["detail"]["version"] == job.version
+
+
+def test_given_an_upload_of_another_size_than_announced_when_ingested_then_the_job_is_rejected_as_mismatch(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    # POST /uploads announced hopper.jpg (6412 bytes); a larger file arrived within the policy's range.
+    png = (BAD_INPUTS / "hopper.png").read_bytes()
+    job_id, key, etag = api_upload(aws, lambda_context, png)
+
+    response = ingest(upload_notification(aws, key, etag, len(png)), lambda_context)
+
+    assert response == []
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.REJECTED
+    assert job.error is not None
+    assert job.error.code == "upload_mismatch"
+    assert fan_out(aws) == []
+    events = lifecycle_events(aws)
+    assert detail_types(events) == ["Job Rejected"]
+    assert events[0]["detail"]["error"]["code"] == "upload_mismatch"
+
+
+# --- batches --------------------------------------------------------------------------------------------
+
+
+def test_given_a_notification_with_two_records_when_ingested_then_each_object_gets_its_own_job(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    keys = ["uploads/u1/j1/original", "uploads/u2/j2/original"]
+    etags = {put_upload(aws, key, HOPPER) for key in keys}
+    [etag] = etags  # the same bytes: the same ETag, as the fixture has it
+
+    response = ingest(fixture_notification("s3_two_records.json", aws, etag=etag), lambda_context)
+
+    assert response == []
+    jobs = stored_jobs(aws)
+    assert sorted(job.source.key for job in jobs if job.source) == keys
+    assert {job.status for job in jobs} == {JobStatus.PROCESSING}
+    assert len({job.job_id for job in jobs}) == 2
+    assert sorted(message.key for message in fan_out(aws)) == keys
+    assert detail_types(lifecycle_events(aws)) == ["Job Accepted", "Job Accepted"]
+
+
+def test_given_a_batch_with_poison_messages_when_ingested_then_only_the_poison_ones_fail(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    key = "uploads/u123/red flower.jpg"
+    etag = put_upload(aws, key, HOPPER)
+    batch = retarget_batch(load_fixture_event("sqs_batch_with_poison_messages.json"), aws.uploads_bucket, etag=etag)
+
+    response = ingest(batch, lambda_context)
+
+    assert sorted(response) == [
+        "55555555-5555-5555-5555-555555555555",
+        "66666666-6666-6666-6666-666666666666",
+    ]
+    [job] = stored_jobs(aws)
+    assert job.source is not None
+    assert job.source.key == key
+    assert job.status is JobStatus.PROCESSING
+    assert [message.key for message in fan_out(aws)] == [key]
+
+
+# --- bad images dropped straight into the bucket -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "code"),
+    [
+        ("truncated_jpeg.jpg", "corrupt_image"),
+        ("broken_data_stream.png", "corrupt_image"),
+        ("truncated_image.png", "corrupt_image"),
+        ("misleading_eps_zero_bb.jpg", "unsupported_format"),
+        ("misleading_tiff_g4.png", "unsupported_format"),
+        ("decompression_bomb.gif", "too_many_pixels"),
+    ],
+)
+def test_given_a_bad_image_dropped_directly_when_ingested_then_the_job_is_rejected_with_its_reason(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None, file: str, code: str
+) -> None:
+    data = (BAD_INPUTS / file).read_bytes()
+    key = f"uploads/partner/{file}"
+    etag = put_upload(aws, key, data)
+
+    response = ingest(upload_notification(aws, key, etag, len(data)), lambda_context)
+
+    assert response == []
+    [job] = stored_jobs(aws)
+    assert job.status is JobStatus.REJECTED
+    assert job.error is not None
+    assert job.error.code == code
+    assert job.image is None
+    assert fan_out(aws) == []
+    events = lifecycle_events(aws)
+    assert detail_types(events) == ["Job Rejected"]
+    assert events[0]["detail"]["job_id"] == job.job_id
+    assert events[0]["detail"]["error"]["code"] == code
+
+
+# --- failures: transient, then for good ----------------------------------------------------------------
+
+
+def test_given_s3_throttles_on_an_early_attempt_when_ingested_then_the_record_fails_and_the_job_waits_for_a_retry(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    job_id, key, etag = api_upload(aws, lambda_context)
+    event = upload_notification(aws, key, etag, HOPPER_SIZE, receive_count=1)
+
+    with throttled(clients.s3(), "get_object"):
+        response = ingest(event, lambda_context)
+
+    assert response == [event["Records"][0]["messageId"]]
+    job = stored_job(aws, job_id)
+    assert not job.status.is_terminal
+    assert job.error is None
+    assert fan_out(aws) == []
+    assert lifecycle_events(aws) == []
+
+    retried = ingest(with_receive_count(event, 2), lambda_context)
+
+    assert retried == []
+    assert stored_job(aws, job_id).status is JobStatus.PROCESSING
+    assert len(fan_out(aws)) == 1
+
+
+def test_given_s3_throttles_on_the_last_attempt_when_ingested_then_the_job_fails_and_the_record_still_fails(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, key, etag = api_upload(aws, lambda_context)
+    event = upload_notification(aws, key, etag, HOPPER_SIZE, receive_count=MAX_RECEIVE_COUNT)
+
+    with throttled(clients.s3(), "get_object"):
+        response = ingest(event, lambda_context)
+
+    assert response == [event["Records"][0]["messageId"]]
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error is not None
+    assert job.error.code == "internal_error"
+    assert fan_out(aws) == []
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="IngestService.give_up fails the job without publishing `Job Failed`")
+def test_given_s3_throttles_on_the_last_attempt_when_ingested_then_a_job_failed_event_is_published(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    job_id, key, etag = api_upload(aws, lambda_context)
+    event = upload_notification(aws, key, etag, HOPPER_SIZE, receive_count=MAX_RECEIVE_COUNT)
+
+    with throttled(clients.s3(), "get_object"):
+        ingest(event, lambda_context)
+
+    job = stored_job(aws, job_id)
+    events = lifecycle_events(aws, job_id)
+    assert detail_types(events) == ["Job Failed"]
+    assert events[0]["detail"]["version"] == job.version
+    assert events[0]["detail"]["error"]["code"] == "internal_error"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="when publishing `Job Accepted` fails, the retry finds the job processing and never publishes it",
+)
+def test_given_eventbridge_throttles_after_acceptance_when_the_record_is_retried_then_job_accepted_is_published(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    job_id, key, etag = api_upload(aws, lambda_context)
+    event = upload_notification(aws, key, etag, HOPPER_SIZE)
+    with throttled(clients.events(), "put_events", code="ThrottlingException", status=400):
+        first = ingest(event, lambda_context)
+    assert first == [event["Records"][0]["messageId"]]
+
+    retried = ingest(with_receive_count(event, 2), lambda_context)
+
+    assert retried == []
+    assert stored_job(aws, job_id).status is JobStatus.PROCESSING
+    assert detail_types(lifecycle_events(aws, job_id)) == ["Job Accepted"]
+

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,20 @@ def test_given_pyproject_then_the_layer_requirements_are_generated_from_it() -> 
     assert (ROOT / "layers" / "imgflow" / "requirements.txt").read_text() == module.render(), (
         "run `make layer-requirements`"
     )
+
+
+def test_given_the_api_function_when_imported_then_pillow_is_not_loaded() -> None:
+    # The api function's cold start must not pay for the imaging stack.
+    code = "import sys, api_handler; print('PIL' in sys.modules, 'imgflow_local' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/imgflow", "functions/api"))}
+    output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["False", "False"]
+
+
+def test_given_the_layer_then_it_never_imports_the_local_runtime() -> None:
+    offenders = [
+        path.name
+        for path in (ROOT / "layers" / "imgflow" / "imgflow").glob("*.py")
+        if "imgflow_local" in path.read_text()
+    ]
+    assert offenders == []

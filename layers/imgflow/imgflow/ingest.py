@@ -134,7 +134,8 @@ class IngestService:
             )
 
     def _fan_out(self, job: Job) -> None:
-        assert job.source is not None
+        if job.source is None:
+            raise ValueError(f"job {job.job_id} has no source object to fan out")
         self.variants_queue.send(
             VariantsMessage(job_id=job.job_id, bucket=job.source.bucket, key=job.source.key, etag=job.source.etag)
         )

@@ -3,6 +3,8 @@ it, bumps `version`, and returns the job as stored afterwards.
 
 The table holds two kinds of item, told apart by `pk`: a job (`pk` = its id) and, per uploaded object
 key, the newest S3 `sequencer` seen for it (`pk` = `object#<bucket>/<key>`), which orders overwrites.
+A job waiting for its upload also carries `awaiting_upload_shard`, which puts it in the sparse
+`awaiting-upload-index` (by `upload_expires_at`) until its upload arrives or it expires.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 NON_TERMINAL = frozenset(JobStatus) - TERMINAL_STATUSES
+AWAITING_UPLOAD_INDEX = "awaiting-upload-index"
+_AWAITING_SHARD = "awaiting_upload_shard"
 # S3 sequencers are hex strings of varying length: right-padded they compare as the S3 docs prescribe.
 _SEQUENCER_WIDTH = 64
 
@@ -64,6 +68,8 @@ class JobStore:
     def create(self, job: Job) -> bool:
         """Store a new job; False when a job with that id exists already (a redelivered drop)."""
         item = {"pk": job.job_id, **job.model_dump(mode="json", exclude_none=True)}
+        if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at is not None:
+            item[_AWAITING_SHARD] = "0"
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -71,6 +77,17 @@ class JobStore:
                 return False
             raise
         return True
+
+    def overdue_uploads(self, deadline: int, limit: int = 100) -> list[str]:
+        """Ids of jobs still awaiting an upload whose form expired before `deadline`."""
+        response = self._table.query(
+            IndexName=AWAITING_UPLOAD_INDEX,
+            KeyConditionExpression="#shard = :shard AND #expires < :deadline",
+            ExpressionAttributeNames={"#shard": _AWAITING_SHARD, "#expires": "upload_expires_at"},
+            ExpressionAttributeValues={":shard": "0", ":deadline": deadline},
+            Limit=limit,
+        )
+        return [str(item["pk"]) for item in response.get("Items", [])]
 
     def claim_object(self, bucket: str, key: str, sequencer: str, job_id: str) -> bool:
         """Record `sequencer` as the newest write of the key; False when a newer write was seen already.
@@ -101,6 +118,7 @@ class JobStore:
             {"status": JobStatus.VALIDATING, "source": source},
             # validating again is how a retry after a crash resumes; duplicates never get here.
             allowed={JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING},
+            removes=(_AWAITING_SHARD,),
         )
 
     def accept(self, job_id: str, image: ImageInfo, tasks: Mapping[str, Task]) -> Job:
@@ -117,14 +135,27 @@ class JobStore:
             "reject",
             {"status": JobStatus.REJECTED, "error": error},
             allowed={JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING},
+            removes=(_AWAITING_SHARD,),
         )
 
     def expire(self, job_id: str) -> Job:
-        return self._update(job_id, "expire", {"status": JobStatus.EXPIRED}, allowed={JobStatus.AWAITING_UPLOAD})
+        return self._update(
+            job_id,
+            "expire",
+            {"status": JobStatus.EXPIRED},
+            allowed={JobStatus.AWAITING_UPLOAD},
+            removes=(_AWAITING_SHARD,),
+        )
 
     def fail(self, job_id: str, error: JobError) -> Job:
         """End a job that cannot go on, from any state that is not terminal yet."""
-        return self._update(job_id, "fail", {"status": JobStatus.FAILED, "error": error}, allowed=NON_TERMINAL)
+        return self._update(
+            job_id,
+            "fail",
+            {"status": JobStatus.FAILED, "error": error},
+            allowed=NON_TERMINAL,
+            removes=(_AWAITING_SHARD,),
+        )
 
     def settle(self, job_id: str, status: JobStatus, error: JobError | None = None) -> Job:
         changes: dict[str, Any] = {"status": status}
@@ -187,6 +218,7 @@ class JobStore:
         allowed: Iterable[JobStatus],
         increments: Mapping[str, int] | None = None,
         task_open: str | None = None,
+        removes: tuple[str, ...] = (),
     ) -> Job:
         names: dict[str, str] = {"#status": "status", "#version": "version", "#updated": "updated_at"}
         values: dict[str, Any] = {":one": 1, ":now": self.now()}
@@ -215,7 +247,9 @@ class JobStore:
         try:
             response = self._table.update_item(
                 Key={"pk": job_id},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET "
+                + ", ".join(sets)
+                + (" REMOVE " + ", ".join(_path(path, names) for path in removes) if removes else ""),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,

@@ -51,33 +51,44 @@ class JobFailed(LifecycleDetail):
     error: JobError | None = None
 
 
+class JobExpired(LifecycleDetail):
+    """Not in DESIGN.md's first list: a job whose upload never came also ends, and says so."""
+
+    detail_type = "Job Expired"
+
+
 DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (
     JobAccepted,
     JobRejected,
     VariantsReady,
     JobSucceeded,
     JobFailed,
+    JobExpired,
 )
 
 
 def job_accepted(job: Job) -> JobAccepted:
-    assert job.image is not None
-    return JobAccepted(**_common(job), image=job.image)
+    return JobAccepted.model_validate({**_common(job), "image": job.image})
 
 
 def job_rejected(job: Job) -> JobRejected:
-    assert job.error is not None
-    return JobRejected(**_common(job), error=job.error)
+    return JobRejected.model_validate({**_common(job), "error": job.error})
 
 
 def variants_ready(job: Job) -> VariantsReady:
-    return VariantsReady(**_common(job), variants=list(job.variants.values()), placeholder=job.placeholder)
+    return VariantsReady.model_validate(
+        {**_common(job), "variants": list(job.variants.values()), "placeholder": job.placeholder}
+    )
 
 
 def job_settled(job: Job) -> JobSucceeded | JobFailed:
     if job.status is JobStatus.SUCCEEDED:
-        return JobSucceeded(**_common(job))
-    return JobFailed(**_common(job), error=job.error)
+        return JobSucceeded.model_validate(_common(job))
+    return JobFailed.model_validate({**_common(job), "error": job.error})
+
+
+def job_expired(job: Job) -> JobExpired:
+    return JobExpired.model_validate(_common(job))
 
 
 def _common(job: Job) -> dict[str, object]:

@@ -57,7 +57,9 @@ def variants_service() -> VariantsService:
 def uploads_service() -> UploadsService:
     from imgflow.uploads import UploadsService
 
-    return UploadsService(store=job_store(), storage=ObjectStorage(aws.s3()), settings=get_settings())
+    return UploadsService(
+        store=job_store(), storage=ObjectStorage(aws.s3()), settings=get_settings(), events=publisher()
+    )
 
 
 def reset() -> None:

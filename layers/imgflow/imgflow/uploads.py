@@ -12,6 +12,7 @@ from imgflow.api_models import JobView, PresignedUpload, TaskView, UploadRequest
 from imgflow.errors import ImgflowError, JobNotFoundError, TransitionRejectedError
 from imgflow.job_store import JobStore
 from imgflow.keys import upload_key
+from imgflow.lifecycle import EventPublisher, job_expired
 from imgflow.models import Job, JobStatus
 from imgflow.settings import Settings
 from imgflow.storage import ObjectStorage
@@ -34,6 +35,7 @@ class UploadsService:
     store: JobStore
     storage: ObjectStorage
     settings: Settings
+    events: EventPublisher
     sleep: Callable[[float], None] = field(default=time.sleep)
     monotonic: Callable[[], float] = field(default=time.monotonic)
 
@@ -79,10 +81,21 @@ class UploadsService:
             raise JobNotFoundError(job_id)
         upload_deadline = (job.upload_expires_at or 0) + _EXPIRY_GRACE_SECONDS
         if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at and self.store.now() > upload_deadline:
-            try:
-                return self.store.expire(job_id)
-            except TransitionRejectedError:
-                return self.store.require(job_id)
+            # The scheduled sweep may not have come by yet: a reader never sees a form that can no longer work.
+            return self._expire(job_id) or self.store.require(job_id)
+        return job
+
+    def expire_overdue(self) -> list[str]:
+        """End every job whose upload form expired (plus a grace period) with no upload: `expired`."""
+        overdue = self.store.overdue_uploads(self.store.now() - _EXPIRY_GRACE_SECONDS)
+        return [job_id for job_id in overdue if self._expire(job_id) is not None]
+
+    def _expire(self, job_id: str) -> Job | None:
+        try:
+            job = self.store.expire(job_id)
+        except TransitionRejectedError:
+            return None  # the upload arrived meanwhile
+        self.events.publish(job_expired(job))
         return job
 
     def wait_for_job(self, job_id: str, owner: str, wait: float, since: int | None) -> Job:

@@ -1,0 +1,230 @@
+"""The demo page in a real browser, against `imgflow serve` started as users start it.
+
+The page does what a web app does: `POST /uploads`, a multipart POST of the file straight to S3 (through
+the local runtime's front door, which checks the POST policy as S3 does), then long polls on the job.
+Debian's Chromium drives it: Playwright's own browser download is not used (`scripts/ensure-chromium.sh`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD_INPUTS = ROOT / "tests" / "fixtures" / "images" / "bad-inputs"
+CHROMIUM = Path("/usr/bin/chromium")
+# No internet here: anything Chromium would fetch on its own in the background only stalls or fails.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STARTUP_SECONDS = 60
+WAIT_MS = 60_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class ServedRuntime:
+    url: str
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return "".join(self.output[-200:])
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (scripts/ensure-chromium.sh installs it)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser_runtime(chromium_path: Path) -> Iterator[ServedRuntime]:
+    """`imgflow serve` on free ports, in its own process, as `make run` starts it."""
+    command = [
+        str(Path(sys.executable).parent / "imgflow"),
+        "serve",
+        "--port",
+        "0",
+        "--aws-port",
+        "0",
+        "--retry-delay",
+        "1",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output: list[str] = []
+    api_url: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        # Keep reading to the end: a full pipe would block the runtime's step log, and with it the runtime.
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            match = re.search(r"API:\s+(http://\S+)", line)
+            if match and not ready.is_set():
+                api_url.append(match[1].rstrip("/"))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=drain, name="imgflow-serve-output", daemon=True)
+    reader.start()
+    try:
+        ready.wait(STARTUP_SECONDS)
+        if not api_url:
+            pytest.fail(f"imgflow serve did not print its API URL in {STARTUP_SECONDS} s:\n{''.join(output)}")
+        yield ServedRuntime(api_url[0], process, output)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, browser_runtime: ServedRuntime) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    uncaught: list[str] = []
+    opened.on("pageerror", lambda error: uncaught.append(str(error)))
+    opened.goto(browser_runtime.url + "/")
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not uncaught, f"the page threw: {uncaught}\nruntime log:\n{browser_runtime.log()}"
+
+
+def test_the_page_is_served_at_the_api_origin(page: Page) -> None:
+    expect(page).to_have_title(re.compile("imgflow"))
+    expect(page.locator("input#file[type=file]")).to_have_count(1)
+    expect(page.get_by_text("Choose images")).to_be_visible()
+
+
+def test_an_image_goes_through_to_its_variants(page: Page, browser_runtime: ServedRuntime) -> None:
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+
+    card = page.locator('#jobs .job[data-filename="hopper.jpg"]')
+    expect(card).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+    expect(card.locator('[data-role="status"]')).to_have_text("succeeded")
+    assert re.fullmatch(r"[0-9a-f]{32}", card.get_attribute("data-job-id") or ""), browser_runtime.log()
+
+    thumb = card.locator('img[data-role="thumb"]')
+    expect(thumb).to_be_visible(timeout=WAIT_MS)
+    thumb_handle = thumb.element_handle()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb_handle, timeout=WAIT_MS)
+    assert thumb.evaluate("img => img.naturalWidth") > 0
+
+    links = card.locator('a[data-role="variant"]')
+    expect(links).to_have_count(4)
+    presets = set()
+    for index in range(4):
+        link = links.nth(index)
+        presets.add(link.get_attribute("data-preset"))
+        assert (link.get_attribute("href") or "").startswith("http://")
+        assert int(link.get_attribute("data-bytes") or 0) > 0
+        # hopper.jpg is 128 px square: no variant is ever upscaled.
+        assert (link.get_attribute("data-width"), link.get_attribute("data-height")) == ("128", "128")
+    assert presets == {"thumb", "small", "large", "full"}
+    expect(card.locator('[data-role="variants"]')).to_contain_text("128\u00d7128")
+
+    swatch = card.locator('[data-role="swatch"]')
+    assert re.fullmatch(r"#[0-9a-f]{6}", swatch.get_attribute("data-color") or "")
+    expect(card.locator('canvas[data-role="blurhash"]')).to_be_visible()
+    expect(card.locator('[data-role="error"]')).to_be_hidden()
+
+
+def test_a_corrupt_image_is_shown_rejected_with_its_code(page: Page) -> None:
+    page.set_input_files("#file", str(BAD_INPUTS / "broken_data_stream.png"))
+
+    card = page.locator('#jobs .job[data-filename="broken_data_stream.png"]')
+    expect(card).to_have_attribute("data-status", "rejected", timeout=WAIT_MS)
+    error = card.locator('[data-role="error"]')
+    expect(error).to_be_visible()
+    expect(error).to_have_attribute("data-code", "corrupt_image")
+    expect(error).to_contain_text("rejected — corrupt_image:")
+    expect(card.locator('a[data-role="variant"]')).to_have_count(0)
+
+
+def test_an_upload_that_s3_refuses_is_shown_with_s3s_reason(page: Page) -> None:
+    def tamper(route: Route) -> None:
+        # Declare another type in the form than the one the policy was signed for: S3 must refuse it.
+        response = route.fetch()
+        created = response.json()
+        created["upload"]["fields"]["Content-Type"] = "image/png"
+        route.fulfill(response=response, body=json.dumps(created))
+
+    page.route("**/uploads", tamper)
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+
+    card = page.locator('#jobs .job[data-filename="hopper.jpg"]')
+    expect(card).to_have_attribute("data-status", "upload_refused", timeout=WAIT_MS)
+    error = card.locator('[data-role="error"]')
+    expect(error).to_have_attribute("data-code", "AccessDenied")
+    expect(error).to_contain_text("Invalid according to Policy")
+
+
+def test_several_files_at_once_and_a_screenshot(page: Page, tmp_path: Path) -> None:
+    files = [BAD_INPUTS / name for name in ("hopper.jpg", "broken_data_stream.png", "hopper_orientation_6.jpg")]
+    page.set_input_files("#file", [str(path) for path in files])
+
+    expected = {
+        "hopper.jpg": "succeeded",
+        "broken_data_stream.png": "rejected",
+        "hopper_orientation_6.jpg": "succeeded",
+    }
+    for filename, status in expected.items():
+        card = page.locator(f'#jobs .job[data-filename="{filename}"]')
+        expect(card).to_have_attribute("data-status", status, timeout=WAIT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img[data-role=thumb]')].filter(i => i.naturalWidth > 0).length === 2",
+        timeout=WAIT_MS,
+    )
+
+    screenshot = tmp_path / "demo-page.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    data = screenshot.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) > 1000
