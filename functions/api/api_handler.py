@@ -13,7 +13,7 @@ from imgflow.errors import JobNotFoundError
 from imgflow.models import ANONYMOUS
 from imgflow.observability import logger, metrics, tracer
 from imgflow.services import uploads_service
-from imgflow.uploads import MAX_WAIT_SECONDS, UploadTooLargeError
+from imgflow.uploads import MAX_WAIT_SECONDS, InvalidUploadRequestError, UploadTooLargeError
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -78,6 +78,11 @@ def job_not_found(error: JobNotFoundError) -> Response[str]:
 @app.exception_handler(UploadTooLargeError)
 def upload_too_large(error: UploadTooLargeError) -> Response[str]:
     return _error(413, "too_large_bytes", error.message)
+
+
+@app.exception_handler(InvalidUploadRequestError)
+def invalid_upload(error: InvalidUploadRequestError) -> Response[str]:
+    return _error(400, "invalid_request", error.message)
 
 
 @app.exception_handler(RequestValidationError)

@@ -21,7 +21,8 @@ from imgflow.observability import logger, metrics, tracer
 from imgflow.services import ingest_service
 from imgflow.settings import get_settings
 
-processor = BatchProcessor(event_type=EventType.SQS, model=IngestRecordModel)
+# A batch whose every record failed is reported like any other, so Lambda retries exactly those records.
+processor = BatchProcessor(event_type=EventType.SQS, model=IngestRecordModel, raise_on_entire_batch_failure=False)
 # The object's identity: a redelivered notification names the same write; the SQS message id does not.
 idempotency_config = IdempotencyConfig(
     event_key_jmespath="[bucket, key, sequencer, version_id, etag]",

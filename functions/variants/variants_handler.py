@@ -15,7 +15,7 @@ from imgflow.observability import logger, metrics, tracer
 from imgflow.services import variants_service
 from imgflow.settings import get_settings
 
-processor = BatchProcessor(event_type=EventType.SQS, model=VariantsRecordModel)
+processor = BatchProcessor(event_type=EventType.SQS, model=VariantsRecordModel, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: VariantsRecordModel) -> None:

@@ -16,12 +16,15 @@ from urllib.parse import urlencode
 
 import botocore.loaders
 import botocore.session
+import jsonschema  # type: ignore[import-untyped]
+import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.stub import Stubber
-import pytest
 from PIL import Image, ImageCms
 
-from conftest import FIXTURES, EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
+import api_handler
+import ingest_handler
+from conftest import EVENTS, FIXTURES, EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
 from imgflow.models import Job
 
 IMAGES = FIXTURES / "images"
@@ -90,7 +93,10 @@ def throttled(client: Any, operation: str, code: str = "SlowDown", status: int =
     """The next `operation` through `client` is throttled, as AWS does under load."""
     with Stubber(client) as stubber:
         stubber.add_client_error(
-            operation, service_error_code=code, service_message="Please reduce your request rate.", http_status_code=status
+            operation,
+            service_error_code=code,
+            service_message="Please reduce your request rate.",
+            http_status_code=status,
         )
         yield stubber
 
@@ -186,17 +192,19 @@ def fixture_notification(name: str, aws: EmulatedAws, **changes: Any) -> dict[st
     return sqs_event(retarget_notification(load_fixture_event(name), aws.uploads_bucket, **changes))
 
 
-def upload_notification(aws: EmulatedAws, key: str, etag: str, size: int, **kwargs: Any) -> dict[str, Any]:
+def upload_notification(aws: EmulatedAws, key: str, etag: str, size: int, receive_count: int = 1) -> dict[str, Any]:
     """events/ingest_s3_upload.json (a browser's POST landing in the uploads bucket) for the test's object."""
     event = load_event("ingest_s3_upload.json")
     notification = json.loads(event["Records"][0]["body"])
     return sqs_event(
         retarget_notification(notification, aws.uploads_bucket, key=key, etag=etag, size=size),
-        **kwargs,
+        receive_count=receive_count,
     )
 
 
-def reported_failures(handler: Callable[[Any, Any], Any], event: dict[str, Any], context: FakeLambdaContext) -> list[str]:
+def reported_failures(
+    handler: Callable[[Any, Any], Any], event: dict[str, Any], context: FakeLambdaContext
+) -> list[str]:
     """The message ids that Lambda would return to the queue after this invocation.
 
     Powertools' batch processor answers with `batchItemFailures`, but raises when every record failed:
@@ -238,6 +246,7 @@ def create_upload_event(body: dict[str, Any] | str | None = None) -> dict[str, A
 
 
 def get_job_event(job_id: str, **query: str | int) -> dict[str, Any]:
+    """events/api_get_job.json for `job_id`, with `query` as its query string."""
     event = load_event("api_get_job.json")
     path = f"/jobs/{job_id}"
     event["rawPath"] = path
@@ -262,9 +271,8 @@ def get_event(path: str) -> dict[str, Any]:
 
 
 def call_api(event: dict[str, Any], context: FakeLambdaContext) -> tuple[int, dict[str, Any]]:
-    import api_handler
-
-    response = api_handler.lambda_handler(event, context)  # type: ignore[arg-type]
+    """Invoke the API function as API Gateway would; the status code and the decoded JSON body."""
+    response = api_handler.lambda_handler(event, context)
     body = response.get("body") or "{}"
     if response.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
@@ -272,9 +280,8 @@ def call_api(event: dict[str, Any], context: FakeLambdaContext) -> tuple[int, di
     return int(response["statusCode"]), decoded
 
 
-def create_api_job(
-    aws: EmulatedAws, context: FakeLambdaContext, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def create_api_job(context: FakeLambdaContext, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST /uploads (events/api_create_upload.json, or `body`); the 201 answer."""
     status, created = call_api(create_upload_event(body), context)
     assert status == 201, created
     return created
@@ -295,7 +302,10 @@ def tap_lifecycle_events(aws: EmulatedAws) -> str:
 
 
 def lifecycle_events(aws: EmulatedAws, job_id: str | None = None) -> list[dict[str, Any]]:
-    """The imgflow events published since the last call (of `job_id`, when given), oldest first."""
+    """The imgflow events published since the last call (of `job_id`, when given), oldest first.
+
+    Every detail is checked against its published JSON Schema (events/schemas/), the contract consumers rely on.
+    """
     received: list[dict[str, Any]] = []
     sqs = aws.client("sqs")
     url = sqs.get_queue_url(QueueName=LIFECYCLE_TAP)["QueueUrl"]
@@ -303,6 +313,9 @@ def lifecycle_events(aws: EmulatedAws, job_id: str | None = None) -> list[dict[s
         for message in batch:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
             received.append(json.loads(message["Body"]))
+    for event in received:
+        schema_file = EVENTS / "schemas" / (event["detail-type"].lower().replace(" ", "_") + ".json")
+        jsonschema.validate(event["detail"], json.loads(schema_file.read_text()))
     return [event for event in received if job_id is None or event["detail"]["job_id"] == job_id]
 
 
@@ -327,10 +340,8 @@ def accepted_api_job(
     Returns (job_id, key, etag); the ingest fan-out is drained from VariantsQueue so that a test sees
     only what comes after.
     """
-    import ingest_handler
-
     created = create_api_job(
-        aws, context, {"filename": filename, "content_type": content_type, "size": len(data), **request}
+        context, {"filename": filename, "content_type": content_type, "size": len(data), **request}
     )
     job_id: str = created["job_id"]
     key = created["upload"]["fields"]["key"]

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from conftest import load_fixture_event
 from pydantic import ValidationError
 
+from conftest import load_fixture_event
 from imgflow.event_models import IngestRecordModel, created_objects
 
 

@@ -20,13 +20,14 @@ def stack() -> LocalStack:
 
 def test_given_the_template_then_every_function_and_its_event_sources_are_read(stack: LocalStack) -> None:
     functions = {f.logical_id: f for f in stack.functions()}
-    assert set(functions) == {"IngestFunction", "VariantsFunction", "ApiFunction"}
+    assert set(functions) == {"IngestFunction", "VariantsFunction", "ApiFunction", "ExpireFunction"}
     [ingest_source] = functions["IngestFunction"].sqs_sources
     assert ingest_source.queue_arn.endswith(":imgflow-unit-IngestQueue")
     assert ingest_source.report_batch_item_failures
     assert ingest_source.maximum_concurrency == 5
     assert ingest_source.batch_size == 10
     assert functions["VariantsFunction"].sqs_sources[0].batch_size == 1
+    assert [s.expression for s in functions["ExpireFunction"].schedules] == ["rate(5 minutes)"]
     assert {(r.method, r.path) for r in functions["ApiFunction"].routes} >= {
         ("POST", "/uploads"),
         ("GET", "/jobs/{job_id}"),

@@ -11,11 +11,11 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from imgflow.errors import ImageRejectedError, TransitionRejectedError
+from imgflow.errors import ErrorCode, ImageRejectedError, TransitionRejectedError
 from imgflow.imaging import ImageLimits, inspect_image
 from imgflow.job_store import JobStore
 from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key
-from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected
+from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected, job_settled
 from imgflow.models import ANONYMOUS, Job, JobError, JobStatus, SourceObject, Task, VariantsMessage
 from imgflow.queues import TaskQueue
 from imgflow.settings import Settings
@@ -77,8 +77,10 @@ class IngestService:
             return IngestResult(IngestOutcome.STALE, job_id)
         job = existing or self._create_drop_job(job_id, source)
         if job.status is JobStatus.PROCESSING:
-            # A retry after a failure between accepting and fanning out: fan out again (variants are idempotent).
+            # A retry after a failure between accepting and announcing: fan out and announce again. Variants
+            # are idempotent and consumers drop the repeated event by its job_id and version.
             self._fan_out(job)
+            self.events.publish(job_accepted(job))
             return IngestResult(IngestOutcome.ACCEPTED, job.job_id)
         if job.status not in {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}:
             return IngestResult(IngestOutcome.ALREADY_STARTED, job.job_id)
@@ -94,9 +96,10 @@ class IngestService:
         if job is None or job.status.is_terminal:
             return None
         try:
-            self.store.fail(job.job_id, JobError(code="internal_error", message=reason))
+            failed = self.store.fail(job.job_id, JobError(code="internal_error", message=reason))
         except TransitionRejectedError:
             return None
+        self.events.publish(job_settled(failed))
         return job.job_id
 
     def _validate(self, job: Job, source: SourceObject) -> IngestResult:
@@ -106,17 +109,25 @@ class IngestService:
                 source.bucket, source.key, max_bytes=self.settings.max_upload_bytes, etag=source.etag
             )
             image = inspect_image(data, self.limits)
-        except ObjectChangedError:
-            # Overwritten or deleted since this event: the newer write's event carries the job on.
-            return IngestResult(IngestOutcome.STALE, job.job_id)
+        except ObjectChangedError as change:
+            if not change.deleted and job.job_id != drop_job_id(source):
+                # An API job's key was written again: the newer write's event carries this same job on.
+                return IngestResult(IngestOutcome.STALE, job.job_id)
+            # A drop job belongs to one write (the newer one has its own job), and a deleted object has no
+            # future event: either way this job ends here.
+            what = "deleted" if change.deleted else "overwritten by a newer upload, which has its own job"
+            return self._reject(job, "upload_mismatch", f"the object was {what} before it could be validated")
         except ImageRejectedError as rejection:
-            rejected = self.store.reject(job.job_id, JobError(code=rejection.code, message=rejection.message))
-            self.events.publish(job_rejected(rejected))
-            return IngestResult(IngestOutcome.REJECTED, job.job_id)
+            return self._reject(job, rejection.code, rejection.message)
         accepted = self.store.accept(job.job_id, image, {VARIANTS_TASK: Task()})
         self._fan_out(accepted)
         self.events.publish(job_accepted(accepted))
         return IngestResult(IngestOutcome.ACCEPTED, job.job_id)
+
+    def _reject(self, job: Job, code: ErrorCode, message: str) -> IngestResult:
+        rejected = self.store.reject(job.job_id, JobError(code=code, message=message))
+        self.events.publish(job_rejected(rejected))
+        return IngestResult(IngestOutcome.REJECTED, job.job_id)
 
     def _check_declared(self, job: Job, source: SourceObject) -> None:
         """Reject what the notification already tells us is wrong, without downloading anything."""

@@ -20,7 +20,11 @@ class PresignedPost:
 
 
 class ObjectChangedError(Exception):
-    """The object was overwritten since the event that named it: a newer event is on its way."""
+    """The object is no longer the one the event named: overwritten (a newer event is on its way) or deleted."""
+
+    def __init__(self, key: str, *, deleted: bool) -> None:
+        super().__init__(f"{key} was {'deleted' if deleted else 'overwritten'}")
+        self.deleted = deleted
 
 
 class ObjectStorage:
@@ -59,9 +63,9 @@ class ObjectStorage:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in {"PreconditionFailed", "412"}:
-                raise ObjectChangedError(key) from error
+                raise ObjectChangedError(key, deleted=False) from error
             if code in {"NoSuchKey", "404"}:
-                raise ObjectChangedError(key) from error
+                raise ObjectChangedError(key, deleted=True) from error
             raise
         length = response["ContentLength"]
         body = response["Body"]

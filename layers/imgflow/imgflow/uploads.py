@@ -26,6 +26,10 @@ class UploadTooLargeError(ImgflowError):
     pass
 
 
+class InvalidUploadRequestError(ImgflowError):
+    """A request that is well-formed but asks for what this deployment does not offer."""
+
+
 def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
@@ -43,6 +47,7 @@ class UploadsService:
         s = self.settings
         if request.size > s.max_upload_bytes:
             raise UploadTooLargeError(f"the file is {request.size} bytes; the limit is {s.max_upload_bytes} bytes")
+        self._check_presets(request)
         job_id = uuid.uuid4().hex
         now = self.store.now()
         upload_expires_at = now + s.upload_url_ttl_seconds
@@ -73,6 +78,18 @@ class UploadsService:
             upload=PresignedUpload(url=post.url, fields=post.fields, expires_at=iso(upload_expires_at)),
             status_url=status_url(job_id),
         )
+
+    def _check_presets(self, request: UploadRequest) -> None:
+        wanted = request.variants.presets if request.variants else None
+        if wanted is None:
+            return
+        offered = [preset.name for preset in self.settings.variant_presets]
+        unknown = sorted(set(wanted) - set(offered))
+        if not wanted or unknown:
+            raise InvalidUploadRequestError(
+                f"variants.presets: unknown preset(s) {', '.join(unknown) or '(none asked)'}; "
+                f"this deployment offers {', '.join(offered)}"
+            )
 
     def get_job(self, job_id: str, owner: str) -> Job:
         job = self.store.get(job_id)

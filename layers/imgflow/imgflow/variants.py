@@ -52,11 +52,15 @@ class VariantsService:
 
     def run(self, message: VariantsMessage) -> Job | None:
         job = self.store.get(message.job_id)
-        if job is None or job.status is not JobStatus.PROCESSING:
+        if job is None or TASK not in job.tasks:
             return None
-        task = job.tasks.get(TASK)
-        if task is None or task.status in {TaskStatus.SUCCEEDED, TaskStatus.FAILED}:
-            return None  # a redelivery after the task finished
+        if job.tasks[TASK].status in {TaskStatus.SUCCEEDED, TaskStatus.FAILED}:
+            # A redelivery after the task finished: a failure after finishing may have cut what follows short.
+            return self._after_task(job)
+        if job.status is not JobStatus.PROCESSING:
+            return None
+        if not plan(job, self.settings):
+            return self.finish(job.job_id, JobError(code="internal_error", message="no variant preset matches the job"))
         self.store.start_task(job.job_id, TASK, "decoding", 5)
         try:
             data = self.storage.read(
@@ -72,18 +76,31 @@ class VariantsService:
             )
 
     def finish(self, job_id: str, error: JobError | None = None) -> Job | None:
-        """Close the task (failed when `error`), and the job once all its tasks are done."""
+        """Close the task (failed when `error`), announce it, and settle the job once all its tasks are done."""
         try:
             job = self.store.finish_task(job_id, TASK, error)
         except TransitionRejectedError:
-            return None
-        if error is None:
+            current = self.store.get(job_id)
+            if current is None or TASK not in current.tasks:
+                return None
+            job = current
+        return self._after_task(job)
+
+    def _after_task(self, job: Job) -> Job | None:
+        """What follows a finished task; safe to repeat, as consumers drop events by job_id and version."""
+        if job.status.is_terminal:
+            self.events.publish(job_settled(job))
+            return job
+        if job.tasks[TASK].status is TaskStatus.SUCCEEDED:
             self.events.publish(variants_ready(job))
         status = settle_status(job)
         if status is None:
             return job
-        failed_error = error or next((t.error for t in job.tasks.values() if t.error), None)
-        settled = self.store.settle(job_id, status, failed_error if status is JobStatus.FAILED else None)
+        failed_error = next((t.error for t in job.tasks.values() if t.error), None)
+        try:
+            settled = self.store.settle(job.job_id, status, failed_error if status is JobStatus.FAILED else None)
+        except TransitionRejectedError:
+            return None  # settled by another worker, which announced it
         self.events.publish(job_settled(settled))
         return settled
 

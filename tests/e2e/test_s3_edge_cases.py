@@ -1,0 +1,269 @@
+"""S3 at the edges, through the local runtime: uploads that S3's POST policy refuses, objects dropped into
+the uploads bucket directly (odd keys, empty, outside the prefix), notifications delivered twice, and a
+poison message that must end in the dead-letter queue while other uploads go on."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
+
+import pytest
+import requests
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+    from e2e.conftest import Pipeline
+
+pytestmark = pytest.mark.e2e
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HOPPER = (FIXTURES / "images" / "bad-inputs" / "hopper.jpg").read_bytes()
+NOTIFICATION = json.loads((FIXTURES / "s3-events" / "s3_duplicate_delivery_a.json").read_text())
+TERMINAL = {"succeeded", "failed", "rejected", "expired"}
+LIMIT = 50_000
+DEAD_LETTER_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def limited(serve_imgflow: Callable[..., AbstractContextManager[Pipeline]]) -> Iterator[Pipeline]:
+    """A second `imgflow serve` whose uploads may be at most LIMIT bytes."""
+    with serve_imgflow("--parameter", f"MaxUploadBytes={LIMIT}") as served:
+        yield served
+
+
+def s3_error(response: requests.Response) -> dict[str, str]:
+    """S3's XML error document as a dict: Code, Message and the details S3 adds."""
+    assert response.headers.get("Content-Type", "").startswith("application/xml"), response.headers
+    return {element.tag: element.text or "" for element in ET.fromstring(response.content)}
+
+
+def stored_keys(pipeline: Pipeline, prefix: str) -> list[str]:
+    listed = pipeline.s3.list_objects_v2(Bucket=pipeline.uploads_bucket, Prefix=prefix)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def create(pipeline: Pipeline, size: int, content_type: str = "image/jpeg") -> dict[str, Any]:
+    response = pipeline.create_upload("photo.jpg", content_type, size)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def assert_still_awaiting_upload(pipeline: Pipeline, created: dict[str, Any]) -> None:
+    job_id = created["job_id"]
+    assert stored_keys(pipeline, f"uploads/{job_id}/") == [], "S3 stored an upload it refused"
+    view = pipeline.view(job_id)
+    assert (view["status"], view["version"]) == ("awaiting_upload", 1), view
+    assert pipeline.events(job_id) == []
+
+
+def notification(pipeline: Pipeline, key: str, size: int, etag: str, sequencer: str | None) -> str:
+    """The fixture's S3 notification rewritten to this bucket and object; keys are form-encoded, as S3 sends them."""
+    body = json.loads(json.dumps(NOTIFICATION))
+    record = body["Records"][0]["s3"]
+    record["bucket"].update(name=pipeline.uploads_bucket, arn=f"arn:aws:s3:::{pipeline.uploads_bucket}")
+    record["object"].update(key=quote_plus(key, safe="/"), size=size, eTag=etag)
+    if sequencer is None:
+        del record["object"]["sequencer"]
+    else:
+        record["object"]["sequencer"] = sequencer
+    return json.dumps(body)
+
+
+def send_to_ingest(pipeline: Pipeline, body: str) -> None:
+    pipeline.sqs.send_message(QueueUrl=pipeline.queue_url("IngestQueue"), MessageBody=body)
+
+
+def unique_key(name: str) -> str:
+    return f"uploads/direct/{uuid.uuid4().hex[:12]}/{name}"
+
+
+# --- uploads that S3's POST policy refuses ---------------------------------------------------------
+
+
+def test_the_api_refuses_to_hand_out_an_upload_over_the_limit(limited: Pipeline) -> None:
+    response = limited.create_upload("big.jpg", "image/jpeg", LIMIT + 10_000)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "too_large_bytes"
+
+
+def test_s3_refuses_a_body_over_the_limit_whatever_size_was_announced(limited: Pipeline) -> None:
+    created = create(limited, size=40_000)
+    response = limited.post_form(created, os.urandom(60_000), "big.jpg")
+    assert response.status_code == 400, response.text
+    error = s3_error(response)
+    assert error["Code"] == "EntityTooLarge"
+    assert error["MaxSizeAllowed"] == str(LIMIT)
+    assert_still_awaiting_upload(limited, created)
+
+
+def test_s3_refuses_another_content_type_than_the_policy_pins(pipeline: Pipeline) -> None:
+    created = create(pipeline, size=len(HOPPER))
+    fields = {**created["upload"]["fields"], "Content-Type": "image/png"}
+    response = pipeline.post_form(created, HOPPER, "hopper.png", fields=fields)
+    assert response.status_code == 403, response.text
+    assert s3_error(response)["Code"] == "AccessDenied"
+    assert_still_awaiting_upload(pipeline, created)
+
+
+def test_s3_refuses_another_key_than_the_policy_pins(pipeline: Pipeline) -> None:
+    mine, theirs = create(pipeline, size=len(HOPPER)), create(pipeline, size=len(HOPPER))
+    fields = {**mine["upload"]["fields"], "key": theirs["upload"]["fields"]["key"]}
+    response = pipeline.post_form(mine, HOPPER, "hopper.jpg", fields=fields)
+    assert response.status_code == 403, response.text
+    assert s3_error(response)["Code"] == "AccessDenied"
+    assert_still_awaiting_upload(pipeline, mine)
+    assert_still_awaiting_upload(pipeline, theirs)
+
+
+def test_s3_refuses_an_empty_file(pipeline: Pipeline) -> None:
+    created = create(pipeline, size=1)
+    response = pipeline.post_form(created, b"", "empty.jpg")
+    assert response.status_code == 400, response.text
+    assert s3_error(response)["Code"] == "EntityTooSmall"
+    assert_still_awaiting_upload(pipeline, created)
+
+
+def test_a_file_of_another_size_than_announced_is_rejected_as_upload_mismatch(pipeline: Pipeline) -> None:
+    created = create(pipeline, size=40_000)
+    response = pipeline.post_form(created, HOPPER, "hopper.jpg")
+    assert response.status_code == 204, response.text
+    view = pipeline.wait_for_job(created["job_id"]).final
+    assert view["status"] == "rejected", view
+    assert view["error"]["code"] == "upload_mismatch"
+
+
+# --- objects dropped into the uploads bucket directly ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["uploads/direct/red flower.jpg", "uploads/direct/café ☕.jpg", "uploads/direct/a+b.jpg"],
+    ids=["space", "non-ascii", "literal-plus"],
+)
+def test_a_direct_drop_gets_a_job_of_its_own_that_succeeds(pipeline: Pipeline, key: str) -> None:
+    pipeline.drop(key, HOPPER)
+    job = pipeline.wait_for_drop_job(key)
+    view = pipeline.wait_for_job(job["job_id"]).final
+    assert view["status"] == "succeeded", view
+    assert view["filename"] == key.rsplit("/", 1)[-1]
+    assert sorted(variant["preset"] for variant in view["variants"]) == ["full", "large", "small", "thumb"]
+    assert [job["job_id"] for job in pipeline.jobs_for_key(key)] == [job["job_id"]]
+
+
+def test_an_empty_direct_drop_is_rejected_as_empty_file(pipeline: Pipeline) -> None:
+    key = unique_key("empty.jpg")
+    pipeline.drop(key, b"")
+    view = pipeline.wait_for_job(pipeline.wait_for_drop_job(key)["job_id"]).final
+    assert view["status"] == "rejected", view
+    assert view["error"]["code"] == "empty_file"
+
+
+def test_an_object_outside_the_upload_prefix_starts_no_job(pipeline: Pipeline) -> None:
+    outside = f"other/{uuid.uuid4().hex[:12]}/x.jpg"
+    pipeline.drop(outside, HOPPER)
+    # Dropped after it, a sentinel shows that ingest has had its chance at the first one.
+    sentinel = unique_key("sentinel.jpg")
+    pipeline.drop(sentinel, HOPPER)
+    pipeline.wait_for_job(pipeline.wait_for_drop_job(sentinel)["job_id"])
+    pipeline.wait_until_idle("IngestQueue")
+    assert stored_keys(pipeline, outside) == [outside]
+    assert pipeline.jobs_for_key(outside) == []
+
+
+# --- notifications delivered more than once --------------------------------------------------------
+
+
+def test_a_notification_delivered_again_makes_no_second_job(pipeline: Pipeline) -> None:
+    key = unique_key("twice.jpg")
+    pipeline.drop(key, HOPPER)
+    job = pipeline.wait_for_drop_job(key)
+    pipeline.wait_for_job(job["job_id"])
+    pipeline.wait_for_events(job["job_id"], {"Job Accepted", "Job Succeeded"})
+    # Redeliveries of the emulator's own notification: same object, size and eTag, and (as the emulator
+    # sends it) no sequencer.
+    source = job["source"]
+    again = notification(pipeline, key, int(source["size"]), source["etag"], source.get("sequencer"))
+    send_to_ingest(pipeline, again)
+    send_to_ingest(pipeline, again)
+    pipeline.wait_until_idle("IngestQueue")
+
+    assert [found["job_id"] for found in pipeline.jobs_for_key(key)] == [job["job_id"]]
+    kinds = [event["detail-type"] for event in pipeline.events(job["job_id"])]
+    assert kinds.count("Job Accepted") == 1, kinds
+    assert pipeline.view(job["job_id"])["status"] == "succeeded"
+
+
+def test_two_copies_of_a_notification_with_its_sequencer_make_one_job(pipeline: Pipeline) -> None:
+    """S3's own shape: every notification has a sequencer, and a redelivery repeats it."""
+    key = unique_key("copies.jpg")
+    pipeline.drop(key, HOPPER)
+    first = pipeline.wait_for_drop_job(key)
+    pipeline.wait_for_job(first["job_id"])
+    # The emulator's notification (no sequencer) made the job above; S3's copies name the write by its
+    # sequencer, so they make one more job between them, never two.
+    sequencer = "0055AED6DCD90281E5"
+    copy = notification(pipeline, key, len(HOPPER), first["source"]["etag"], sequencer)
+    send_to_ingest(pipeline, copy)
+    send_to_ingest(pipeline, copy)
+    pipeline.wait_until_idle("IngestQueue")
+
+    from_copies = [job for job in pipeline.jobs_for_key(key) if job["source"].get("sequencer") == sequencer]
+    assert len(from_copies) == 1, [job["job_id"] for job in from_copies]
+    view = pipeline.wait_for_job(from_copies[0]["job_id"]).final
+    assert view["status"] == "succeeded", view
+    events = pipeline.wait_for_events(view["job_id"], {"Job Accepted", "Job Succeeded"})
+    kinds = [event["detail-type"] for event in events]
+    assert kinds.count("Job Accepted") == 1, kinds
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: ingest creates a job, moves it to validating, then finds the object gone (ObjectChangedError) "
+    "and returns STALE, leaving the job in validating forever",
+)
+def test_a_notification_for_an_object_that_is_gone_leaves_no_unfinished_job(pipeline: Pipeline) -> None:
+    key = unique_key("gone.jpg")
+    # As when the object is deleted (or overwritten) before ingest reads it: no later event comes for this write.
+    send_to_ingest(pipeline, notification(pipeline, key, len(HOPPER), "1db854baad27869ddec0d0df5f96a599", None))
+    pipeline.wait_until_idle("IngestQueue", timeout=45)
+    unfinished = {job["job_id"]: job["status"] for job in pipeline.jobs_for_key(key) if job["status"] not in TERMINAL}
+    assert not unfinished, f"jobs left unfinished for a vanished object: {unfinished}"
+
+
+# --- a poison message ------------------------------------------------------------------------------
+
+
+def test_a_poison_message_ends_in_the_dead_letter_queue_while_uploads_go_on(pipeline: Pipeline) -> None:
+    poison = f"{{truncated json {uuid.uuid4().hex}"
+    send_to_ingest(pipeline, poison)
+
+    key = unique_key("meanwhile.jpg")
+    pipeline.drop(key, HOPPER)
+    assert pipeline.wait_for_job(pipeline.wait_for_drop_job(key)["job_id"]).final["status"] == "succeeded"
+
+    dead_letters = pipeline.queue_url("IngestDeadLetterQueue")
+
+    def poison_in_dead_letter_queue() -> MessageTypeDef | None:
+        received = pipeline.sqs.receive_message(
+            QueueUrl=dead_letters,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            WaitTimeSeconds=1,
+        )
+        return next((m for m in received.get("Messages", []) if m["Body"] == poison), None)
+
+    message = pipeline.eventually(
+        poison_in_dead_letter_queue,
+        DEAD_LETTER_SECONDS,
+        lambda: "the poison message is not in the ingest dead-letter queue",
+    )
+    pipeline.sqs.delete_message(QueueUrl=dead_letters, ReceiptHandle=message["ReceiptHandle"])

@@ -1,0 +1,374 @@
+"""The HTTP API function, invoked as API Gateway (HTTP API, payload v2) invokes it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+from PIL import Image
+
+import ingest_handler
+import variants_handler
+from conftest import EmulatedAws, FakeLambdaContext
+from imgflow.models import JobStatus
+from integration.helpers import (
+    BAD_INPUTS,
+    HOPPER,
+    accepted_api_job,
+    call_api,
+    create_upload_event,
+    get_event,
+    get_job_event,
+    put_upload,
+    reported_failures,
+    shared_service_models,
+    stored_job,
+    upload_notification,
+    variants_message_event,
+)
+
+UPLOAD_URL_TTL_SECONDS = 900
+
+# blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shared_service_models() -> Iterator[None]:
+    with shared_service_models():
+        yield
+
+
+def max_upload_bytes(aws: EmulatedAws) -> int:
+    return int(aws.env["MAX_UPLOAD_BYTES"])  # template.yaml: MaxUploadBytes
+
+
+def upload_request(**changes: Any) -> dict[str, Any]:
+    """The body of events/api_create_upload.json, changed."""
+    body: dict[str, Any] = json.loads(create_upload_event()["body"])
+    body.update(changes)
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def policy_conditions(fields: dict[str, str]) -> list[Any]:
+    policy: dict[str, Any] = json.loads(base64.b64decode(fields["policy"]))
+    conditions: list[Any] = policy["conditions"]
+    return conditions
+
+
+# --- POST /uploads ----------------------------------------------------------------------------------------
+
+
+def test_given_an_image_to_upload_when_an_upload_is_created_then_a_presigned_post_pins_key_type_and_size(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    before = time.time()
+
+    status, body = call_api(create_upload_event(), lambda_context)
+
+    assert status == 201
+    job_id = body["job_id"]
+    assert len(job_id) == 32
+    assert int(job_id, 16) >= 0
+    key = f"uploads/{job_id}/original"
+    upload = body["upload"]
+    assert aws.uploads_bucket in upload["url"]
+    fields = upload["fields"]
+    assert fields["key"] == key
+    assert fields["Content-Type"] == "image/jpeg"
+    conditions = policy_conditions(fields)
+    assert ["content-length-range", 1, max_upload_bytes(aws)] in conditions
+    assert {"key": key} in conditions
+    assert {"Content-Type": "image/jpeg"} in conditions
+    assert {"bucket": aws.uploads_bucket} in conditions
+    expires_at = datetime.fromisoformat(upload["expires_at"].replace("Z", "+00:00"))
+    assert expires_at.tzinfo == UTC
+    assert before + UPLOAD_URL_TTL_SECONDS - 5 <= expires_at.timestamp() <= time.time() + UPLOAD_URL_TTL_SECONDS
+    assert body["status_url"] == f"https://abc123.execute-api.us-east-1.amazonaws.com/jobs/{job_id}"
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.AWAITING_UPLOAD
+    assert (job.filename, job.content_type, job.declared_size) == ("hopper.jpg", "image/jpeg", 6412)
+
+
+def test_given_two_uploads_when_created_then_their_job_ids_differ(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    ids = {call_api(create_upload_event(), lambda_context)[1]["job_id"] for _ in range(3)}
+
+    assert len(ids) == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(upload_request(filename=None), id="missing-filename"),
+        pytest.param(upload_request(size=0), id="size-0"),
+        pytest.param(upload_request(content_type="text/html"), id="content-type-text-html"),
+        pytest.param(upload_request(colour="red"), id="unknown-field"),
+        pytest.param(upload_request(filename="../../etc/passwd"), id="filename-with-slash"),
+        pytest.param(upload_request(variants={"formats": ["gif"]}), id="unknown-output-format"),
+    ],
+)
+def test_given_an_invalid_upload_request_when_posted_then_400_invalid_request(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, body: dict[str, Any]
+) -> None:
+    status, answer = call_api(create_upload_event(body), lambda_context)
+
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_request"
+    assert answer["error"]["message"]
+    assert aws.table().scan()["Items"] == []
+
+
+def test_given_a_body_that_is_not_json_when_posted_then_400_invalid_request(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, answer = call_api(create_upload_event("{not json"), lambda_context)
+
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_request"
+
+
+def test_given_a_file_above_the_limit_when_an_upload_is_asked_then_413_too_large_bytes(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, answer = call_api(create_upload_event(upload_request(size=max_upload_bytes(aws) + 1)), lambda_context)
+
+    assert status == 413
+    assert answer["error"]["code"] == "too_large_bytes"
+    assert aws.table().scan()["Items"] == []
+
+
+def test_given_a_file_of_exactly_the_limit_when_an_upload_is_asked_then_201(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, _ = call_api(create_upload_event(upload_request(size=max_upload_bytes(aws))), lambda_context)
+
+    assert status == 201
+
+
+def test_given_an_unknown_preset_when_an_upload_is_asked_then_400_invalid_request(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, answer = call_api(create_upload_event(upload_request(variants={"presets": ["poster"]})), lambda_context)
+
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_request"
+
+
+# --- GET /jobs/{job_id} -----------------------------------------------------------------------------------
+
+
+def test_given_no_such_job_when_it_is_asked_for_then_404_not_found(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, answer = call_api(get_job_event("0123456789abcdef0123456789abcdef"), lambda_context)
+
+    assert status == 404
+    assert answer["error"]["code"] == "not_found"
+    assert answer["error"]["message"]
+
+
+def test_given_another_owners_job_when_it_is_asked_for_then_404_not_found(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+    aws.table().update_item(
+        Key={"pk": job_id},
+        UpdateExpression="SET #o = :o",
+        ExpressionAttributeNames={"#o": "owner"},
+        ExpressionAttributeValues={":o": "someone-else"},
+    )
+
+    status, answer = call_api(get_job_event(job_id), lambda_context)
+
+    assert status == 404
+    assert answer["error"]["code"] == "not_found"
+
+
+def test_given_a_new_job_when_it_is_asked_for_then_it_awaits_its_upload(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+
+    status, view = call_api(get_job_event(job_id), lambda_context)
+
+    assert status == 200
+    assert (view["job_id"], view["status"], view["version"]) == (job_id, "awaiting_upload", 1)
+    assert view["filename"] == "hopper.jpg"
+    assert view["variants"] == []
+
+
+def test_given_a_processed_job_when_it_is_asked_for_then_its_variants_come_with_download_urls(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, key, etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    failures = reported_failures(
+        variants_handler.lambda_handler, variants_message_event(aws, job_id, key, etag), lambda_context
+    )
+    assert failures == []
+
+    status, view = call_api(get_job_event(job_id), lambda_context)
+
+    assert status == 200
+    assert view["status"] == "succeeded"
+    assert view["image"] == {"format": "JPEG", "width": 128, "height": 128, "frames": 1}
+    assert view["tasks"]["variants"]["status"] == "succeeded"
+    assert view["tasks"]["variants"]["progress"] == 100
+    assert view["placeholder"]["blurhash"]
+    assert view["placeholder"]["dominant_color"].startswith("#")
+    assert sorted(variant["preset"] for variant in view["variants"]) == ["full", "large", "small", "thumb"]
+    for variant in view["variants"]:
+        url = urlparse(variant["url"])
+        assert aws.media_bucket in url.netloc + url.path
+        assert url.path.endswith(f"jobs/{job_id}/variants/{variant['preset']}.webp")
+        assert "X-Amz-Signature" in parse_qs(url.query)
+        download = requests.get(variant["url"], timeout=5)
+        assert download.status_code == 200
+        with Image.open(io.BytesIO(download.content)) as image:
+            assert image.format == "WEBP"
+            assert image.size == (variant["width"], variant["height"])
+
+
+def test_given_an_unchanged_job_when_long_polled_since_its_version_then_it_answers_the_same_version(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+    version = stored_job(aws, job_id).version
+
+    status, view = call_api(get_job_event(job_id, wait=1, since=version), lambda_context)
+
+    assert status == 200
+    assert (view["status"], view["version"]) == ("awaiting_upload", version)
+
+
+def test_given_a_job_newer_than_since_when_long_polled_then_it_answers_with_the_newer_version(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    started = time.monotonic()
+
+    status, view = call_api(get_job_event(job_id, wait=20, since=1), lambda_context)
+
+    assert status == 200
+    assert view["version"] > 1
+    assert view["status"] == "processing"
+    assert time.monotonic() - started < 10  # it did not wait the 20 s out
+
+
+def test_given_a_terminal_job_when_long_polled_then_it_answers_at_once(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    # A rejected job: a PNG arrived where hopper.jpg (6412 bytes) was announced.
+    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+    png = (BAD_INPUTS / "hopper.png").read_bytes()
+    key = f"uploads/{job_id}/original"
+    etag = put_upload(aws, key, png, "image/png")
+    notification = upload_notification(aws, key, etag, len(png))
+    assert reported_failures(ingest_handler.lambda_handler, notification, lambda_context) == []
+    version = stored_job(aws, job_id).version
+    started = time.monotonic()
+
+    status, view = call_api(get_job_event(job_id, wait=20, since=version), lambda_context)
+
+    assert status == 200
+    assert (view["status"], view["version"]) == ("rejected", version)
+    assert view["error"]["code"] == "upload_mismatch"
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("query", [{"wait": 21}, {"wait": -1}, {"since": -1}, {"wait": "soon"}])
+def test_given_an_out_of_range_long_poll_when_asked_then_400_invalid_request(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, query: dict[str, Any]
+) -> None:
+    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+
+    status, answer = call_api(get_job_event(job_id, **query), lambda_context)
+
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_request"
+
+
+def test_given_an_upload_that_never_came_when_the_job_is_asked_for_then_it_is_expired(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+    aws.table().update_item(
+        Key={"pk": job_id},
+        UpdateExpression="SET upload_expires_at = :past",
+        ExpressionAttributeValues={":past": int(time.time()) - 86400},
+    )
+
+    status, view = call_api(get_job_event(job_id), lambda_context)
+
+    assert status == 200
+    assert view["status"] == "expired"
+    assert stored_job(aws, job_id).status is JobStatus.EXPIRED
+
+
+def test_given_a_job_past_its_retention_when_it_is_asked_for_then_404_not_found(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    # DynamoDB's TTL deletes lazily: the code must not show what the table still holds.
+    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+    aws.table().update_item(
+        Key={"pk": job_id},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": int(time.time()) - 60},
+    )
+
+    status, answer = call_api(get_job_event(job_id), lambda_context)
+
+    assert status == 404
+    assert answer["error"]["code"] == "not_found"
+
+
+# --- the rest -----------------------------------------------------------------------------------------------
+
+
+def test_given_the_api_when_health_is_asked_then_200_ok(aws: EmulatedAws, lambda_context: FakeLambdaContext) -> None:
+    status, body = call_api(get_event("/health"), lambda_context)
+
+    assert (status, body) == (200, {"status": "ok"})
+
+
+def test_given_the_api_when_its_openapi_document_is_asked_then_it_describes_uploads_and_jobs(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, document = call_api(get_event("/openapi.json"), lambda_context)
+
+    assert status == 200
+    assert document["openapi"].startswith("3.")
+    assert "post" in document["paths"]["/uploads"]
+    assert "get" in document["paths"]["/jobs/{job_id}"]
+
+
+def test_given_an_unknown_route_when_asked_then_404_not_found(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, answer = call_api(get_event("/nowhere"), lambda_context)
+
+    assert status == 404
+    assert answer["error"]["code"] == "not_found"
+
+
+def test_given_the_api_function_when_it_is_loaded_then_it_does_not_import_pillow() -> None:
+    # DESIGN.md: the api function stays light; only what template.yaml packages for it is on its path.
+    root = Path(__file__).resolve().parents[2]
+    probe = "import sys, api_handler; sys.exit('PIL' in sys.modules)"
+    environment = {"PYTHONPATH": f"{root / 'layers' / 'imgflow'}:{root / 'functions' / 'api'}", "PATH": ""}
+
+    loaded = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, timeout=60)
+
+    assert loaded.returncode == 0, loaded.stderr.decode()
