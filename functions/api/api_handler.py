@@ -8,12 +8,27 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imgflow.api_models import ErrorBody, ErrorResponse, Health, JobView, UploadRequest, UploadResponse
+from imgflow.api_models import (
+    AddEditRequest,
+    EditAccepted,
+    ErrorBody,
+    ErrorResponse,
+    Health,
+    JobView,
+    UploadRequest,
+    UploadResponse,
+)
 from imgflow.errors import JobNotFoundError
 from imgflow.models import ANONYMOUS
 from imgflow.observability import logger, metrics, tracer
 from imgflow.services import uploads_service
-from imgflow.uploads import MAX_WAIT_SECONDS, InvalidUploadRequestError, UploadTooLargeError
+from imgflow.uploads import (
+    MAX_WAIT_SECONDS,
+    ChainTooLongError,
+    InvalidUploadRequestError,
+    JobNotEditableError,
+    UploadTooLargeError,
+)
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -57,6 +72,17 @@ def get_job(
     return service.view(job)
 
 
+@app.post("/jobs/<job_id>/edits")
+@tracer.capture_method
+def add_edit(job_id: str, request: Annotated[AddEditRequest, Body()]) -> Response[EditAccepted]:
+    logger.append_keys(job_id=job_id)
+    edit_id, status_url = uploads_service().add_edit(job_id, _caller(), request, _status_url)
+    logger.info("edit added", extra={"edit_id": edit_id, "parent_edit_id": request.parent_edit_id})
+    metrics.add_metric(name="EditsAdded", unit="Count", value=1)
+    body = EditAccepted(edit_id=edit_id, status_url=status_url)
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
+
+
 @app.get("/health")
 def health() -> Health:
     return Health()
@@ -83,6 +109,16 @@ def upload_too_large(error: UploadTooLargeError) -> Response[str]:
 @app.exception_handler(InvalidUploadRequestError)
 def invalid_upload(error: InvalidUploadRequestError) -> Response[str]:
     return _error(400, "invalid_request", error.message)
+
+
+@app.exception_handler(ChainTooLongError)
+def chain_too_long(error: ChainTooLongError) -> Response[str]:
+    return _error(400, "chain_too_long", error.message)
+
+
+@app.exception_handler(JobNotEditableError)
+def job_not_editable(error: JobNotEditableError) -> Response[str]:
+    return _error(409, "conflict", error.message)
 
 
 @app.exception_handler(RequestValidationError)

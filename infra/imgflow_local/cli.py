@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from imgflow_local.client import process_files
 from imgflow_local.runtime import LocalRuntime, RuntimeOptions
@@ -90,6 +92,19 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edits(args: argparse.Namespace) -> list[dict[str, Any]]:
+    edits: list[dict[str, Any]] = []
+    for raw in args.edit:
+        try:
+            edits.append(json.loads(raw))
+        except json.JSONDecodeError as error:
+            example = '{"operations": [{"op": "grayscale"}]}'
+            raise SystemExit(f"imgflow: --edit wants JSON such as '{example}': {error}") from error
+    edits += [{"prompt": prompt} for prompt in args.prompt]
+    edits += [{"translate_to": language} for language in args.translate_to]
+    return edits
+
+
 def process(args: argparse.Namespace) -> int:
     missing = [str(path) for path in args.files if not path.is_file()]
     if missing:
@@ -98,7 +113,13 @@ def process(args: argparse.Namespace) -> int:
     # Quiet runtime: the step log goes to stderr only with --verbose; stdout is kept for --json.
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else (lambda _line: None)
     with LocalRuntime(_options(args, api_port=0, aws_port=0, log=log)) as runtime:
-        ok = process_files(runtime.api_url, args.files, args.out, as_json=args.json, formats=args.format)
+        try:
+            ok = process_files(
+                runtime.api_url, args.files, args.out, as_json=args.json, formats=args.format, edits=_edits(args)
+            )
+        except ValueError as refused:
+            print(f"imgflow: {refused}", file=sys.stderr)
+            return 2
     return 0 if ok else 1
 
 
@@ -122,6 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     process_parser.add_argument("--json", action="store_true", help="print each job view as one JSON line")
     process_parser.add_argument(
         "--format", action="append", choices=["webp", "avif"], help="output format (repeatable; default webp)"
+    )
+    process_parser.add_argument(
+        "--edit",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='an edit as JSON: {"prompt": ...}, {"translate_to": ...} or {"operations": [...]} (repeatable)',
+    )
+    process_parser.add_argument(
+        "--prompt", action="append", default=[], metavar="TEXT", help="a Gemini edit (repeatable; GEMINI_API_KEYS)"
+    )
+    process_parser.add_argument(
+        "--translate-to", action="append", default=[], metavar="LANG", help="translate the text in the image (Gemini)"
     )
     process_parser.add_argument("--verbose", action="store_true", help="print the runtime's step log on stderr")
     process_parser.set_defaults(run=process)

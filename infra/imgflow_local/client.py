@@ -1,11 +1,13 @@
 """A client of the HTTP API, as a web app uses it: ask for an upload, POST the file to S3 with the
-presigned form, poll the job until it ends, download the variants."""
+presigned form, poll the job until it ends, download the variants and edits."""
 
 from __future__ import annotations
 
 import json
 import mimetypes
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import requests
 
 TERMINAL = {"succeeded", "failed", "rejected", "expired"}
+View = dict[str, Any]
 
 
 class ApiClient:
@@ -20,16 +23,18 @@ class ApiClient:
         self.api_url = api_url.rstrip("/")
         self.http = requests.Session()
 
-    def create_upload(self, path: Path, formats: list[str] | None = None) -> dict[str, Any]:
+    def create_upload(
+        self, path: Path, formats: list[str] | None = None, edits: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        body: dict[str, Any] = {
-            "filename": path.name,
-            "content_type": content_type,
-            "size": path.stat().st_size,
-        }
+        body: dict[str, Any] = {"filename": path.name, "content_type": content_type, "size": path.stat().st_size}
         if formats:
             body["variants"] = {"formats": formats}
+        if edits:
+            body["edits"] = edits
         response = self.http.post(f"{self.api_url}/uploads", json=body, timeout=30)
+        if response.status_code in {400, 413}:
+            raise ValueError(f"the API refused {path.name}: {response.json()['error']['message']}")
         response.raise_for_status()
         created: dict[str, Any] = response.json()
         return created
@@ -38,18 +43,18 @@ class ApiClient:
         with path.open("rb") as file:
             return self.http.post(upload["url"], data=upload["fields"], files={"file": (path.name, file)}, timeout=60)
 
-    def job(self, job_id: str, wait: int = 0, since: int | None = None) -> dict[str, Any]:
+    def job(self, job_id: str, wait: int = 0, since: int | None = None) -> View:
         params: dict[str, int] = {"wait": wait} if wait else {}
         if since is not None:
             params["since"] = since
         response = self.http.get(f"{self.api_url}/jobs/{job_id}", params=params, timeout=wait + 30)
         response.raise_for_status()
-        view: dict[str, Any] = response.json()
+        view: View = response.json()
         return view
 
-    def wait_until_done(self, job_id: str, on_change: Any = None, timeout: float = 600) -> dict[str, Any]:
-        import time
-
+    def wait_until_done(
+        self, job_id: str, on_change: Callable[[View], None] | None = None, timeout: float = 900
+    ) -> View:
         deadline = time.monotonic() + timeout
         view = self.job(job_id)
         while view["status"] not in TERMINAL and time.monotonic() < deadline:
@@ -59,44 +64,70 @@ class ApiClient:
         return view
 
 
-def _progress_line(name: str, view: dict[str, Any]) -> str:
-    tasks = ", ".join(f"{task} {t['stage']} {t['progress']}%" for task, t in view.get("tasks", {}).items())
+def _progress_line(name: str, view: View) -> str:
+    tasks = ", ".join(f"{task}: {t['stage']} {t['progress']}%" for task, t in view.get("tasks", {}).items())
     return f"{name}: {view['status']}" + (f" ({tasks})" if tasks else "")
 
 
-def _save(client: ApiClient, view: dict[str, Any], folder: Path) -> None:
+def _download(client: ApiClient, url: str, target: Path) -> None:
+    response = client.http.get(url, timeout=60)
+    response.raise_for_status()
+    target.write_bytes(response.content)
+
+
+def _save(client: ApiClient, view: View, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for variant in view.get("variants", []):
-        response = client.http.get(variant["url"], timeout=60)
-        response.raise_for_status()
-        (folder / f"{variant['preset']}.{variant['format']}").write_bytes(response.content)
+        _download(client, variant["url"], folder / f"{variant['preset']}.{variant['format']}")
+    # Edits beside the variants, numbered in the order they were asked for.
+    for number, edit in enumerate(view.get("edits", []), start=1):
+        if edit.get("url"):
+            _download(client, edit["url"], folder / f"edit-{number}-{edit['kind']}.webp")
+        if edit.get("text_url"):
+            _download(client, edit["text_url"], folder / f"edit-{number}-{edit['kind']}.text.json")
 
 
-def process_one(client: ApiClient, path: Path, out: Path, formats: list[str] | None, quiet: bool) -> dict[str, Any]:
-    def show(view: dict[str, Any]) -> None:
+def process_one(
+    client: ApiClient, path: Path, out: Path, formats: list[str] | None, edits: list[dict[str, Any]] | None, quiet: bool
+) -> View:
+    def show(view: View) -> None:
         if not quiet:
             print(_progress_line(path.name, view), file=sys.stderr, flush=True)
 
-    created = client.create_upload(path, formats)
+    created = client.create_upload(path, formats, edits)
     uploaded = client.upload(created["upload"], path)
     if uploaded.status_code >= 300:
-        # S3 refused the upload (policy): the job will expire unused; say why now.
-        show({"status": f"upload refused ({uploaded.status_code}): {uploaded.text[:200]}"})
+        # S3 refused the upload (its policy): no job will start, so do not wait for one.
+        print(f"{path.name}: S3 refused the upload ({uploaded.status_code}): {uploaded.text[:300]}", file=sys.stderr)
+        return client.job(created["job_id"])
     view = client.wait_until_done(created["job_id"], on_change=show)
     _save(client, view, out / path.stem)
     return view
 
 
-def process_files(api_url: str, files: list[Path], out: Path, *, as_json: bool, formats: list[str] | None) -> bool:
+def process_files(
+    api_url: str,
+    files: list[Path],
+    out: Path,
+    *,
+    as_json: bool,
+    formats: list[str] | None,
+    edits: list[dict[str, Any]] | None = None,
+) -> bool:
     client = ApiClient(api_url)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        views = list(pool.map(lambda path: process_one(client, path, out, formats, quiet=as_json), files))
+        views = list(pool.map(lambda path: process_one(client, path, out, formats, edits, quiet=as_json), files))
     for path, view in zip(files, views, strict=True):
         if as_json:
             print(json.dumps(view), flush=True)
-        else:
-            outcome = view["status"]
-            if view.get("error"):
-                outcome += f" - {view['error']['code']}: {view['error']['message']}"
-            print(f"{path}: {outcome}; results in {out / path.stem}", flush=True)
+            continue
+        outcome = view["status"]
+        if view.get("error"):
+            outcome += f" - {view['error']['code']}: {view['error']['message']}"
+        for edit in view.get("edits", []):
+            if edit.get("error"):
+                outcome += (
+                    f"; edit {edit['edit_id']} ({edit['kind']}) {edit['error']['code']}: {edit['error']['message']}"
+                )
+        print(f"{path}: {outcome}; results in {out / path.stem}", flush=True)
     return all(view["status"] == "succeeded" for view in views)

@@ -38,10 +38,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures"
-BAD_INPUTS = FIXTURES / "images" / "bad-inputs"
-PHOTOS = FIXTURES / "images" / "photos"
-S3_EVENTS = FIXTURES / "s3-events"
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected", "expired"})
 # The stack name `imgflow serve` gives its resources (LocalStack's default).
@@ -283,7 +279,7 @@ class Pipeline:
     def jobs_for_key(self, key: str) -> list[dict[str, Any]]:
         return [job for job in self.jobs() if job.get("source", {}).get("key") == key]
 
-    def wait_for_drop_job(self, key: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_for_drop_job(self, key: str, timeout: float = 30) -> dict[str, Any]:
         """The job that ingest made for an object dropped at `key` (found by its source key)."""
         found = eventually(lambda: self.jobs_for_key(key), timeout, lambda: f"no job has source.key {key!r}")
         assert len(found) == 1, f"{len(found)} jobs for {key!r}: {[job['job_id'] for job in found]}"
@@ -407,9 +403,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     servers = [value for value in getattr(item, "funcargs", {}).values() if isinstance(value, Pipeline)]
-    if call.when == "setup":
+    if call.when == "setup" and report.passed:
         item.stash[_LOG_OFFSETS] = {id(server): len(server.log) for server in servers}
     elif report.failed and servers:
+        # A failed setup has no offsets yet: the end of the whole log then.
         offsets = item.stash.get(_LOG_OFFSETS, {})
         for server in servers:
             text = server.log_since(offsets.get(id(server), 0))

@@ -135,7 +135,8 @@ def test_the_job_publishes_each_lifecycle_event_once(pipeline: Pipeline, photo_j
 
 def test_the_emulator_holds_the_original_the_variants_and_the_job(pipeline: Pipeline, photo_job: PhotoJob) -> None:
     job_id = photo_job.upload.job_id
-    original = pipeline.s3.head_object(Bucket=pipeline.uploads_bucket, Key=f"uploads/{job_id}/original")
+    assert photo_job.upload.key == f"uploads/{job_id}/original"
+    original = pipeline.s3.head_object(Bucket=pipeline.uploads_bucket, Key=photo_job.upload.key)
     assert (original["ContentType"], original["ContentLength"]) == ("image/jpeg", photo_job.size)
 
     listed = pipeline.s3.list_objects_v2(Bucket=pipeline.media_bucket, Prefix=f"jobs/{job_id}/")

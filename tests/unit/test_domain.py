@@ -9,7 +9,8 @@ from imgflow.job_store import sequencer_order_key
 from imgflow.keys import is_safe_upload_key, upload_key, variant_key
 from imgflow.models import ANONYMOUS, Job, JobStatus, SourceObject, Task, TaskStatus, VariantsRequest
 from imgflow.settings import Settings
-from imgflow.variants import plan, settle_status
+from imgflow.settling import settle_status
+from imgflow.variants import plan
 
 BASE_ENV = {"JOBS_TABLE": "jobs", "UPLOADS_BUCKET": "up", "MEDIA_BUCKET": "media"}
 

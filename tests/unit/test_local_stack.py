@@ -20,7 +20,7 @@ def stack() -> LocalStack:
 
 def test_given_the_template_then_every_function_and_its_event_sources_are_read(stack: LocalStack) -> None:
     functions = {f.logical_id: f for f in stack.functions()}
-    assert set(functions) == {"IngestFunction", "VariantsFunction", "ApiFunction", "ExpireFunction"}
+    assert set(functions) == {"IngestFunction", "VariantsFunction", "ApiFunction", "ExpireFunction", "EditFunction"}
     [ingest_source] = functions["IngestFunction"].sqs_sources
     assert ingest_source.queue_arn.endswith(":imgflow-unit-IngestQueue")
     assert ingest_source.report_batch_item_failures

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from imgflow.models import (
+    EditId,
+    EditKind,
+    EditSpec,
     ImageInfo,
     JobError,
     JobStatus,
+    LanguageName,
     OutputFormat,
     Placeholder,
     TaskStatus,
     VariantsRequest,
 )
+from imgflow.recipes import Operation
 
 Filename = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/\\]+$")]
 # The declared type only labels the stored object: the format is decided by the bytes.
@@ -29,12 +34,62 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EditRequest(ApiModel):
+    """One edit: exactly one of `prompt`, `translate_to` or `operations`."""
+
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = Field(
+        default=None, description="A natural-language edit, applied by Gemini's image model."
+    )
+    enhance_prompt: bool = Field(default=False, description="Let a text model rewrite a terse prompt first.")
+    translate_to: LanguageName | None = Field(
+        default=None, description="Translate the text inside the image into this language, keeping the layout."
+    )
+    source_language: LanguageName | None = None
+    operations: Annotated[list[Operation], Field(min_length=1, max_length=20)] | None = Field(
+        default=None, description="A recipe of deterministic operations, applied in order; no AI involved."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> EditRequest:
+        given = [name for name in ("prompt", "translate_to", "operations") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"an edit has exactly one of prompt, translate_to or operations (got {given or 'none'})")
+        if self.source_language is not None and self.translate_to is None:
+            raise ValueError("source_language goes with translate_to")
+        if self.enhance_prompt and self.prompt is None:
+            raise ValueError("enhance_prompt goes with prompt")
+        return self
+
+    def spec(self) -> EditSpec:
+        kind: EditKind = "prompt" if self.prompt else "translate" if self.translate_to else "recipe"
+        return EditSpec(
+            kind=kind,
+            prompt=self.prompt,
+            enhance_prompt=self.enhance_prompt,
+            translate_to=self.translate_to,
+            source_language=self.source_language,
+            operations=self.operations,
+        )
+
+
+class AddEditRequest(EditRequest):
+    parent_edit_id: EditId | None = Field(default=None, description="Apply this edit to that edit's result.")
+
+
+class EditAccepted(ApiModel):
+    edit_id: str
+    status_url: str
+
+
 class UploadRequest(ApiModel):
     filename: Filename
     content_type: ContentType
     size: Annotated[int, Field(ge=1, description="The file's size in bytes; the upload must match it.")]
     variants: VariantsRequest | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
+    edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(
+        default_factory=list, description="Edits of the uploaded image, each applied to the original."
+    )
 
 
 class PresignedUpload(ApiModel):
@@ -67,6 +122,27 @@ class VariantView(ApiModel):
     url: str
 
 
+class EditView(ApiModel):
+    edit_id: str
+    kind: EditKind
+    parent_edit_id: str | None = None
+    status: TaskStatus
+    stage: str
+    progress: int
+    attempts: int
+    provider: str | None = None
+    model: str | None = None
+    provider_calls: int = 0
+    duration_ms: int | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    content_type: str | None = None
+    url: str | None = None
+    text_url: str | None = None
+    error: JobError | None = None
+
+
 class JobView(ApiModel):
     job_id: str
     status: JobStatus
@@ -80,6 +156,7 @@ class JobView(ApiModel):
     tasks: dict[str, TaskView] = Field(default_factory=dict)
     variants: list[VariantView] = Field(default_factory=list)
     placeholder: Placeholder | None = None
+    edits: list[EditView] = Field(default_factory=list)
     error: JobError | None = None
 
 

@@ -56,4 +56,19 @@ class TransitionRejectedError(ImgflowError):
 
 
 class TransientError(ImgflowError):
-    """A failure that a later attempt may not meet (throttling, a dependency briefly down)."""
+    """A failure that a later attempt may not meet (throttling, a dependency briefly down).
+
+    `retry_after` is the delay the failing side asked for (e.g. Gemini's `retryDelay` on a 429), if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EditError(ImgflowError):
+    """An edit that cannot succeed, whatever the number of attempts. Permanent: the edit ends `failed`."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code

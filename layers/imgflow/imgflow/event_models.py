@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.parser.models.s3 import (
 )
 from pydantic import BaseModel, Json
 
-from imgflow.models import SourceObject, VariantsMessage
+from imgflow.models import EditMessage, SourceObject, VariantsMessage
 
 
 class S3TestEventModel(BaseModel):
@@ -58,6 +58,10 @@ class IngestRecordModel(SqsRecordModel):
 
 class VariantsRecordModel(SqsRecordModel):
     body: Json[VariantsMessage]
+
+
+class EditRecordModel(SqsRecordModel):
+    body: Json[EditMessage]
 
 
 def source_object(record: S3NotificationRecord) -> SourceObject:

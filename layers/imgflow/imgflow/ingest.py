@@ -16,7 +16,18 @@ from imgflow.imaging import ImageLimits, inspect_image
 from imgflow.job_store import JobStore
 from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key
 from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected, job_settled
-from imgflow.models import ANONYMOUS, Job, JobError, JobStatus, SourceObject, Task, VariantsMessage
+from imgflow.models import (
+    ANONYMOUS,
+    EditMessage,
+    Job,
+    JobError,
+    JobStatus,
+    SourceObject,
+    Task,
+    TaskStatus,
+    VariantsMessage,
+    edit_task_name,
+)
 from imgflow.queues import TaskQueue
 from imgflow.settings import Settings
 from imgflow.storage import ObjectChangedError, ObjectStorage
@@ -52,6 +63,7 @@ class IngestService:
     store: JobStore
     storage: ObjectStorage
     variants_queue: TaskQueue
+    edit_queue: TaskQueue
     events: EventPublisher
     settings: Settings
 
@@ -150,6 +162,10 @@ class IngestService:
         self.variants_queue.send(
             VariantsMessage(job_id=job.job_id, bucket=job.source.bucket, key=job.source.key, etag=job.source.etag)
         )
+        # Edits on the original start now; edits on edits start when their parent succeeds.
+        for edit in job.edits.values():
+            if edit.parent_edit_id is None and job.tasks[edit_task_name(edit.edit_id)].status is TaskStatus.PENDING:
+                self.edit_queue.send(EditMessage(job_id=job.job_id, edit_id=edit.edit_id))
 
     def _find_job(self, source: SourceObject) -> Job | None:
         match = _API_UPLOAD_KEY.match(source.key)

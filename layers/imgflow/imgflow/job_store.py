@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from imgflow.errors import JobNotFoundError, TransitionRejectedError
 from imgflow.models import (
     TERMINAL_STATUSES,
+    Edit,
     ImageInfo,
     Job,
     JobError,
@@ -27,12 +28,17 @@ from imgflow.models import (
     Task,
     TaskStatus,
     Variant,
+    edit_task_name,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 NON_TERMINAL = frozenset(JobStatus) - TERMINAL_STATUSES
+PROCESSING_ONLY = frozenset({JobStatus.PROCESSING})
+# Edits may be added to, and run on, a job that has settled: its status stays, its version grows.
+EDIT_RUNNABLE = frozenset({JobStatus.PROCESSING, JobStatus.SUCCEEDED, JobStatus.FAILED})
+EDITABLE = EDIT_RUNNABLE | {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}
 AWAITING_UPLOAD_INDEX = "awaiting-upload-index"
 _AWAITING_SHARD = "awaiting_upload_shard"
 # S3 sequencers are hex strings of varying length: right-padded they compare as the S3 docs prescribe.
@@ -125,7 +131,8 @@ class JobStore:
         return self._update(
             job_id,
             "accept",
-            {"status": JobStatus.PROCESSING, "image": image, "tasks": dict(tasks)},
+            # Per task, so that the tasks of edits asked for with the upload stay.
+            {"status": JobStatus.PROCESSING, "image": image, **{f"tasks.{name}": task for name, task in tasks.items()}},
             allowed={JobStatus.VALIDATING},
         )
 
@@ -163,9 +170,19 @@ class JobStore:
             changes["error"] = error
         return self._update(job_id, f"settle as {status}", changes, allowed={JobStatus.PROCESSING})
 
+    def add_edits(self, job_id: str, edits: Iterable[Edit]) -> Job:
+        """Record new edits and their tasks on a job that can still take them."""
+        changes: dict[str, Any] = {}
+        for edit in edits:
+            changes[f"edits.{edit.edit_id}"] = edit
+            changes[f"tasks.{edit_task_name(edit.edit_id)}"] = Task()
+        return self._update(job_id, "add edits", changes, allowed=EDITABLE)
+
     # --- task progress -----------------------------------------------------------------------------
 
-    def start_task(self, job_id: str, task: str, stage: str, progress: int) -> Job:
+    def start_task(
+        self, job_id: str, task: str, stage: str, progress: int, *, allowed: Iterable[JobStatus] = PROCESSING_ONLY
+    ) -> Job:
         return self._update(
             job_id,
             f"start task {task}",
@@ -174,7 +191,7 @@ class JobStore:
                 f"tasks.{task}.stage": stage,
                 f"tasks.{task}.progress": progress,
             },
-            allowed={JobStatus.PROCESSING},
+            allowed=allowed,
             increments={f"tasks.{task}.attempts": 1},
             task_open=task,
         )
@@ -188,16 +205,27 @@ class JobStore:
         *,
         variant: Variant | None = None,
         placeholder: Placeholder | None = None,
+        allowed: Iterable[JobStatus] = PROCESSING_ONLY,
     ) -> Job:
         changes: dict[str, Any] = {f"tasks.{task}.stage": stage, f"tasks.{task}.progress": progress}
         if variant is not None:
             changes[f"variants.{variant.preset}_{variant.format}"] = variant
         if placeholder is not None:
             changes["placeholder"] = placeholder
-        return self._update(job_id, f"progress task {task}", changes, allowed={JobStatus.PROCESSING}, task_open=task)
+        return self._update(job_id, f"progress task {task}", changes, allowed=allowed, task_open=task)
 
-    def finish_task(self, job_id: str, task: str, error: JobError | None = None) -> Job:
+    def finish_task(
+        self,
+        job_id: str,
+        task: str,
+        error: JobError | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        allowed: Iterable[JobStatus] = PROCESSING_ONLY,
+    ) -> Job:
+        """Close a task, with what else changes with it (e.g. an edit's result) in the same write."""
         changes: dict[str, Any] = {
+            **(extra or {}),
             f"tasks.{task}.status": TaskStatus.FAILED if error else TaskStatus.SUCCEEDED,
             f"tasks.{task}.stage": "failed" if error else "done",
         }
@@ -205,7 +233,7 @@ class JobStore:
             changes[f"tasks.{task}.progress"] = 100
         else:
             changes[f"tasks.{task}.error"] = error
-        return self._update(job_id, f"finish task {task}", changes, allowed={JobStatus.PROCESSING}, task_open=task)
+        return self._update(job_id, f"finish task {task}", changes, allowed=allowed, task_open=task)
 
     # --- the one write path ------------------------------------------------------------------------
 

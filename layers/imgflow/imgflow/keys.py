@@ -17,6 +17,14 @@ def variant_key(job_id: str, preset: str, fmt: OutputFormat) -> str:
     return f"jobs/{job_id}/variants/{preset}.{fmt}"
 
 
+def edit_key(job_id: str, edit_id: str) -> str:
+    return f"jobs/{job_id}/edits/{edit_id}.webp"
+
+
+def edit_text_key(job_id: str, edit_id: str) -> str:
+    return f"jobs/{job_id}/edits/{edit_id}.text.json"
+
+
 def is_safe_upload_key(key: str) -> bool:
     """True when the key names an object under the upload prefix and nothing else (no `..`, no `//`)."""
     if "\x00" in key or "\\" in key:

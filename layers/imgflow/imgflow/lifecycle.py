@@ -9,7 +9,18 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, ClassVar
 
-from imgflow.models import ImageInfo, Job, JobError, JobStatus, Model, Placeholder, Variant
+from imgflow.models import (
+    EditKind,
+    EditResult,
+    ImageInfo,
+    Job,
+    JobError,
+    JobStatus,
+    Model,
+    Placeholder,
+    Variant,
+    edit_task_name,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
@@ -51,6 +62,26 @@ class JobFailed(LifecycleDetail):
     error: JobError | None = None
 
 
+class EditOutcome(Model):
+    edit_id: str
+    kind: EditKind
+    parent_edit_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    result: EditResult | None = None
+
+
+class EditSucceeded(LifecycleDetail):
+    detail_type = "Edit Succeeded"
+    edit: EditOutcome
+
+
+class EditFailed(LifecycleDetail):
+    detail_type = "Edit Failed"
+    edit: EditOutcome
+    error: JobError
+
+
 class JobExpired(LifecycleDetail):
     """Not in DESIGN.md's first list: a job whose upload never came also ends, and says so."""
 
@@ -64,6 +95,8 @@ DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (
     JobSucceeded,
     JobFailed,
     JobExpired,
+    EditSucceeded,
+    EditFailed,
 )
 
 
@@ -89,6 +122,22 @@ def job_settled(job: Job) -> JobSucceeded | JobFailed:
 
 def job_expired(job: Job) -> JobExpired:
     return JobExpired.model_validate(_common(job))
+
+
+def edit_finished(job: Job, edit_id: str) -> EditSucceeded | EditFailed:
+    edit = job.edits[edit_id]
+    outcome = EditOutcome(
+        edit_id=edit_id,
+        kind=edit.spec.kind,
+        parent_edit_id=edit.parent_edit_id,
+        provider=edit.provider,
+        model=edit.model,
+        result=edit.result,
+    )
+    error = job.tasks[edit_task_name(edit_id)].error
+    if error is None:
+        return EditSucceeded.model_validate({**_common(job), "edit": outcome})
+    return EditFailed.model_validate({**_common(job), "edit": outcome, "error": error})
 
 
 def _common(job: Job) -> dict[str, object]:

@@ -12,8 +12,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from imgflow.errors import ErrorCode
+from imgflow.recipes import Operation
 
 JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+EditId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
+LanguageName = Annotated[str, StringConstraints(min_length=2, max_length=40, pattern=r"^[A-Za-z][A-Za-z \-()]*$")]
+EditKind = Literal["prompt", "translate", "recipe"]
 PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OutputFormat = Literal["webp", "avif"]
 ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF"]
@@ -109,6 +113,45 @@ class Placeholder(Model):
     dominant_color: Annotated[str, StringConstraints(pattern=r"^#[0-9a-f]{6}$")]
 
 
+class EditSpec(Model):
+    """What one edit asks for: exactly one of a prompt, a translation or a recipe of operations."""
+
+    kind: EditKind
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    enhance_prompt: bool = False
+    translate_to: LanguageName | None = None
+    source_language: LanguageName | None = None
+    operations: list[Operation] | None = None
+
+
+class EditResult(Model):
+    key: str
+    width: int
+    height: int
+    bytes: int
+    content_type: str
+    text_key: str | None = None  # translations: the extracted and translated text pairs, as JSON
+
+
+class Edit(Model):
+    """An edit of a job's image. Its progress is the task `edit_task_name(edit_id)` in `Job.tasks`."""
+
+    edit_id: EditId
+    spec: EditSpec
+    parent_edit_id: EditId | None = None
+    depth: Annotated[int, Field(ge=1)] = 1
+    created_at: int
+    provider: str | None = None
+    model: str | None = None
+    provider_calls: int = 0
+    duration_ms: int | None = None
+    result: EditResult | None = None
+
+
+def edit_task_name(edit_id: str) -> str:
+    return f"edit-{edit_id}"
+
+
 class Job(Model):
     job_id: JobId
     owner: Owner = ANONYMOUS
@@ -128,6 +171,7 @@ class Job(Model):
     tasks: dict[str, Task] = Field(default_factory=dict)
     variants: dict[str, Variant] = Field(default_factory=dict)
     placeholder: Placeholder | None = None
+    edits: dict[str, Edit] = Field(default_factory=dict)
     error: JobError | None = None
 
 
@@ -138,3 +182,10 @@ class VariantsMessage(Model):
     bucket: str
     key: str
     etag: str | None = None
+
+
+class EditMessage(Model):
+    """EditQueue message body: apply one edit of one job."""
+
+    job_id: JobId
+    edit_id: EditId

@@ -16,6 +16,7 @@ from imgflow.settings import get_settings
 from imgflow.storage import ObjectStorage
 
 if TYPE_CHECKING:
+    from imgflow.edits import EditService, ImageEditor
     from imgflow.ingest import IngestService
     from imgflow.uploads import UploadsService
     from imgflow.variants import VariantsService
@@ -39,6 +40,7 @@ def ingest_service() -> IngestService:
         store=job_store(),
         storage=ObjectStorage(aws.s3()),
         variants_queue=TaskQueue(aws.sqs(), settings.variants_queue_url),
+        edit_queue=TaskQueue(aws.sqs(), settings.edit_queue_url),
         events=publisher(),
         settings=settings,
     )
@@ -54,16 +56,67 @@ def variants_service() -> VariantsService:
 
 
 @lru_cache(maxsize=1)
+def image_editor() -> ImageEditor:
+    """The Gemini editor, with its key pool kept for the life of the container (429 cool-downs included)."""
+    from imgflow.gemini import GeminiConfig, GeminiEditor
+
+    settings = get_settings()
+    return GeminiEditor(
+        GeminiConfig(
+            api_keys=_gemini_keys(),
+            image_model=settings.gemini_image_model,
+            text_model=settings.gemini_text_model,
+            base_url=settings.gemini_base_url,
+            timeout_seconds=settings.gemini_timeout_seconds,
+            key_cooldown_seconds=settings.gemini_key_cooldown_seconds,
+        )
+    )
+
+
+def _gemini_keys() -> tuple[str, ...]:
+    settings = get_settings()
+    if settings.gemini_api_keys or not settings.gemini_api_keys_secret:
+        return settings.gemini_api_keys
+    from aws_lambda_powertools.utilities import parameters
+
+    # The secret holds the keys comma-separated (or one per line); cached by Powertools for 5 minutes.
+    secret = str(parameters.get_secret(settings.gemini_api_keys_secret, max_age=300))
+    return tuple(key.strip() for key in secret.replace("\n", ",").split(",") if key.strip())
+
+
+@lru_cache(maxsize=1)
+def edit_service() -> EditService:
+    from imgflow.edits import EditService
+    from imgflow.queues import TaskQueue
+
+    settings = get_settings()
+    return EditService(
+        store=job_store(),
+        storage=ObjectStorage(aws.s3()),
+        events=publisher(),
+        edit_queue=TaskQueue(aws.sqs(), settings.edit_queue_url),
+        settings=settings,
+        editor=image_editor,
+    )
+
+
+@lru_cache(maxsize=1)
 def uploads_service() -> UploadsService:
+    from imgflow.queues import TaskQueue
     from imgflow.uploads import UploadsService
 
+    settings = get_settings()
     return UploadsService(
-        store=job_store(), storage=ObjectStorage(aws.s3()), settings=get_settings(), events=publisher()
+        store=job_store(),
+        storage=ObjectStorage(aws.s3()),
+        settings=settings,
+        events=publisher(),
+        edit_queue=TaskQueue(aws.sqs(), settings.edit_queue_url),
     )
 
 
 def reset() -> None:
     """Forget every service, client and setting (tests and the local runtime call this)."""
-    for cached in (ingest_service, variants_service, uploads_service, get_settings):
+    for cached in (ingest_service, variants_service, uploads_service, edit_service, image_editor, get_settings):
         cached.cache_clear()
     aws.reset_clients()

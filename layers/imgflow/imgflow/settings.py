@@ -50,6 +50,22 @@ class Settings(BaseSettings):
     webp_quality: Annotated[int, Field(ge=1, le=100)] = 85
     avif_quality: Annotated[int, Field(ge=1, le=100)] = 60
 
+    # Edits. Keys come from GEMINI_API_KEYS (comma-separated) or, on AWS, a Secrets Manager secret.
+    max_edit_chain: Annotated[int, Field(ge=1, le=50)] = 5
+    max_edits_per_request: Annotated[int, Field(ge=1, le=10)] = 10
+    recipe_max_edge: Annotated[int, Field(ge=64, le=8192)] = 4096
+    provider_max_edge: Annotated[int, Field(ge=64, le=4096)] = 2048
+    gemini_api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    gemini_api_keys_secret: str = ""
+    gemini_base_url: str | None = None
+    gemini_image_model: str = "gemini-2.5-flash-image"
+    gemini_text_model: str = "gemini-2.5-flash"
+    gemini_timeout_seconds: Annotated[float, Field(gt=0, le=900)] = 240.0
+    gemini_key_cooldown_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # Backoff of retried edits (through the queue): base * 2^(attempt-1), jittered, at most the cap.
+    edit_retry_base_seconds: Annotated[float, Field(gt=0)] = 10.0
+    edit_retry_cap_seconds: Annotated[float, Field(gt=0, le=43200)] = 900.0
+
     @field_validator("variant_presets", mode="before")
     @classmethod
     def _parse_presets(cls, raw: object) -> object:
@@ -61,6 +77,13 @@ class Settings(BaseSettings):
             name, _, edge = item.strip().partition("=")
             presets.append(VariantPreset(name=name, long_edge=int(edge)))
         return tuple(presets)
+
+    @field_validator("gemini_api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        return tuple(key.strip() for key in raw.split(",") if key.strip())
 
     @field_validator("default_formats", mode="before")
     @classmethod

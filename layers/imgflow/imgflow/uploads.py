@@ -8,12 +8,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from imgflow.api_models import JobView, PresignedUpload, TaskView, UploadRequest, UploadResponse, VariantView
+from imgflow.api_models import (
+    AddEditRequest,
+    EditView,
+    JobView,
+    PresignedUpload,
+    TaskView,
+    UploadRequest,
+    UploadResponse,
+    VariantView,
+)
 from imgflow.errors import ImgflowError, JobNotFoundError, TransitionRejectedError
-from imgflow.job_store import JobStore
+from imgflow.job_store import EDIT_RUNNABLE, JobStore
 from imgflow.keys import upload_key
 from imgflow.lifecycle import EventPublisher, job_expired
-from imgflow.models import Job, JobStatus
+from imgflow.models import Edit, EditMessage, EditSpec, Job, JobStatus, Task, TaskStatus, edit_task_name
+from imgflow.queues import TaskQueue
 from imgflow.settings import Settings
 from imgflow.storage import ObjectStorage
 
@@ -30,6 +40,18 @@ class InvalidUploadRequestError(ImgflowError):
     """A request that is well-formed but asks for what this deployment does not offer."""
 
 
+class ChainTooLongError(ImgflowError):
+    pass
+
+
+class JobNotEditableError(ImgflowError):
+    pass
+
+
+def new_edit_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
@@ -40,6 +62,7 @@ class UploadsService:
     storage: ObjectStorage
     settings: Settings
     events: EventPublisher
+    edit_queue: TaskQueue
     sleep: Callable[[float], None] = field(default=time.sleep)
     monotonic: Callable[[], float] = field(default=time.monotonic)
 
@@ -48,8 +71,11 @@ class UploadsService:
         if request.size > s.max_upload_bytes:
             raise UploadTooLargeError(f"the file is {request.size} bytes; the limit is {s.max_upload_bytes} bytes")
         self._check_presets(request)
+        if len(request.edits) > s.max_edits_per_request:
+            raise InvalidUploadRequestError(f"edits: at most {s.max_edits_per_request} edits per request")
         job_id = uuid.uuid4().hex
         now = self.store.now()
+        edits = [Edit(edit_id=new_edit_id(), spec=edit.spec(), created_at=now) for edit in request.edits]
         upload_expires_at = now + s.upload_url_ttl_seconds
         job = Job(
             job_id=job_id,
@@ -64,6 +90,9 @@ class UploadsService:
             declared_size=request.size,
             metadata=request.metadata,
             variants_request=request.variants or Job.model_fields["variants_request"].get_default(),
+            # Edits asked with the upload start when ingest accepts the image.
+            edits={edit.edit_id: edit for edit in edits},
+            tasks={edit_task_name(edit.edit_id): Task() for edit in edits},
         )
         self.store.create(job)
         post = self.storage.presigned_post(
@@ -78,6 +107,50 @@ class UploadsService:
             upload=PresignedUpload(url=post.url, fields=post.fields, expires_at=iso(upload_expires_at)),
             status_url=status_url(job_id),
         )
+
+    def add_edit(
+        self, job_id: str, owner: str, request: AddEditRequest, status_url: Callable[[str], str]
+    ) -> tuple[str, str]:
+        """Add one edit to a job, on its original or on an earlier edit; returns the edit id and status URL."""
+        job = self.get_job(job_id, owner)
+        if job.status not in EDIT_RUNNABLE | {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}:
+            raise JobNotEditableError(f"the job is {job.status}: there is no image to edit")
+        depth = 1
+        if request.parent_edit_id is not None:
+            parent = job.edits.get(request.parent_edit_id)
+            if parent is None:
+                raise InvalidUploadRequestError(f"parent_edit_id: the job has no edit {request.parent_edit_id}")
+            if job.tasks[edit_task_name(parent.edit_id)].status is TaskStatus.FAILED:
+                raise InvalidUploadRequestError(f"parent_edit_id: edit {parent.edit_id} failed, nothing to build on")
+            depth = parent.depth + 1
+        if depth > self.settings.max_edit_chain:
+            raise ChainTooLongError(
+                f"this edit would be number {depth} in a chain; the limit is {self.settings.max_edit_chain}"
+            )
+        edit = Edit(
+            edit_id=new_edit_id(),
+            spec=EditSpec.model_validate(request.spec().model_dump()),
+            parent_edit_id=request.parent_edit_id,
+            depth=depth,
+            created_at=self.store.now(),
+        )
+        try:
+            updated = self.store.add_edits(job_id, [edit])
+        except TransitionRejectedError as race:
+            raise JobNotEditableError("the job ended before the edit could be added") from race
+        if self._ready_to_run(updated, edit):
+            self.edit_queue.send(EditMessage(job_id=job_id, edit_id=edit.edit_id))
+        return edit.edit_id, status_url(job_id)
+
+    @staticmethod
+    def _ready_to_run(job: Job, edit: Edit) -> bool:
+        """Whether to queue the edit now. Otherwise ingest queues it on acceptance, or its parent on success:
+        the parent's write and this one are ordered, so exactly one of the two sees the other and sends."""
+        if job.status not in EDIT_RUNNABLE:
+            return False
+        if edit.parent_edit_id is None:
+            return True
+        return job.tasks[edit_task_name(edit.parent_edit_id)].status is TaskStatus.SUCCEEDED
 
     def _check_presets(self, request: UploadRequest) -> None:
         wanted = request.variants.presets if request.variants else None
@@ -155,5 +228,35 @@ class UploadsService:
                 for v in variants
             ],
             placeholder=job.placeholder,
+            edits=[self._edit_view(job, edit) for edit in sorted(job.edits.values(), key=lambda e: e.created_at)],
             error=job.error,
+        )
+
+    def _edit_view(self, job: Job, edit: Edit) -> EditView:
+        s = self.settings
+        task = job.tasks.get(edit_task_name(edit.edit_id), Task())
+        result = edit.result
+        return EditView(
+            edit_id=edit.edit_id,
+            kind=edit.spec.kind,
+            parent_edit_id=edit.parent_edit_id,
+            status=task.status,
+            stage=task.stage,
+            progress=task.progress,
+            attempts=task.attempts,
+            provider=edit.provider,
+            model=edit.model,
+            provider_calls=edit.provider_calls,
+            duration_ms=edit.duration_ms,
+            width=result.width if result else None,
+            height=result.height if result else None,
+            bytes=result.bytes if result else None,
+            content_type=result.content_type if result else None,
+            url=self.storage.presigned_get(s.media_bucket, result.key, s.download_url_ttl_seconds) if result else None,
+            text_url=(
+                self.storage.presigned_get(s.media_bucket, result.text_key, s.download_url_ttl_seconds)
+                if result and result.text_key
+                else None
+            ),
+            error=task.error,
         )

@@ -21,6 +21,7 @@ from imgflow.models import (
     VariantsMessage,
 )
 from imgflow.settings import Settings
+from imgflow.settling import settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
 TASK = "variants"
@@ -33,14 +34,6 @@ def plan(job: Job, settings: Settings) -> list[tuple[VariantPreset, OutputFormat
     formats = wanted.formats or settings.default_formats
     presets.sort(key=lambda p: p.long_edge, reverse=True)
     return [(preset, fmt) for preset in presets for fmt in formats]
-
-
-def settle_status(job: Job) -> JobStatus | None:
-    """The job's terminal status once every task has finished, else None."""
-    statuses = [task.status for task in job.tasks.values()]
-    if any(status in {TaskStatus.PENDING, TaskStatus.RUNNING} for status in statuses):
-        return None
-    return JobStatus.FAILED if TaskStatus.FAILED in statuses else JobStatus.SUCCEEDED
 
 
 @dataclass
@@ -93,16 +86,7 @@ class VariantsService:
             return job
         if job.tasks[TASK].status is TaskStatus.SUCCEEDED:
             self.events.publish(variants_ready(job))
-        status = settle_status(job)
-        if status is None:
-            return job
-        failed_error = next((t.error for t in job.tasks.values() if t.error), None)
-        try:
-            settled = self.store.settle(job.job_id, status, failed_error if status is JobStatus.FAILED else None)
-        except TransitionRejectedError:
-            return None  # settled by another worker, which announced it
-        self.events.publish(job_settled(settled))
-        return settled
+        return settle_if_done(self.store, self.events, job)
 
     def _render_all(self, job: Job, data: bytes) -> Job | None:
         s = self.settings

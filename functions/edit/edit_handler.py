@@ -1,0 +1,68 @@
+"""edit: EditQueue messages → one edit of one job (a recipe, a Gemini edit or an in-image translation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from imgflow import aws
+from imgflow.errors import TransientError, TransitionRejectedError
+from imgflow.event_models import EditRecordModel
+from imgflow.models import JobError
+from imgflow.observability import logger, metrics, tracer
+from imgflow.retries import retry_delay
+from imgflow.services import edit_service
+from imgflow.settings import get_settings
+
+processor = BatchProcessor(event_type=EventType.SQS, model=EditRecordModel, raise_on_entire_batch_failure=False)
+
+
+def record_handler(record: EditRecordModel) -> None:
+    message = record.body
+    logger.append_keys(job_id=message.job_id, edit_id=message.edit_id)
+    settings = get_settings()
+    attempt = int(record.attributes.ApproximateReceiveCount)
+    try:
+        job = edit_service().run(message)
+    except TransitionRejectedError as race:
+        logger.info("edit skipped", extra={"reason": race.message})
+        return
+    except TransientError as error:
+        if attempt >= settings.max_receive_count:
+            logger.warning("edit gave up after transient errors", extra={"attempt": attempt, "reason": error.message})
+            edit_service().finish(
+                message.job_id,
+                message.edit_id,
+                JobError(code="provider_unavailable", message=f"{error.message} (gave up after {attempt} attempts)"),
+            )
+            return
+        delay = retry_delay(
+            attempt, error.retry_after, base=settings.edit_retry_base_seconds, cap=settings.edit_retry_cap_seconds
+        )
+        # The message comes back after `delay`: the server's retryDelay is honoured without sleeping here.
+        aws.sqs().change_message_visibility(
+            QueueUrl=settings.edit_queue_url, ReceiptHandle=record.receiptHandle, VisibilityTimeout=delay
+        )
+        edit_service().postpone(message, attempt, delay, error.message)
+        logger.warning("edit will be retried", extra={"attempt": attempt, "delay": delay, "reason": error.message})
+        metrics.add_metric(name="EditRetried", unit="Count", value=1)
+        raise
+    except Exception:
+        if attempt >= settings.max_receive_count:
+            logger.exception("edit gave up")
+            edit_service().finish(
+                message.job_id, message.edit_id, JobError(code="internal_error", message="the edit kept failing")
+            )
+        raise
+    if job is not None:
+        metrics.add_metric(name="EditDone", unit="Count", value=1)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,281 @@
+"""The edit task: one edit of a job's image, from the original or from the edit it builds on.
+
+Recipes run here with Pillow. Prompts and translations go to an image editor (Gemini) with the
+normalized, metadata-free image, never the raw upload; what comes back goes through the same strict
+decoder as uploads. Results are stored at deterministic keys, so a redelivery rewrites the same object.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from PIL import Image
+
+from imgflow.errors import EditError, ImageRejectedError, TransitionRejectedError
+from imgflow.imaging import ImageLimits, inspect_image, load_normalized, resize_to_long_edge
+from imgflow.job_store import EDIT_RUNNABLE, JobStore
+from imgflow.keys import edit_key, edit_text_key
+from imgflow.lifecycle import EventPublisher, edit_finished
+from imgflow.models import (
+    Edit,
+    EditMessage,
+    EditResult,
+    Job,
+    JobError,
+    TaskStatus,
+    edit_task_name,
+)
+from imgflow.operations import apply_recipe
+from imgflow.queues import TaskQueue
+from imgflow.recipes import Recipe
+from imgflow.settings import Settings
+from imgflow.settling import OPEN_TASK_STATUSES, settle_if_done
+from imgflow.storage import ObjectChangedError, ObjectStorage
+
+
+class ProviderImage(Protocol):
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def calls(self) -> int: ...
+
+
+class TextPairLike(Protocol):
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def translated(self) -> str: ...
+
+
+class ImageEditor(Protocol):
+    """What the edit task needs of an AI image editor (GeminiEditor; fakes in tests)."""
+
+    provider: str
+
+    def edit(self, image: bytes, mime_type: str, instruction: str) -> ProviderImage: ...
+
+    def translate(
+        self, image: bytes, mime_type: str, target_language: str, source_language: str | None = None
+    ) -> tuple[ProviderImage, Sequence[TextPairLike]]: ...
+
+    def enhance_prompt(self, prompt: str) -> str: ...
+
+
+_MAX_EDIT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EditOutput:
+    image: Image.Image
+    provider: str | None = None
+    model: str | None = None
+    calls: int = 0
+    text_pairs: list[dict[str, str]] | None = None
+
+
+@dataclass
+class EditService:
+    store: JobStore
+    storage: ObjectStorage
+    events: EventPublisher
+    edit_queue: TaskQueue
+    settings: Settings
+    # Built only when a prompt or a translation needs it: recipes work with no provider configured.
+    editor: Callable[[], ImageEditor]
+
+    @property
+    def limits(self) -> ImageLimits:
+        s = self.settings
+        return ImageLimits(
+            max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels, max_side=s.max_side, max_frames=s.max_frames
+        )
+
+    def run(self, message: EditMessage) -> Job | None:
+        job = self.store.get(message.job_id)
+        task_name = edit_task_name(message.edit_id)
+        if job is None or message.edit_id not in job.edits or task_name not in job.tasks:
+            return None
+        edit = job.edits[message.edit_id]
+        if job.tasks[task_name].status not in OPEN_TASK_STATUSES:
+            return self._after(job, edit.edit_id)  # a redelivery: what follows the edit may have been cut short
+        if job.status not in EDIT_RUNNABLE:
+            return None
+        if edit.parent_edit_id is not None:
+            parent = job.tasks[edit_task_name(edit.parent_edit_id)]
+            if parent.status is not TaskStatus.SUCCEEDED:
+                return None  # the parent fans its children out when it succeeds, and fails them when it fails
+        self.store.start_task(job.job_id, task_name, "loading", 5, allowed=EDIT_RUNNABLE)
+        started = time.monotonic()
+        try:
+            source = self._source_image(job, edit)
+            self.store.progress_task(job.job_id, task_name, _stage(edit), 20, allowed=EDIT_RUNNABLE)
+            output = self._apply(edit, source)
+            result = self._store(job, edit, output)
+        except EditError as failure:
+            return self.finish(job.job_id, edit.edit_id, JobError(code=failure.code, message=failure.message))
+        except ImageRejectedError as rejection:
+            return self.finish(
+                job.job_id,
+                edit.edit_id,
+                JobError(code="edit_failed", message=f"the image could not be edited: {rejection.message}"),
+            )
+        except ObjectChangedError:
+            return self.finish(
+                job.job_id, edit.edit_id, JobError(code="edit_failed", message="the image to edit changed or vanished")
+            )
+        base = f"edits.{edit.edit_id}"
+        return self.finish(
+            job.job_id,
+            edit.edit_id,
+            extra={
+                f"{base}.result": result,
+                f"{base}.provider": output.provider,
+                f"{base}.model": output.model,
+                f"{base}.provider_calls": output.calls,
+                f"{base}.duration_ms": int((time.monotonic() - started) * 1000),
+            },
+        )
+
+    def postpone(self, message: EditMessage, attempt: int, delay: int, reason: str) -> None:
+        """Say on the job that the edit waits for a retry, and why."""
+        try:
+            self.store.progress_task(
+                message.job_id,
+                edit_task_name(message.edit_id),
+                f"retrying in {delay} s after attempt {attempt}: {reason[:200]}",
+                10,
+                allowed=EDIT_RUNNABLE,
+            )
+        except TransitionRejectedError:
+            return
+
+    def finish(
+        self, job_id: str, edit_id: str, error: JobError | None = None, extra: dict[str, object] | None = None
+    ) -> Job | None:
+        """Close the edit's task (failed when `error`), then announce it, fan out or fail its children, settle."""
+        try:
+            job = self.store.finish_task(
+                job_id,
+                edit_task_name(edit_id),
+                error,
+                extra={k: v for k, v in (extra or {}).items() if v is not None},
+                allowed=EDIT_RUNNABLE,
+            )
+        except TransitionRejectedError:
+            current = self.store.get(job_id)
+            if current is None or edit_id not in current.edits:
+                return None
+            job = current
+        return self._after(job, edit_id)
+
+    def _after(self, job: Job, edit_id: str) -> Job:
+        """What follows a finished edit; safe to repeat, as consumers drop events by job_id and version."""
+        self.events.publish(edit_finished(job, edit_id))
+        succeeded = job.tasks[edit_task_name(edit_id)].status is TaskStatus.SUCCEEDED
+        for child in job.edits.values():
+            if (
+                child.parent_edit_id != edit_id
+                or job.tasks[edit_task_name(child.edit_id)].status is not TaskStatus.PENDING
+            ):
+                continue
+            if succeeded:
+                self.edit_queue.send(EditMessage(job_id=job.job_id, edit_id=child.edit_id))
+            else:
+                failed = self.finish(
+                    job.job_id,
+                    child.edit_id,
+                    JobError(code="edit_failed", message=f"the edit it builds on ({edit_id}) failed"),
+                )
+                job = failed or job
+        return settle_if_done(self.store, self.events, self.store.require(job.job_id))
+
+    # --- the work ----------------------------------------------------------------------------------
+
+    def _source_image(self, job: Job, edit: Edit) -> Image.Image:
+        if edit.parent_edit_id is not None:
+            parent = job.edits[edit.parent_edit_id]
+            if parent.result is None:
+                raise EditError("edit_failed", f"the edit it builds on ({edit.parent_edit_id}) has no result")
+            # Our own lossless output: it may be larger than an upload may be; its pixels are bounded as usual.
+            data = self.storage.read(self.settings.media_bucket, parent.result.key, max_bytes=_MAX_EDIT_BYTES)
+            limits = replace(self.limits, max_bytes=_MAX_EDIT_BYTES)
+        else:
+            if job.source is None:
+                raise EditError("edit_failed", "the job has no uploaded image to edit")
+            data = self.storage.read(
+                job.source.bucket, job.source.key, max_bytes=self.settings.max_upload_bytes, etag=job.source.etag
+            )
+            limits = self.limits
+        max_edge = self.settings.recipe_max_edge if edit.spec.kind == "recipe" else self.settings.provider_max_edge
+        return load_normalized(data, limits, max_edge=max_edge)
+
+    def _apply(self, edit: Edit, image: Image.Image) -> EditOutput:
+        spec = edit.spec
+        if spec.kind == "recipe":
+            return EditOutput(image=apply_recipe(image, Recipe(operations=spec.operations or [])))
+        editor = self.editor()
+        png = _png(resize_to_long_edge(image, self.settings.provider_max_edge))
+        if spec.kind == "translate":
+            if spec.translate_to is None:
+                raise EditError("edit_failed", "a translation needs translate_to")
+            answer, pairs = editor.translate(png, "image/png", spec.translate_to, spec.source_language)
+            text_pairs = [{"source": pair.source, "translated": pair.translated} for pair in pairs]
+            return EditOutput(self._decode(answer.data), editor.provider, answer.model, answer.calls, text_pairs)
+        if spec.prompt is None:
+            raise EditError("edit_failed", "a prompt edit needs a prompt")
+        instruction, calls = spec.prompt, 0
+        if spec.enhance_prompt:
+            instruction, calls = editor.enhance_prompt(spec.prompt), 1
+        answer = editor.edit(png, "image/png", instruction)
+        return EditOutput(self._decode(answer.data), editor.provider, answer.model, answer.calls + calls)
+
+    def _decode(self, data: bytes) -> Image.Image:
+        """The provider's answer, through the same strict decoder as an upload."""
+        try:
+            inspect_image(data, self.limits)
+            return load_normalized(data, self.limits)
+        except ImageRejectedError as rejection:
+            raise EditError("edit_failed", f"the provider returned an unusable image ({rejection.code})") from rejection
+
+    def _store(self, job: Job, edit: Edit, output: EditOutput) -> EditResult:
+        buffer = io.BytesIO()
+        # Lossless: an edit is an image to build on (chains) and to compare exactly (recipes).
+        output.image.save(
+            buffer, format="WEBP", lossless=True, quality=50, method=2, exif=b"", xmp=b"", icc_profile=b""
+        )
+        data = buffer.getvalue()
+        key = edit_key(job.job_id, edit.edit_id)
+        self.storage.write(self.settings.media_bucket, key, data, "image/webp")
+        text_key = None
+        if output.text_pairs is not None:
+            text_key = edit_text_key(job.job_id, edit.edit_id)
+            body = json.dumps({"pairs": output.text_pairs}, ensure_ascii=False, indent=2).encode()
+            self.storage.write(self.settings.media_bucket, text_key, body, "application/json")
+        return EditResult(
+            key=key,
+            width=output.image.width,
+            height=output.image.height,
+            bytes=len(data),
+            content_type="image/webp",
+            text_key=text_key,
+        )
+
+
+def _stage(edit: Edit) -> str:
+    return {"recipe": "applying recipe", "prompt": "editing with AI", "translate": "translating"}[edit.spec.kind]
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

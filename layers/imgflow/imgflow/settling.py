@@ -1,0 +1,35 @@
+"""When a job ends: once every one of its tasks has finished, it settles as succeeded or failed."""
+
+from __future__ import annotations
+
+from imgflow.errors import TransitionRejectedError
+from imgflow.job_store import JobStore
+from imgflow.lifecycle import EventPublisher, job_settled
+from imgflow.models import Job, JobStatus, TaskStatus
+
+OPEN_TASK_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+
+
+def settle_status(job: Job) -> JobStatus | None:
+    """The job's terminal status once every task has finished, else None."""
+    statuses = [task.status for task in job.tasks.values()]
+    if any(status in OPEN_TASK_STATUSES for status in statuses):
+        return None
+    return JobStatus.FAILED if TaskStatus.FAILED in statuses else JobStatus.SUCCEEDED
+
+
+def settle_if_done(store: JobStore, events: EventPublisher, job: Job) -> Job:
+    """Settle a processing job whose tasks have all finished, and announce it; otherwise return it as is.
+
+    A job that settled already keeps its status: later edits are tracked on their own tasks.
+    """
+    status = settle_status(job) if job.status is JobStatus.PROCESSING else None
+    if status is None:
+        return job
+    error = next((task.error for task in job.tasks.values() if task.error), None)
+    try:
+        settled = store.settle(job.job_id, status, error if status is JobStatus.FAILED else None)
+    except TransitionRejectedError:
+        return store.require(job.job_id)  # settled by another worker, which announced it
+    events.publish(job_settled(settled))
+    return settled
