@@ -44,6 +44,12 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "--aws-endpoint", help="use this running emulator (e.g. LocalStack) instead of the embedded one"
     )
     parser.add_argument(
+        "--schedule-interval",
+        type=int,
+        metavar="SECONDS",
+        help="run scheduled functions (e.g. the expiry sweep) this often instead of their template rate",
+    )
+    parser.add_argument(
         "--retry-delay",
         type=int,
         metavar="SECONDS",

@@ -54,7 +54,7 @@ T = TypeVar("T")
 
 def imgflow_command() -> list[str]:
     """The `imgflow` console script of this environment, or the module behind it."""
-    script = Path(os.environ.get("TMP_SHIM", sys.executable)).with_name("imgflow")  # TEMP-SHIM
+    script = Path(sys.executable).with_name("imgflow")
     return [str(script)] if script.is_file() else [sys.executable, "-m", "imgflow_local.cli"]
 
 

@@ -10,6 +10,7 @@ A job waiting for its upload also carries `awaiting_upload_shard`, which puts it
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,7 @@ class JobStore:
 
     def create(self, job: Job) -> bool:
         """Store a new job; False when a job with that id exists already (a redelivered drop)."""
-        item = {"pk": job.job_id, **job.model_dump(mode="json", exclude_none=True)}
+        item = {"pk": job.job_id, **_to_item_value(job)}
         if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at is not None:
             item[_AWAITING_SHARD] = "0"
         try:
@@ -305,10 +306,15 @@ def _path(dotted: str, names: dict[str, str]) -> str:
 
 
 def _to_item_value(value: Any) -> Any:
+    """A model or value as DynamoDB stores it: JSON types, with numbers that are not integers as Decimal."""
     if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", exclude_none=True)
+        value = value.model_dump(mode="json", exclude_none=True)
     if isinstance(value, dict):
         return {k: _to_item_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_item_value(v) for v in value]
+    if isinstance(value, float):
+        return Decimal(str(value))
     if isinstance(value, str):  # StrEnum members become plain strings
         return str(value)
     return value
