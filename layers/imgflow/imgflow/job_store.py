@@ -10,8 +10,8 @@ A job waiting for its upload also carries `awaiting_upload_shard`, which puts it
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
