@@ -25,6 +25,7 @@ from imgflow.services import uploads_service
 from imgflow.uploads import (
     MAX_WAIT_SECONDS,
     ChainTooLongError,
+    EmptyUploadError,
     InvalidUploadRequestError,
     JobNotEditableError,
     UploadTooLargeError,
@@ -109,6 +110,11 @@ def upload_too_large(error: UploadTooLargeError) -> Response[str]:
 @app.exception_handler(InvalidUploadRequestError)
 def invalid_upload(error: InvalidUploadRequestError) -> Response[str]:
     return _error(400, "invalid_request", error.message)
+
+
+@app.exception_handler(EmptyUploadError)
+def empty_upload(error: EmptyUploadError) -> Response[str]:
+    return _error(400, "empty_file", error.message)
 
 
 @app.exception_handler(ChainTooLongError)

@@ -119,13 +119,9 @@ def process(args: argparse.Namespace) -> int:
     # Quiet runtime: the step log goes to stderr only with --verbose; stdout is kept for --json.
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else (lambda _line: None)
     with LocalRuntime(_options(args, api_port=0, aws_port=0, log=log)) as runtime:
-        try:
-            ok = process_files(
-                runtime.api_url, args.files, args.out, as_json=args.json, formats=args.format, edits=_edits(args)
-            )
-        except ValueError as refused:
-            print(f"imgflow: {refused}", file=sys.stderr)
-            return 2
+        ok = process_files(
+            runtime.api_url, args.files, args.out, as_json=args.json, formats=args.format, edits=_edits(args)
+        )
     return 0 if ok else 1
 
 

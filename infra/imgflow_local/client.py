@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +18,14 @@ import requests
 
 TERMINAL = {"succeeded", "failed", "rejected", "expired"}
 View = dict[str, Any]
+
+
+class UploadRefusedError(Exception):
+    """The API or S3 refused a file before any job could start; `error` is `{code, message}`."""
+
+    def __init__(self, error: dict[str, str]) -> None:
+        super().__init__(f"{error['code']}: {error['message']}")
+        self.error = error
 
 
 class ApiClient:
@@ -34,7 +44,7 @@ class ApiClient:
             body["edits"] = edits
         response = self.http.post(f"{self.api_url}/uploads", json=body, timeout=30)
         if response.status_code in {400, 413}:
-            raise ValueError(f"the API refused {path.name}: {response.json()['error']['message']}")
+            raise UploadRefusedError(response.json()["error"])
         response.raise_for_status()
         created: dict[str, Any] = response.json()
         return created
@@ -62,6 +72,12 @@ class ApiClient:
             if on_change:
                 on_change(view)
         return view
+
+
+def result_folders(files: list[Path], out: Path) -> dict[Path, Path]:
+    """`out/<stem>` for each file, or `out/<name>` when two files share a stem (photo.jpg, photo.png)."""
+    stems = Counter(path.stem for path in files)
+    return {path: out / (path.stem if stems[path.stem] == 1 else path.name) for path in files}
 
 
 def _progress_line(name: str, view: View) -> str:
@@ -94,14 +110,19 @@ def process_one(
         if not quiet:
             print(_progress_line(path.name, view), file=sys.stderr, flush=True)
 
-    created = client.create_upload(path, formats, edits)
+    try:
+        created = client.create_upload(path, formats, edits)
+    except UploadRefusedError as refused:
+        return {"file": path.name, "status": "refused", "error": refused.error}
     uploaded = client.upload(created["upload"], path)
     if uploaded.status_code >= 300:
-        # S3 refused the upload (its policy): no job will start, so do not wait for one.
-        print(f"{path.name}: S3 refused the upload ({uploaded.status_code}): {uploaded.text[:300]}", file=sys.stderr)
-        return client.job(created["job_id"])
+        # S3 refused the upload (its policy): no job will start, so there is nothing to wait for.
+        code = re.search(r"<Code>([^<]+)</Code>", uploaded.text)
+        message = re.search(r"<Message>([^<]+)</Message>", uploaded.text)
+        error = {"code": code[1] if code else str(uploaded.status_code), "message": message[1] if message else ""}
+        return {"file": path.name, "job_id": created["job_id"], "status": "refused", "error": error}
     view = client.wait_until_done(created["job_id"], on_change=show)
-    _save(client, view, out / path.stem)
+    _save(client, view, out)
     return view
 
 
@@ -115,8 +136,11 @@ def process_files(
     edits: list[dict[str, Any]] | None = None,
 ) -> bool:
     client = ApiClient(api_url)
+    folders = result_folders(files, out)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        views = list(pool.map(lambda path: process_one(client, path, out, formats, edits, quiet=as_json), files))
+        views = list(
+            pool.map(lambda path: process_one(client, path, folders[path], formats, edits, quiet=as_json), files)
+        )
     for path, view in zip(files, views, strict=True):
         if as_json:
             print(json.dumps(view), flush=True)
@@ -129,5 +153,5 @@ def process_files(
                 outcome += (
                     f"; edit {edit['edit_id']} ({edit['kind']}) {edit['error']['code']}: {edit['error']['message']}"
                 )
-        print(f"{path}: {outcome}; results in {out / path.stem}", flush=True)
+        print(f"{path}: {outcome}; results in {folders[path]}", flush=True)
     return all(view["status"] == "succeeded" for view in views)

@@ -14,9 +14,11 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
 
 import urllib3
 from werkzeug.datastructures import EnvironHeaders
@@ -130,15 +132,33 @@ class _FrontDoor:
         return self._relay(environ, start_response, *_request_body(environ))
 
     def _upload(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # S3 answers CORS headers only to an origin one of the bucket's CORS rules allows; the emulator
+        # echoes any origin, which would let a page work locally that fails on AWS.
+        origin = environ.get("HTTP_ORIGIN")
+        cors_allowed = origin is None or self._cors_allows(environ, origin)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
             try:
                 length = self._check_upload(environ, spool)
             except PostPolicyError as error:
                 logger.debug("refused a POST upload: %s", error)
-                return _refusal(error, environ, start_response)
+                return _refusal(error, environ, start_response, cors_allowed)
             spool.seek(0)
             # The whole body is sent before urlopen returns, so the spool can close on the way out.
-            return self._relay(environ, start_response, spool, length)
+            return self._relay(environ, start_response, spool, length, strip_cors=not cors_allowed)
+
+    def _cors_allows(self, environ: WSGIEnvironment, origin: str) -> bool:
+        """Whether a CORS rule of the upload's bucket allows a POST from `origin` (read from the emulator)."""
+        try:
+            bucket = _bucket_of(environ)
+            response = self._pool.request("GET", f"/{quote(bucket)}?cors", retries=False)
+        except (PostPolicyError, urllib3.exceptions.HTTPError):
+            return False
+        if response.status != 200:
+            return False
+        return any(
+            "POST" in methods and any(fnmatchcase(origin, allowed) for allowed in origins)
+            for origins, methods in _cors_rules(response.data)
+        )
 
     def _check_upload(self, environ: WSGIEnvironment, spool: IO[bytes]) -> int:
         """Read the upload into `spool` and verify it; return its length."""
@@ -163,6 +183,8 @@ class _FrontDoor:
         start_response: StartResponse,
         body: IO[bytes] | bytes | None,
         length: int | None,
+        *,
+        strip_cors: bool = False,
     ) -> Iterable[bytes]:
         headers = _forwarded_headers(environ)
         if length is not None:
@@ -185,7 +207,12 @@ class _FrontDoor:
             start_response("502 Bad Gateway", [("Content-Type", "text/plain"), ("Content-Length", str(len(message)))])
             return [message]
         reason = response.reason or _phrase(response.status)
-        start_response(f"{response.status} {reason}", _relayed_headers(response))
+        headers_out = _relayed_headers(response)
+        if strip_cors:
+            headers_out = [
+                (n, v) for n, v in headers_out if not n.lower().startswith("access-control-") and n.lower() != "vary"
+            ]
+        start_response(f"{response.status} {reason}", headers_out)
         return _RelayedBody(response)
 
 
@@ -342,7 +369,29 @@ def _boundary_of(environ: WSGIEnvironment) -> bytes:
     return boundary.encode("latin-1")
 
 
-def _refusal(error: PostPolicyError, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+def _is_cors_header(name: str) -> bool:
+    return name.lower().startswith("access-control-") or name.lower() == "vary"
+
+
+def _cors_rules(document: bytes) -> list[tuple[list[str], list[str]]]:
+    """(allowed origins, allowed methods) of each rule of a GetBucketCors answer."""
+    root = ElementTree.fromstring(document)
+    rules = []
+    for rule in root.iter():
+        if rule.tag.rsplit("}", 1)[-1] != "CORSRule":
+            continue
+        values: dict[str, list[str]] = {"AllowedOrigin": [], "AllowedMethod": []}
+        for child in rule:
+            name = child.tag.rsplit("}", 1)[-1]
+            if name in values and child.text:
+                values[name].append(child.text.strip())
+        rules.append((values["AllowedOrigin"], values["AllowedMethod"]))
+    return rules
+
+
+def _refusal(
+    error: PostPolicyError, environ: WSGIEnvironment, start_response: StartResponse, cors_allowed: bool
+) -> list[bytes]:
     request_id = token_source.token_hex(8).upper()
     body = error_xml(error, request_id)
     headers = [
@@ -351,7 +400,7 @@ def _refusal(error: PostPolicyError, environ: WSGIEnvironment, start_response: S
         ("x-amz-request-id", request_id),
     ]
     origin = environ.get("HTTP_ORIGIN")
-    if origin:
+    if origin and cors_allowed:
         # Without it a browser hides S3's reason from the page that tried the upload.
         headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
     start_response(f"{error.status} {_phrase(error.status)}", headers)

@@ -171,11 +171,6 @@ def test_a_missing_file_exits_2(run_process: Callable[..., CliRun], tmp_path: Pa
     assert run.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `imgflow process` saves every file's results in OUT/<stem>/, so hopper.jpg and hopper.png "
-    "overwrite each other's variants (and both lines say 'results in OUT/hopper')",
-)
 def test_files_with_the_same_stem_keep_their_results_apart(run_process: Callable[..., CliRun]) -> None:
     run = run_process(BAD_INPUTS / "hopper.jpg", BAD_INPUTS / "hopper.png")
     assert run.returncode == 0, run.explain()
@@ -184,12 +179,6 @@ def test_files_with_the_same_stem_keep_their_results_apart(run_process: Callable
     assert len(saved) == 8, f"two files x four variants, found {[str(path) for path in saved]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when POST /uploads refuses a file (an empty file: 400; one over MaxUploadBytes: 413) "
-    "`imgflow process` dies with a requests HTTPError traceback and prints no JSON line, not even for the "
-    "files that went through",
-)
 def test_files_the_api_refuses_are_reported_as_json_lines_not_a_traceback(
     run_process: Callable[..., CliRun], tmp_path: Path
 ) -> None:

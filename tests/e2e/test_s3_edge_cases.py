@@ -221,12 +221,6 @@ def test_the_uploads_bucket_refuses_a_preflight_from_another_origin(limited: Pip
     assert refused.status_code == 403, refused.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the front door gives POST uploads from any origin Access-Control-Allow-Origin (moto echoes the "
-    "Origin on stored uploads; _refusal() adds it to every refusal) where S3 answers a non-matching origin "
-    "without CORS headers, so a page on a wrong origin works locally and fails on AWS",
-)
 @pytest.mark.parametrize("outcome", ["stored", "refused"])
 def test_the_uploads_bucket_gives_another_origin_no_cors_headers(limited: Pipeline, outcome: str) -> None:
     created = create(limited, size=len(HOPPER))

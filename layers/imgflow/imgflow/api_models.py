@@ -84,7 +84,7 @@ class EditAccepted(ApiModel):
 class UploadRequest(ApiModel):
     filename: Filename
     content_type: ContentType
-    size: Annotated[int, Field(ge=1, description="The file's size in bytes; the upload must match it.")]
+    size: Annotated[int, Field(ge=0, description="The file's size in bytes; the upload must match it.")]
     variants: VariantsRequest | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
     edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(

@@ -36,6 +36,10 @@ class UploadTooLargeError(ImgflowError):
     pass
 
 
+class EmptyUploadError(ImgflowError):
+    pass
+
+
 class InvalidUploadRequestError(ImgflowError):
     """A request that is well-formed but asks for what this deployment does not offer."""
 
@@ -68,6 +72,8 @@ class UploadsService:
 
     def create_upload(self, request: UploadRequest, owner: str, status_url: Callable[[str], str]) -> UploadResponse:
         s = self.settings
+        if request.size == 0:
+            raise EmptyUploadError("the file is empty; there is nothing to upload")
         if request.size > s.max_upload_bytes:
             raise UploadTooLargeError(f"the file is {request.size} bytes; the limit is {s.max_upload_bytes} bytes")
         self._check_presets(request)
