@@ -10,6 +10,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgflow.api_models import (
     AddEditRequest,
+    BatchUploadRequest,
+    BatchUploadResponse,
     EditAccepted,
     ErrorBody,
     ErrorResponse,
@@ -58,6 +60,20 @@ def create_upload(request: Annotated[UploadRequest, Body()]) -> Response[UploadR
     logger.info("upload created", extra={"upload_filename": request.filename, "size": request.size})
     metrics.add_metric(name="UploadsCreated", unit="Count", value=1)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=response)
+
+
+@app.post("/uploads/batch")
+@tracer.capture_method
+def create_uploads(request: Annotated[BatchUploadRequest, Body()]) -> Response[BatchUploadResponse]:
+    # Every file is checked before any job is made, so a refused batch leaves nothing behind.
+    service = uploads_service()
+    requests = request.per_file()
+    for one in requests:
+        service.check_upload(one)
+    body = BatchUploadResponse(uploads=[service.create_upload(one, _caller(), _status_url) for one in requests])
+    logger.info("batch of uploads created", extra={"job_ids": [u.job_id for u in body.uploads]})
+    metrics.add_metric(name="UploadsCreated", unit="Count", value=len(body.uploads))
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @app.get("/jobs/<job_id>")

@@ -92,6 +92,25 @@ class UploadRequest(ApiModel):
     )
 
 
+class BatchFile(ApiModel):
+    filename: Filename
+    content_type: ContentType
+    size: Annotated[int, Field(ge=0)]
+
+
+class BatchUploadRequest(ApiModel):
+    """Several files at once; the same variants, metadata and edits are asked of each."""
+
+    files: Annotated[list[BatchFile], Field(min_length=1, max_length=10)]
+    variants: VariantsRequest | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
+    edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(default_factory=list)
+
+    def per_file(self) -> list[UploadRequest]:
+        shared = self.model_dump(exclude={"files"})
+        return [UploadRequest.model_validate({**file.model_dump(), **shared}) for file in self.files]
+
+
 class PresignedUpload(ApiModel):
     url: str
     fields: dict[str, str]
@@ -102,6 +121,10 @@ class UploadResponse(ApiModel):
     job_id: str
     upload: PresignedUpload
     status_url: str
+
+
+class BatchUploadResponse(ApiModel):
+    uploads: list[UploadResponse]
 
 
 class TaskView(ApiModel):

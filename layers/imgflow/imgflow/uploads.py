@@ -72,13 +72,7 @@ class UploadsService:
 
     def create_upload(self, request: UploadRequest, owner: str, status_url: Callable[[str], str]) -> UploadResponse:
         s = self.settings
-        if request.size == 0:
-            raise EmptyUploadError("the file is empty; there is nothing to upload")
-        if request.size > s.max_upload_bytes:
-            raise UploadTooLargeError(f"the file is {request.size} bytes; the limit is {s.max_upload_bytes} bytes")
-        self._check_presets(request)
-        if len(request.edits) > s.max_edits_per_request:
-            raise InvalidUploadRequestError(f"edits: at most {s.max_edits_per_request} edits per request")
+        self.check_upload(request)
         job_id = uuid.uuid4().hex
         now = self.store.now()
         edits = [Edit(edit_id=new_edit_id(), spec=edit.spec(), created_at=now) for edit in request.edits]
@@ -113,6 +107,19 @@ class UploadsService:
             upload=PresignedUpload(url=post.url, fields=post.fields, expires_at=iso(upload_expires_at)),
             status_url=status_url(job_id),
         )
+
+    def check_upload(self, request: UploadRequest) -> None:
+        """Refuse what this deployment will not take, before any job exists."""
+        s = self.settings
+        if request.size == 0:
+            raise EmptyUploadError(f"{request.filename} is empty; there is nothing to upload")
+        if request.size > s.max_upload_bytes:
+            raise UploadTooLargeError(
+                f"{request.filename} is {request.size} bytes; the limit is {s.max_upload_bytes} bytes"
+            )
+        self._check_presets(request)
+        if len(request.edits) > s.max_edits_per_request:
+            raise InvalidUploadRequestError(f"edits: at most {s.max_edits_per_request} edits per request")
 
     def add_edit(
         self, job_id: str, owner: str, request: AddEditRequest, status_url: Callable[[str], str]
