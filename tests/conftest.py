@@ -1,14 +1,10 @@
-"""Fixtures shared by every test: a Lambda context, the emulated AWS account with the template's
-resources, and helpers to load sample events and corpus files."""
+"""Fixtures shared by every test: a Lambda context and the emulated AWS account with the template's
+resources (helpers they use live in `support`)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -16,75 +12,12 @@ from moto import mock_aws
 
 from imgflow import services
 from imgflow_local.stack import LocalStack
-
-ROOT = Path(__file__).resolve().parent.parent
-EVENTS = ROOT / "events"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-REGION = "us-east-1"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "test-function"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+from support import REGION, ROOT, EmulatedAws, FakeLambdaContext
 
 
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
-
-
-def load_event(name: str) -> dict[str, Any]:
-    """A sample event from events/ (the same files `sam local invoke -e` uses)."""
-    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return loaded
-
-
-def load_fixture_event(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((FIXTURES / "s3-events" / name).read_text())
-    return loaded
-
-
-@dataclass
-class EmulatedAws:
-    """The template's resources in moto's in-process mock, and clients to look at them."""
-
-    stack: LocalStack
-    env: dict[str, str]
-
-    @property
-    def uploads_bucket(self) -> str:
-        return self.env["UPLOADS_BUCKET"]
-
-    @property
-    def media_bucket(self) -> str:
-        return self.env["MEDIA_BUCKET"]
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
-
-    def table(self, name_variable: str = "JOBS_TABLE") -> Any:
-        return boto3.resource("dynamodb", region_name=REGION).Table(self.env[name_variable])
-
-    def queue_url(self, logical_id: str) -> str:
-        url: str = self.client("sqs").get_queue_url(QueueName=self.stack.queue_name(logical_id))["QueueUrl"]
-        return url
-
-    def drain(self, logical_id: str) -> list[dict[str, Any]]:
-        """Every message waiting in a queue (received and deleted)."""
-        sqs, url, messages = self.client("sqs"), self.queue_url(logical_id), []
-        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
-            "Messages", []
-        ):
-            for message in batch:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-            messages.extend(batch)
-        return messages
 
 
 def _reset_handler_caches() -> None:

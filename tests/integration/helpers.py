@@ -24,8 +24,8 @@ from PIL import Image, ImageCms
 
 import api_handler
 import ingest_handler
-from conftest import EVENTS, FIXTURES, EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
 from imgflow.models import Job
+from support import EVENTS, FIXTURES, EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
 
 IMAGES = FIXTURES / "images"
 BAD_INPUTS = IMAGES / "bad-inputs"

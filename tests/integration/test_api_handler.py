@@ -20,7 +20,6 @@ from PIL import Image
 
 import ingest_handler
 import variants_handler
-from conftest import EmulatedAws, FakeLambdaContext
 from imgflow.models import JobStatus
 from integration.helpers import (
     BAD_INPUTS,
@@ -37,6 +36,7 @@ from integration.helpers import (
     upload_notification,
     variants_message_event,
 )
+from support import EmulatedAws, FakeLambdaContext
 
 UPLOAD_URL_TTL_SECONDS = 900
 
@@ -113,7 +113,7 @@ def test_given_two_uploads_when_created_then_their_job_ids_differ(
     "body",
     [
         pytest.param(upload_request(filename=None), id="missing-filename"),
-        pytest.param(upload_request(size=0), id="size-0"),
+        pytest.param(upload_request(size=-1), id="size-negative"),
         pytest.param(upload_request(content_type="text/html"), id="content-type-text-html"),
         pytest.param(upload_request(colour="red"), id="unknown-field"),
         pytest.param(upload_request(filename="../../etc/passwd"), id="filename-with-slash"),
@@ -372,3 +372,13 @@ def test_given_the_api_function_when_it_is_loaded_then_it_does_not_import_pillow
     loaded = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, timeout=60)
 
     assert loaded.returncode == 0, loaded.stderr.decode()
+
+
+def test_given_an_empty_file_when_an_upload_is_asked_then_400_empty_file(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, answer = call_api(create_upload_event(upload_request(size=0)), lambda_context)
+
+    assert status == 400
+    assert answer["error"]["code"] == "empty_file"
+    assert aws.table().scan()["Items"] == []

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import api_handler
-from conftest import EmulatedAws, FakeLambdaContext, load_event
+from support import EmulatedAws, FakeLambdaContext, load_event
 
 
 def batch_event(body: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import api_handler
 import expire_handler
-from conftest import EmulatedAws, FakeLambdaContext, load_event
+from support import EmulatedAws, FakeLambdaContext, load_event
 
 
 def create_upload(lambda_context: FakeLambdaContext) -> str:

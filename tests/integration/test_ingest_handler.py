@@ -9,7 +9,6 @@ import pytest
 
 import ingest_handler
 import variants_handler
-from conftest import EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
 from imgflow import aws as clients
 from imgflow.models import ImageInfo, JobStatus, TaskStatus, VariantsMessage
 from integration.helpers import (
@@ -32,6 +31,7 @@ from integration.helpers import (
     upload_notification,
     with_receive_count,
 )
+from support import EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
 
 # blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import EmulatedAws
 from imgflow.errors import TransitionRejectedError
 from imgflow.job_store import JobStore
 from imgflow.models import (
@@ -21,6 +20,7 @@ from imgflow.models import (
     Variant,
 )
 from integration.helpers import shared_service_models
+from support import EmulatedAws
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 NOW = 1_795_780_800

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 import variants_handler
-from conftest import EmulatedAws, FakeLambdaContext
 from imgflow import aws as clients
 from imgflow.models import JobStatus, TaskStatus
 from integration.helpers import (
@@ -27,6 +26,7 @@ from integration.helpers import (
     throttled,
     variants_message_event,
 )
+from support import EmulatedAws, FakeLambdaContext
 
 PRESETS = {"thumb": 150, "small": 600, "large": 1200, "full": 4096}  # template.yaml: VariantPresets
 PHOTO_SIZE = (1600, 1200)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from conftest import load_fixture_event
 from imgflow.event_models import IngestRecordModel, created_objects
+from support import load_fixture_event
 
 
 def sqs_record(body: Any) -> dict[str, Any]:
