@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from imgflow import services
+from imgflow.observability import metrics
 from imgflow_local.stack import LocalStack
 from support import REGION, ROOT, EmulatedAws, FakeLambdaContext
 
@@ -22,6 +23,8 @@ def lambda_context() -> FakeLambdaContext:
 
 def _reset_handler_caches() -> None:
     services.reset()
+    # Powertools never clears metrics while they are disabled; at 100 values it would flush anyway.
+    metrics.clear_metrics()
     ingest = sys.modules.get("ingest_handler")
     if ingest is not None:
         ingest._ingest_once.cache_clear()

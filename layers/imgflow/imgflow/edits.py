@@ -216,7 +216,9 @@ class EditService:
                 job.source.bucket, job.source.key, max_bytes=self.settings.max_upload_bytes, etag=job.source.etag
             )
             limits = self.limits
-        max_edge = self.settings.recipe_max_edge if edit.spec.kind == "recipe" else self.settings.provider_max_edge
+        # Recipes work on the image at the size the job view shows, so their coordinates mean what the
+        # client sees; the provider gets a bounded copy.
+        max_edge = None if edit.spec.kind == "recipe" else self.settings.provider_max_edge
         return load_normalized(data, limits, max_edge=max_edge)
 
     def _apply(self, edit: Edit, image: Image.Image) -> EditOutput:
@@ -251,7 +253,16 @@ class EditService:
         buffer = io.BytesIO()
         # Lossless: an edit is an image to build on (chains) and to compare exactly (recipes).
         output.image.save(
-            buffer, format="WEBP", lossless=True, quality=50, method=2, exif=b"", xmp=b"", icc_profile=b""
+            # exact: keep the colour under fully transparent pixels, which later steps (contrast) may see.
+            buffer,
+            format="WEBP",
+            lossless=True,
+            exact=True,
+            quality=50,
+            method=2,
+            exif=b"",
+            xmp=b"",
+            icc_profile=b"",
         )
         data = buffer.getvalue()
         key = edit_key(job.job_id, edit.edit_id)

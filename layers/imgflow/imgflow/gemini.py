@@ -72,7 +72,7 @@ class GeminiConfig:
     text_model: str = "gemini-2.5-flash"
     base_url: str | None = None  # a local fake in tests; None = Google's endpoint
     timeout_seconds: float = 120.0
-    key_cooldown_seconds: float = 60.0  # a key that answered 429 rests this long (or the server's retryDelay)
+    key_cooldown_seconds: float = 60.0  # a key that answered 429 with no retryDelay rests this long
 
 
 class KeyPool:
@@ -237,7 +237,8 @@ class GeminiEditor:
         detail = f"({error.code} {error.status}): {_quote(str(error.message or error.details))}"
         if error.code == 429:
             retry_after = _retry_delay(error.details)
-            self._keys.cool_down(key, max(self._config.key_cooldown_seconds, retry_after or 0.0))
+            # The server's delay when it gives one: resting longer would only waste the retry it asked for.
+            self._keys.cool_down(key, retry_after if retry_after is not None else self._config.key_cooldown_seconds)
             return TransientError(f"Gemini rate limited the request {detail}", retry_after=retry_after)
         if error.code in _TRANSIENT_STATUSES:
             return TransientError(f"Gemini failed the request {detail}")

@@ -10,7 +10,7 @@ A job waiting for its upload also carries `awaiting_upload_shard`, which puts it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -171,13 +171,21 @@ class JobStore:
             changes["error"] = error
         return self._update(job_id, f"settle as {status}", changes, allowed={JobStatus.PROCESSING})
 
-    def add_edits(self, job_id: str, edits: Iterable[Edit]) -> Job:
-        """Record new edits and their tasks on a job that can still take them."""
+    def add_edits(
+        self, job_id: str, edits: Sequence[Edit], *, parent_task: str | None = None, max_edits: int | None = None
+    ) -> Job:
+        """Record new edits and their tasks on a job that can still take them: fewer than `max_edits` edits
+        so far, and the task they build on (`parent_task`) not failed, both checked in the same write."""
         changes: dict[str, Any] = {}
         for edit in edits:
             changes[f"edits.{edit.edit_id}"] = edit
             changes[f"tasks.{edit_task_name(edit.edit_id)}"] = Task()
-        return self._update(job_id, "add edits", changes, allowed=EDITABLE)
+        conditions: list[tuple[str, str, Any]] = []
+        if parent_task is not None:
+            conditions.append((f"tasks.{parent_task}.status", "<>", TaskStatus.FAILED.value))
+        if max_edits is not None:
+            conditions.append(("size(edits)", "<=", max_edits - len(edits)))
+        return self._update(job_id, "add edits", changes, allowed=EDITABLE, conditions=conditions)
 
     # --- task progress -----------------------------------------------------------------------------
 
@@ -248,6 +256,7 @@ class JobStore:
         increments: Mapping[str, int] | None = None,
         task_open: str | None = None,
         removes: tuple[str, ...] = (),
+        conditions: Sequence[tuple[str, str, Any]] = (),
     ) -> Job:
         names: dict[str, str] = {"#status": "status", "#version": "version", "#updated": "updated_at"}
         values: dict[str, Any] = {":one": 1, ":now": self.now()}
@@ -273,6 +282,13 @@ class JobStore:
                 TaskStatus.RUNNING.value,
             )
             condition += f" AND {task_status} IN (:task_pending, :task_running)"
+        for index, (path, operator, operand) in enumerate(conditions):
+            # `size(path)` is DynamoDB's function on an attribute path; other paths are compared as they are.
+            function, _, inner = path.partition("(") if path.startswith("size(") else ("", "", path)
+            placeholder = _path(inner.rstrip(")"), names)
+            left = f"size({placeholder})" if function else placeholder
+            values[f":c{index}"] = operand
+            condition += f" AND {left} {operator} :c{index}"
         try:
             response = self._table.update_item(
                 Key={"pk": job_id},

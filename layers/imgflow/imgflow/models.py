@@ -141,6 +141,7 @@ class Edit(Model):
     parent_edit_id: EditId | None = None
     depth: Annotated[int, Field(ge=1)] = 1
     created_at: int
+    seq: int = 0  # the order edits were asked in (a DynamoDB map keeps none)
     provider: str | None = None
     model: str | None = None
     provider_calls: int = 0

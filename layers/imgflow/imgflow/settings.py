@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     # Edits. Keys come from GEMINI_API_KEYS (comma-separated) or, on AWS, a Secrets Manager secret.
     max_edit_chain: Annotated[int, Field(ge=1, le=50)] = 5
     max_edits_per_request: Annotated[int, Field(ge=1, le=10)] = 10
-    recipe_max_edge: Annotated[int, Field(ge=64, le=8192)] = 4096
+    # Bounds the job item (DynamoDB's 400 KB per item) and what one client may ask of one image.
+    max_edits_per_job: Annotated[int, Field(ge=1, le=100)] = 50
     provider_max_edge: Annotated[int, Field(ge=64, le=4096)] = 2048
     gemini_api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     gemini_api_keys_secret: str = ""

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from imgflow.api_models import (
     AddEditRequest,
@@ -75,7 +76,10 @@ class UploadsService:
         self.check_upload(request)
         job_id = uuid.uuid4().hex
         now = self.store.now()
-        edits = [Edit(edit_id=new_edit_id(), spec=edit.spec(), created_at=now) for edit in request.edits]
+        edits = [
+            Edit(edit_id=new_edit_id(), spec=edit.spec(), created_at=now, seq=number)
+            for number, edit in enumerate(request.edits)
+        ]
         upload_expires_at = now + s.upload_url_ttl_seconds
         job = Job(
             job_id=job_id,
@@ -136,6 +140,10 @@ class UploadsService:
             if job.tasks[edit_task_name(parent.edit_id)].status is TaskStatus.FAILED:
                 raise InvalidUploadRequestError(f"parent_edit_id: edit {parent.edit_id} failed, nothing to build on")
             depth = parent.depth + 1
+        if len(job.edits) >= self.settings.max_edits_per_job:
+            raise InvalidUploadRequestError(
+                f"the job has {len(job.edits)} edits; the limit is {self.settings.max_edits_per_job}"
+            )
         if depth > self.settings.max_edit_chain:
             raise ChainTooLongError(
                 f"this edit would be number {depth} in a chain; the limit is {self.settings.max_edit_chain}"
@@ -146,14 +154,36 @@ class UploadsService:
             parent_edit_id=request.parent_edit_id,
             depth=depth,
             created_at=self.store.now(),
+            seq=len(job.edits),
         )
         try:
-            updated = self.store.add_edits(job_id, [edit])
+            updated = self.store.add_edits(
+                job_id,
+                [edit],
+                parent_task=edit_task_name(edit.parent_edit_id) if edit.parent_edit_id else None,
+                max_edits=self.settings.max_edits_per_job,
+            )
         except TransitionRejectedError as race:
-            raise JobNotEditableError("the job ended before the edit could be added") from race
+            # Re-read to say which condition failed: the job ended, the parent failed, or the job filled up.
+            return self._explain_refused_edit(job_id, owner, edit, race)
         if self._ready_to_run(updated, edit):
             self.edit_queue.send(EditMessage(job_id=job_id, edit_id=edit.edit_id))
         return edit.edit_id, status_url(job_id)
+
+    def _explain_refused_edit(self, job_id: str, owner: str, edit: Edit, race: TransitionRejectedError) -> NoReturn:
+        job = self.get_job(job_id, owner)
+        if len(job.edits) >= self.settings.max_edits_per_job:
+            raise InvalidUploadRequestError(
+                f"the job has {len(job.edits)} edits; the limit is {self.settings.max_edits_per_job}"
+            ) from race
+        if (
+            edit.parent_edit_id is not None
+            and job.tasks[edit_task_name(edit.parent_edit_id)].status is TaskStatus.FAILED
+        ):
+            raise InvalidUploadRequestError(
+                f"parent_edit_id: edit {edit.parent_edit_id} failed, nothing to build on"
+            ) from race
+        raise JobNotEditableError(f"the job is {job.status}: there is no image to edit") from race
 
     @staticmethod
     def _ready_to_run(job: Job, edit: Edit) -> bool:
@@ -241,7 +271,7 @@ class UploadsService:
                 for v in variants
             ],
             placeholder=job.placeholder,
-            edits=[self._edit_view(job, edit) for edit in sorted(job.edits.values(), key=lambda e: e.created_at)],
+            edits=[self._edit_view(job, edit) for edit in sorted(job.edits.values(), key=lambda e: (e.seq, e.edit_id))],
             error=job.error,
         )
 
