@@ -39,26 +39,36 @@ def record_handler(record: EditRecordModel) -> None:
                 JobError(code="provider_unavailable", message=f"{error.message} (gave up after {attempt} attempts)"),
             )
             return
-        delay = retry_delay(
-            attempt, error.retry_after, base=settings.edit_retry_base_seconds, cap=settings.edit_retry_cap_seconds
-        )
-        # The message comes back after `delay`: the server's retryDelay is honoured without sleeping here.
-        aws.sqs().change_message_visibility(
-            QueueUrl=settings.edit_queue_url, ReceiptHandle=record.receiptHandle, VisibilityTimeout=delay
-        )
-        edit_service().postpone(message, attempt, delay, error.message)
-        logger.warning("edit will be retried", extra={"attempt": attempt, "delay": delay, "reason": error.message})
+        _postpone(record, attempt, error.retry_after, error.message)
         metrics.add_metric(name="EditRetried", unit="Count", value=1)
         raise
-    except Exception:
+    except Exception as error:
         if attempt >= settings.max_receive_count:
             logger.exception("edit gave up")
             edit_service().finish(
                 message.job_id, message.edit_id, JobError(code="internal_error", message="the edit kept failing")
             )
+            raise
+        logger.exception("edit failed unexpectedly; it will be retried")
+        # Without this the retry would wait for the queue's visibility timeout (6 x 15 min).
+        _postpone(record, attempt, None, f"{type(error).__name__}")
         raise
     if job is not None:
         metrics.add_metric(name="EditDone", unit="Count", value=1)
+
+
+def _postpone(record: EditRecordModel, attempt: int, retry_after: float | None, reason: str) -> None:
+    """Bring the message back after a backoff (or the server's delay), and say so on the job."""
+    settings = get_settings()
+    delay = retry_delay(
+        attempt, retry_after, base=settings.edit_retry_base_seconds, cap=settings.edit_retry_cap_seconds
+    )
+    # The message comes back after `delay`: the server's retryDelay is honoured without sleeping here.
+    aws.sqs().change_message_visibility(
+        QueueUrl=settings.edit_queue_url, ReceiptHandle=record.receiptHandle, VisibilityTimeout=delay
+    )
+    edit_service().postpone(record.body, attempt, delay, reason)
+    logger.warning("edit will be retried", extra={"attempt": attempt, "delay": delay, "reason": reason})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from imgflow.errors import ErrorCode, ImageRejectedError, TransitionRejectedError
 from imgflow.imaging import ImageLimits, inspect_image
-from imgflow.job_store import JobStore
+from imgflow.job_store import JobStore, open_tasks
 from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key
 from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected, job_settled
 from imgflow.models import (
@@ -137,7 +137,7 @@ class IngestService:
         return IngestResult(IngestOutcome.ACCEPTED, job.job_id)
 
     def _reject(self, job: Job, code: ErrorCode, message: str) -> IngestResult:
-        rejected = self.store.reject(job.job_id, JobError(code=code, message=message))
+        rejected = self.store.reject(job.job_id, JobError(code=code, message=message), open_tasks(job))
         self.events.publish(job_rejected(rejected))
         return IngestResult(IngestOutcome.REJECTED, job.job_id)
 

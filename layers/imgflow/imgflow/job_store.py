@@ -137,20 +137,24 @@ class JobStore:
             allowed={JobStatus.VALIDATING},
         )
 
-    def reject(self, job_id: str, error: JobError) -> Job:
+    def reject(self, job_id: str, error: JobError, open_tasks: Iterable[str] = ()) -> Job:
+        """End a job whose upload is not an acceptable image; its `open_tasks` (edits asked with the upload)
+        end with it, as they will never run."""
+        not_run = JobError(code="edit_failed", message=f"not run: the upload was rejected ({error.code})")
         return self._update(
             job_id,
             "reject",
-            {"status": JobStatus.REJECTED, "error": error},
+            {"status": JobStatus.REJECTED, "error": error, **_closed(open_tasks, not_run)},
             allowed={JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING},
             removes=(_AWAITING_SHARD,),
         )
 
-    def expire(self, job_id: str) -> Job:
+    def expire(self, job_id: str, open_tasks: Iterable[str] = ()) -> Job:
+        not_run = JobError(code="edit_failed", message="not run: no upload arrived before the form expired")
         return self._update(
             job_id,
             "expire",
-            {"status": JobStatus.EXPIRED},
+            {"status": JobStatus.EXPIRED, **_closed(open_tasks, not_run)},
             allowed={JobStatus.AWAITING_UPLOAD},
             removes=(_AWAITING_SHARD,),
         )
@@ -305,6 +309,19 @@ class JobStore:
                 raise TransitionRejectedError(job_id, action) from error
             raise
         return Job.model_validate(response["Attributes"])
+
+
+def _closed(tasks: Iterable[str], error: JobError) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for task in tasks:
+        changes[f"tasks.{task}.status"] = TaskStatus.FAILED
+        changes[f"tasks.{task}.stage"] = "not run"
+        changes[f"tasks.{task}.error"] = error
+    return changes
+
+
+def open_tasks(job: Job) -> list[str]:
+    return [name for name, task in job.tasks.items() if task.status in {TaskStatus.PENDING, TaskStatus.RUNNING}]
 
 
 def _path(dotted: str, names: dict[str, str]) -> str:

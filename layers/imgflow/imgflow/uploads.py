@@ -20,7 +20,7 @@ from imgflow.api_models import (
     VariantView,
 )
 from imgflow.errors import ImgflowError, JobNotFoundError, TransitionRejectedError
-from imgflow.job_store import EDIT_RUNNABLE, JobStore
+from imgflow.job_store import EDIT_RUNNABLE, JobStore, open_tasks
 from imgflow.keys import upload_key
 from imgflow.lifecycle import EventPublisher, job_expired
 from imgflow.models import Edit, EditMessage, EditSpec, Job, JobStatus, Task, TaskStatus, edit_task_name
@@ -225,7 +225,8 @@ class UploadsService:
 
     def _expire(self, job_id: str) -> Job | None:
         try:
-            job = self.store.expire(job_id)
+            current = self.store.get(job_id)
+            job = self.store.expire(job_id, open_tasks(current) if current else ())
         except TransitionRejectedError:
             return None  # the upload arrived meanwhile
         self.events.publish(job_expired(job))
