@@ -7,18 +7,21 @@ Debian's Chromium drives it: Playwright's own browser download is not used (`scr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from PIL import Image
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -228,3 +231,113 @@ def test_several_files_at_once_and_a_screenshot(page: Page, tmp_path: Path) -> N
     data = screenshot.read_bytes()
     assert data.startswith(PNG_SIGNATURE)
     assert len(data) > 1000
+
+
+# --- edits ---------------------------------------------------------------------------------------
+
+
+def _edit(card: Locator, **attributes: str) -> Locator:
+    selector = "".join(f'[data-{name.replace("_", "-")}="{value}"]' for name, value in attributes.items())
+    return card.locator(f'[data-role="edit"]{selector}')
+
+
+def _wait_until_loaded(page: Page, image: Locator) -> None:
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=WAIT_MS)
+
+
+def _finished_card(page: Page, filename: str, status: str = "succeeded") -> Locator:
+    card = page.locator(f'#jobs .job[data-filename="{filename}"]')
+    expect(card).to_have_attribute("data-status", status, timeout=WAIT_MS)
+    return card
+
+
+def test_an_upload_with_the_grayscale_recipe_shows_its_grey_result(page: Page) -> None:
+    page.select_option("#upload-recipe", "grayscale")
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+
+    card = _finished_card(page, "hopper.jpg")
+    edit = _edit(card, kind="recipe")
+    expect(edit).to_have_count(1)
+    expect(edit).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+    assert re.fullmatch(r"[0-9a-f]{12}", edit.get_attribute("data-edit-id") or "")
+    expect(edit).to_contain_text("Grayscale")
+    expect(edit).to_contain_text("128\u00d7128")
+    expect(edit.locator('[data-role="edit-error"]')).to_be_hidden()
+
+    image = edit.locator('img[data-role="edit-image"]')
+    _wait_until_loaded(page, image)
+    expect(image).to_be_visible()
+    assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [128, 128]
+
+    # The result is lossless WebP: a grey image has R == G == B in every pixel.
+    src = image.get_attribute("src") or ""
+    assert src.startswith("http://")
+    with urllib.request.urlopen(src, timeout=30) as response:
+        result = Image.open(io.BytesIO(response.read())).convert("RGB")
+    assert result.size == (128, 128)
+    samples = [result.getpixel((x, y)) for x in range(4, 128, 20) for y in range(4, 128, 20)]
+    assert all(isinstance(p, tuple) and p[0] == p[1] == p[2] for p in samples), samples
+    assert len({p for p in samples}) > 3, "the result should still be a picture, not a flat grey"
+
+
+def test_ai_edits_without_a_gemini_key_fail_while_the_variants_stay(page: Page) -> None:
+    page.fill("#upload-prompt", "make it look like a watercolour")
+    page.fill("#upload-translate", "German")
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+
+    # An edit failing ends the job failed with the edit's error; the variants are still shown.
+    card = _finished_card(page, "hopper.jpg", "failed")
+    for kind in ("prompt", "translate"):
+        edit = _edit(card, kind=kind)
+        expect(edit).to_have_attribute("data-status", "failed", timeout=WAIT_MS)
+        error = edit.locator('[data-role="edit-error"]')
+        expect(error).to_be_visible()
+        expect(error).to_have_attribute("data-code", "provider_unavailable")
+        expect(error).to_contain_text("provider_unavailable: no Gemini API key is configured")
+        expect(edit.locator('img[data-role="edit-image"]')).to_be_hidden()
+    expect(_edit(card, kind="prompt")).to_contain_text("make it look like a watercolour")
+    expect(_edit(card, kind="translate")).to_contain_text("German")
+    expect(card.locator('a[data-role="variant"]')).to_have_count(4)
+    expect(card.locator('[data-role="error"]')).to_have_attribute("data-code", "provider_unavailable")
+
+
+def test_edits_added_to_a_finished_job_and_chained_on_an_edit(page: Page, tmp_path: Path) -> None:
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+    card = _finished_card(page, "hopper.jpg")
+    expect(card.locator('[data-role="edit"]')).to_have_count(0)
+
+    form = card.locator('form[data-role="add-edit"]')
+    expect(form).to_be_visible()
+    form.get_by_label("Recipe").select_option("rotate90")
+    form.get_by_role("button", name="Add edit").click()
+    rotated = _edit(card, kind="recipe")
+    expect(rotated).to_have_count(1)
+    expect(rotated).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+    expect(rotated).to_contain_text("Rotate 90")
+    expect(rotated.locator('[data-role="edit-text"]')).to_be_hidden()  # only translations have text pairs
+    rotated_id = rotated.get_attribute("data-edit-id") or ""
+    assert re.fullmatch(r"[0-9a-f]{12}", rotated_id)
+    rotated = _edit(card, edit_id=rotated_id)  # "the recipe edit" is about to match two
+
+    rotated.get_by_role("button", name="Edit this result").click()
+    expect(rotated.get_by_role("button", name="Edit this result")).to_have_attribute("aria-pressed", "true")
+    expect(form).to_contain_text("Rotate 90")
+    form.get_by_label("Recipe").select_option("blur")
+    form.get_by_role("button", name="Add edit").click()
+
+    chained = _edit(card, parent_edit_id=rotated_id)
+    expect(chained).to_have_count(1)
+    expect(chained).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+    expect(chained).to_have_attribute("data-kind", "recipe")
+    expect(chained).to_contain_text("Blur")
+    expect(chained.locator('[data-role="edit-parent"]')).to_contain_text(f"Rotate 90\u00b0 clockwise ({rotated_id})")
+    for edit in (rotated, chained):
+        _wait_until_loaded(page, edit.locator('img[data-role="edit-image"]'))
+    # Edits added later run on their own: the job's status does not change.
+    expect(card).to_have_attribute("data-status", "succeeded")
+    expect(card.locator('[data-role="edit"]')).to_have_count(2)
+    expect(form.get_by_role("button", name="use the original")).to_be_hidden()
+
+    screenshot = tmp_path / "demo-page-edits.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes().startswith(PNG_SIGNATURE)

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from integration.helpers import (
     get_job_event,
     put_upload,
     reported_failures,
-    shared_service_models,
     stored_job,
     upload_notification,
     variants_message_event,
@@ -39,15 +37,6 @@ from integration.helpers import (
 from support import EmulatedAws, FakeLambdaContext
 
 UPLOAD_URL_TTL_SECONDS = 900
-
-# blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _shared_service_models() -> Iterator[None]:
-    with shared_service_models():
-        yield
 
 
 def max_upload_bytes(aws: EmulatedAws) -> int:

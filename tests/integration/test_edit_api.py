@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -25,10 +25,8 @@ from integration.helpers import (
     lifecycle_events,
     put_upload,
     reported_failures,
-    shared_service_models,
     stored_job,
     stored_jobs,
-    tap_lifecycle_events,
     upload_notification,
 )
 from integration.test_edit_handler import (
@@ -48,27 +46,9 @@ from integration.test_edit_handler import (
 )
 from support import EmulatedAws, FakeLambdaContext
 
-# blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"),
-    # Powertools warns of every invocation that added no metric (a refused request, a dropped message).
-    pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning"),
-]
-
 ROTATE = [{"op": "rotate", "degrees": 90}]
 FLIP = [{"op": "flip", "direction": "horizontal"}]
 UNKNOWN_EDIT_ID = "0123456789ab"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _shared_service_models() -> Iterator[None]:
-    with shared_service_models():
-        yield
-
-
-@pytest.fixture
-def tap(aws: EmulatedAws) -> None:
-    tap_lifecycle_events(aws)
 
 
 @pytest.fixture

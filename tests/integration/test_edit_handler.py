@@ -38,21 +38,12 @@ from integration.helpers import (
     lifecycle_events,
     photo_with_metadata,
     reported_failures,
-    shared_service_models,
     sqs_event,
     stored_job,
-    tap_lifecycle_events,
     variants_message_event,
     with_receive_count,
 )
 from support import EmulatedAws, FakeLambdaContext, load_event
-
-# blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"),
-    # Powertools warns of every invocation that added no metric (a refused request, a dropped message).
-    pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning"),
-]
 
 RECIPE: list[dict[str, Any]] = [
     {"op": "crop", "left": 10, "top": 20, "width": 100, "height": 80},
@@ -63,17 +54,6 @@ PROMPT = "make the sky purple"
 
 
 # --- fixtures --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _shared_service_models() -> Iterator[None]:
-    with shared_service_models():
-        yield
-
-
-@pytest.fixture
-def tap(aws: EmulatedAws) -> None:
-    tap_lifecycle_events(aws)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,32 +22,16 @@ from integration.helpers import (
     put_upload,
     reported_failures,
     retarget_batch,
-    shared_service_models,
     stored_job,
     stored_jobs,
-    tap_lifecycle_events,
     throttled,
     upload_notification,
     with_receive_count,
 )
 from support import EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
 
-# blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")
-
 HOPPER_SIZE = 6412
 FIXTURE_KEY = "uploads/u123/job-abc/original"  # the object the duplicate and overwrite fixtures name
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _shared_service_models() -> Iterator[None]:
-    with shared_service_models():
-        yield
-
-
-@pytest.fixture
-def tap(aws: EmulatedAws) -> None:
-    tap_lifecycle_events(aws)
 
 
 def ingest(event: dict[str, Any], context: FakeLambdaContext) -> list[str]:

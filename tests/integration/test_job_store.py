@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from imgflow.errors import TransitionRejectedError
@@ -19,7 +17,6 @@ from imgflow.models import (
     TaskStatus,
     Variant,
 )
-from integration.helpers import shared_service_models
 from support import EmulatedAws
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -37,12 +34,6 @@ VARIANT = Variant(
 )
 PLACEHOLDER = Placeholder(blurhash="LQDu[Zvc5tNI%OaINfbc9uXn#*xG", dominant_color="#a56d59")
 BROKEN = JobError(code="corrupt_image", message="the JPEG image is corrupt or truncated")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _shared_service_models() -> Iterator[None]:
-    with shared_service_models():
-        yield
 
 
 @pytest.fixture

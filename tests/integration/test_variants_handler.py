@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from PIL import Image
 
 import variants_handler
@@ -20,9 +18,7 @@ from integration.helpers import (
     photo_with_metadata,
     put_upload,
     reported_failures,
-    shared_service_models,
     stored_job,
-    tap_lifecycle_events,
     throttled,
     variants_message_event,
 )
@@ -30,20 +26,6 @@ from support import EmulatedAws, FakeLambdaContext
 
 PRESETS = {"thumb": 150, "small": 600, "large": 1200, "full": 4096}  # template.yaml: VariantPresets
 PHOTO_SIZE = (1600, 1200)
-
-# blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _shared_service_models() -> Iterator[None]:
-    with shared_service_models():
-        yield
-
-
-@pytest.fixture
-def tap(aws: EmulatedAws) -> None:
-    tap_lifecycle_events(aws)
 
 
 def make_variants(event: dict[str, Any], context: FakeLambdaContext) -> list[str]:

@@ -1,0 +1,22 @@
+"""Fixtures of the integration tests (handlers in-process against moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from integration.helpers import shared_service_models, tap_lifecycle_events
+from support import EmulatedAws
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_service_models() -> Iterator[None]:
+    with shared_service_models():
+        yield
+
+
+@pytest.fixture
+def tap(aws: EmulatedAws) -> None:
+    """Lifecycle events of the test, readable with `lifecycle_events`."""
+    tap_lifecycle_events(aws)
