@@ -17,7 +17,7 @@ from typing import Protocol
 from PIL import Image
 
 from imgflow.errors import EditError, ImageRejectedError, TransitionRejectedError
-from imgflow.imaging import ImageLimits, inspect_image, load_normalized, resize_to_long_edge
+from imgflow.imaging import inspect_image, load_normalized, resize_to_long_edge
 from imgflow.job_store import EDIT_RUNNABLE, JobStore
 from imgflow.keys import edit_key, edit_text_key
 from imgflow.lifecycle import EventPublisher, edit_finished
@@ -92,13 +92,6 @@ class EditService:
     settings: Settings
     # Built only when a prompt or a translation needs it: recipes work with no provider configured.
     editor: Callable[[], ImageEditor]
-
-    @property
-    def limits(self) -> ImageLimits:
-        s = self.settings
-        return ImageLimits(
-            max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels, max_side=s.max_side, max_frames=s.max_frames
-        )
 
     def run(self, message: EditMessage) -> Job | None:
         job = self.store.get(message.job_id)
@@ -208,14 +201,14 @@ class EditService:
                 raise EditError("edit_failed", f"the edit it builds on ({edit.parent_edit_id}) has no result")
             # Our own lossless output: it may be larger than an upload may be; its pixels are bounded as usual.
             data = self.storage.read(self.settings.media_bucket, parent.result.key, max_bytes=_MAX_EDIT_BYTES)
-            limits = replace(self.limits, max_bytes=_MAX_EDIT_BYTES)
+            limits = replace(self.settings.image_limits, max_bytes=_MAX_EDIT_BYTES)
         else:
             if job.source is None:
                 raise EditError("edit_failed", "the job has no uploaded image to edit")
             data = self.storage.read(
                 job.source.bucket, job.source.key, max_bytes=self.settings.max_upload_bytes, etag=job.source.etag
             )
-            limits = self.limits
+            limits = self.settings.image_limits
         # Recipes work on the image at the size the job view shows, so their coordinates mean what the
         # client sees; the provider gets a bounded copy.
         max_edge = None if edit.spec.kind == "recipe" else self.settings.provider_max_edge
@@ -244,8 +237,8 @@ class EditService:
     def _decode(self, data: bytes) -> Image.Image:
         """The provider's answer, through the same strict decoder as an upload."""
         try:
-            inspect_image(data, self.limits)
-            return load_normalized(data, self.limits)
+            inspect_image(data, self.settings.image_limits)
+            return load_normalized(data, self.settings.image_limits)
         except ImageRejectedError as rejection:
             raise EditError("edit_failed", f"the provider returned an unusable image ({rejection.code})") from rejection
 

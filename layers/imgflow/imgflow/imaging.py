@@ -21,7 +21,7 @@ import blurhash
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from imgflow.errors import ImageRejectedError
-from imgflow.models import ImageFormat, ImageInfo, OutputFormat, Placeholder
+from imgflow.models import ImageFormat, ImageInfo, ImageLimits, OutputFormat, Placeholder
 
 ACCEPTED_FORMATS = "JPEG, PNG, WebP, GIF"
 _DISPLAY_NAMES: dict[ImageFormat, str] = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF"}
@@ -62,22 +62,6 @@ _RESIZE_REDUCING_GAP = 3.0
 _BLURHASH_COMPONENTS = (4, 3)
 _PLACEHOLDER_EDGE = 32
 _DOMINANT_PALETTE_SIZE = 8
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Bounds of an acceptable upload.
-
-    Pillow's own guard (`Image.MAX_IMAGE_PIXELS`, ~89.5 MP: a warning above it, an error above twice
-    that) is left at its default, as a second line: `max_pixels` is checked from the header first, so
-    below ~89.5 MP Pillow's guard never speaks. A `max_pixels` above ~179 MP would in effect be capped
-    there (still reported as `too_many_pixels`).
-    """
-
-    max_bytes: int
-    max_pixels: int
-    max_side: int
-    max_frames: int
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from imgflow.errors import ErrorCode, ImageRejectedError, TransitionRejectedError
-from imgflow.imaging import ImageLimits, inspect_image
+from imgflow.imaging import inspect_image
 from imgflow.job_store import JobStore, open_tasks
 from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key
 from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected, job_settled
@@ -67,16 +67,6 @@ class IngestService:
     events: EventPublisher
     settings: Settings
 
-    @property
-    def limits(self) -> ImageLimits:
-        s = self.settings
-        return ImageLimits(
-            max_bytes=s.max_upload_bytes,
-            max_pixels=s.max_pixels,
-            max_side=s.max_side,
-            max_frames=s.max_frames,
-        )
-
     def ingest(self, source: SourceObject) -> IngestResult:
         if not source.key.startswith(UPLOAD_PREFIX):
             return IngestResult(IngestOutcome.IGNORED_PREFIX)
@@ -120,7 +110,7 @@ class IngestService:
             data = self.storage.read(
                 source.bucket, source.key, max_bytes=self.settings.max_upload_bytes, etag=source.etag
             )
-            image = inspect_image(data, self.limits)
+            image = inspect_image(data, self.settings.image_limits)
         except ObjectChangedError as change:
             if not change.deleted and job.job_id != drop_job_id(source):
                 # An API job's key was written again: the newer write's event carries this same job on.

@@ -6,6 +6,7 @@ lifecycle events in `imgflow.lifecycle`. Mapping between them is explicit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -47,6 +48,22 @@ class TaskStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds of an acceptable upload.
+
+    Pillow's own guard (`Image.MAX_IMAGE_PIXELS`, ~89.5 MP: a warning above it, an error above twice
+    that) is left at its default, as a second line: `max_pixels` is checked from the header first, so
+    below ~89.5 MP Pillow's guard never speaks. A `max_pixels` above ~179 MP would in effect be capped
+    there (still reported as `too_many_pixels`).
+    """
+
+    max_bytes: int
+    max_pixels: int
+    max_side: int
+    max_frames: int
 
 
 class Model(BaseModel):

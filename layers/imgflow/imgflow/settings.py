@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from imgflow.models import OutputFormat, VariantPreset
+from imgflow.models import ImageLimits, OutputFormat, VariantPreset
 
 DEFAULT_PRESETS = (
     VariantPreset(name="thumb", long_edge=150),
@@ -92,6 +92,15 @@ class Settings(BaseSettings):
         if not isinstance(raw, str):
             return raw
         return tuple(f.strip() for f in raw.split(",") if f.strip())
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_bytes=self.max_upload_bytes,
+            max_pixels=self.max_pixels,
+            max_side=self.max_side,
+            max_frames=self.max_frames,
+        )
 
 
 @lru_cache(maxsize=1)

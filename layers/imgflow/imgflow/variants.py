@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imgflow.errors import ImageRejectedError, TransitionRejectedError
-from imgflow.imaging import ImageLimits, load_normalized, placeholder, render_variant
+from imgflow.imaging import load_normalized, placeholder, render_variant
 from imgflow.job_store import JobStore
 from imgflow.keys import variant_key
 from imgflow.lifecycle import EventPublisher, job_settled, variants_ready
@@ -28,7 +28,7 @@ TASK = "variants"
 
 
 def plan(job: Job, settings: Settings) -> list[tuple[VariantPreset, OutputFormat]]:
-    """Which presets in which formats, largest first (the cheapest order to resize in)."""
+    """Which presets in which formats, largest first: the heaviest encode, the likeliest to fail, goes first."""
     wanted = job.variants_request
     presets = [p for p in settings.variant_presets if wanted.presets is None or p.name in wanted.presets]
     formats = wanted.formats or settings.default_formats
@@ -92,13 +92,7 @@ class VariantsService:
         s = self.settings
         steps = plan(job, s)
         largest = max(preset.long_edge for preset, _ in steps)
-        limits = ImageLimits(
-            max_bytes=s.max_upload_bytes,
-            max_pixels=s.max_pixels,
-            max_side=s.max_side,
-            max_frames=s.max_frames,
-        )
-        image = load_normalized(data, limits, max_edge=largest)
+        image = load_normalized(data, s.image_limits, max_edge=largest)
         self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
         for done, (preset, fmt) in enumerate(steps, start=1):
             quality = s.webp_quality if fmt == "webp" else s.avif_quality
