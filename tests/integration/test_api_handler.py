@@ -20,6 +20,7 @@ from PIL import Image
 import ingest_handler
 import variants_handler
 from imgflow.models import JobStatus
+from imgflow.services import uploads_service
 from integration.helpers import (
     BAD_INPUTS,
     HOPPER,
@@ -242,39 +243,63 @@ def test_given_an_unchanged_job_when_long_polled_since_its_version_then_it_answe
     assert (view["status"], view["version"]) == ("awaiting_upload", version)
 
 
+def never_sleep(seconds: float) -> None:
+    raise AssertionError(f"the long poll waited ({seconds} s) where it should have answered at once")
+
+
 def test_given_a_job_newer_than_since_when_long_polled_then_it_answers_with_the_newer_version(
-    aws: EmulatedAws, lambda_context: FakeLambdaContext
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
-    started = time.monotonic()
+    monkeypatch.setattr(uploads_service(), "sleep", never_sleep)
 
     status, view = call_api(get_job_event(job_id, wait=20, since=1), lambda_context)
 
     assert status == 200
     assert view["version"] > 1
     assert view["status"] == "processing"
-    assert time.monotonic() - started < 10  # it did not wait the 20 s out
 
 
-def test_given_a_terminal_job_when_long_polled_then_it_answers_at_once(
-    aws: EmulatedAws, lambda_context: FakeLambdaContext
-) -> None:
-    # A rejected job: a PNG arrived where hopper.jpg (6412 bytes) was announced.
-    job_id = call_api(create_upload_event(), lambda_context)[1]["job_id"]
+def rejected_job(aws: EmulatedAws, lambda_context: FakeLambdaContext) -> str:
+    """A rejected job: a PNG arrived where hopper.jpg (6412 bytes) was announced."""
+    job_id: str = call_api(create_upload_event(), lambda_context)[1]["job_id"]
     png = (BAD_INPUTS / "hopper.png").read_bytes()
     key = f"uploads/{job_id}/original"
     etag = put_upload(aws, key, png, "image/png")
     notification = upload_notification(aws, key, etag, len(png))
     assert reported_failures(ingest_handler.lambda_handler, notification, lambda_context) == []
+    return job_id
+
+
+def test_given_a_terminal_job_when_long_polled_without_since_then_it_answers_at_once(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = rejected_job(aws, lambda_context)
+    monkeypatch.setattr(uploads_service(), "sleep", never_sleep)
+
+    status, view = call_api(get_job_event(job_id, wait=20), lambda_context)
+
+    assert status == 200
+    assert view["status"] == "rejected"
+    assert view["error"]["code"] == "upload_mismatch"
+
+
+def test_given_a_terminal_job_when_long_polled_since_its_version_then_it_waits_for_a_change_that_may_still_come(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Edits added after the end change a terminal job, so `since` is honoured for it too.
+    job_id = rejected_job(aws, lambda_context)
     version = stored_job(aws, job_id).version
-    started = time.monotonic()
+    slept: list[float] = []
+    service = uploads_service()
+    monkeypatch.setattr(service, "monotonic", lambda: sum(slept))  # a clock that moves only when it sleeps
+    monkeypatch.setattr(service, "sleep", slept.append)
 
     status, view = call_api(get_job_event(job_id, wait=20, since=version), lambda_context)
 
     assert status == 200
     assert (view["status"], view["version"]) == ("rejected", version)
-    assert view["error"]["code"] == "upload_mismatch"
-    assert time.monotonic() - started < 10
+    assert sum(slept) == pytest.approx(20)  # it waited the whole 20 s for a change
 
 
 @pytest.mark.parametrize("query", [{"wait": 21}, {"wait": -1}, {"since": -1}, {"wait": "soon"}])

@@ -233,14 +233,15 @@ class UploadsService:
         return job
 
     def wait_for_job(self, job_id: str, owner: str, wait: float, since: int | None) -> Job:
-        """The job once it changed past version `since` (or, without `since`, once it is terminal),
-        or as it is when `wait` seconds have passed."""
+        """The job once its version passed `since`, or (without `since`) once it is terminal, or as it is when
+        `wait` seconds have passed. With `since`, a terminal job is waited on too: edits added after the end
+        still change it."""
         deadline = self.monotonic() + min(max(wait, 0.0), MAX_WAIT_SECONDS)
         delay = 0.1
         while True:
             job = self.get_job(job_id, owner)
-            changed = job.version > since if since is not None else False
-            if changed or job.status.is_terminal or self.monotonic() >= deadline:
+            done = job.version > since if since is not None else job.status.is_terminal
+            if done or self.monotonic() >= deadline:
                 return job
             self.sleep(min(delay, max(deadline - self.monotonic(), 0.0)))
             delay = min(delay * 1.5, 1.0)
