@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -93,6 +94,31 @@ def imaging() -> None:
     print(f"  peak RSS, naive full decode + resize only:   {without:6.0f} MB")
 
 
+def edits() -> None:
+    from imgflow.operations import apply_recipe
+    from imgflow.recipes import Recipe
+
+    data = PHOTO.read_bytes()
+    image = load_normalized(data, LIMITS)
+    recipe = Recipe.model_validate({"operations": [{"op": "grayscale"}, {"op": "rotate", "degrees": 90}]})
+    print(f"\nedits: a recipe at full size ({image.width}x{image.height}), and how its result is stored")
+    timed("decode at full size (recipes work on the size the view shows)", lambda: load_normalized(data, LIMITS))
+    result = apply_recipe(image, recipe)
+    timed("recipe grayscale + rotate 90", lambda: apply_recipe(image, recipe))
+    choices: tuple[tuple[str, dict[str, Any]], ...] = (
+        (
+            "lossless WebP, effort 50, method 2 (chosen)",
+            {"format": "WEBP", "lossless": True, "quality": 50, "method": 2},
+        ),
+        ("lossless WebP, effort 0, method 0", {"format": "WEBP", "lossless": True, "quality": 0, "method": 0}),
+        ("PNG, compress level 1", {"format": "PNG", "compress_level": 1}),
+    )
+    for label, options in choices:
+        buffer = io.BytesIO()
+        timed(label, partial(result.save, buffer, **options), rounds=1)
+        print(f"    {len(buffer.getvalue()):,} bytes")
+
+
 def end_to_end() -> None:
     from imgflow_local.client import ApiClient
     from imgflow_local.runtime import LocalRuntime, RuntimeOptions
@@ -118,4 +144,5 @@ def end_to_end() -> None:
 
 if __name__ == "__main__":
     imaging()
+    edits()
     end_to_end()
