@@ -13,6 +13,7 @@ from imgflow.models import ImageInfo, JobStatus, TaskStatus, VariantsMessage
 from integration.helpers import (
     BAD_INPUTS,
     HOPPER,
+    accepted_api_job,
     as_lambda_event,
     create_api_job,
     detail_types,
@@ -475,3 +476,21 @@ def test_given_eventbridge_throttles_after_acceptance_when_the_record_is_retried
     assert retried == []
     assert stored_job(aws, job_id).status is JobStatus.PROCESSING
     assert detail_types(lifecycle_events(aws, job_id)) == ["Job Accepted"]
+
+
+def test_given_an_accepted_api_job_when_its_key_is_overwritten_then_the_job_keeps_the_object_it_accepted(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    data = HOPPER.read_bytes()
+    job_id, key, etag = accepted_api_job(aws, lambda_context, data)
+    other = (BAD_INPUTS / "hopper.png").read_bytes()
+    newer_etag = put_upload(aws, key, other, "image/png")
+
+    failures = ingest(upload_notification(aws, key, newer_etag, len(other)), lambda_context)
+
+    assert failures == []
+    job = stored_job(aws, job_id)
+    assert job.status == "processing"
+    assert job.source is not None
+    assert job.source.etag == etag
+    assert aws.drain("VariantsQueue") == []  # no second fan-out for an object the job never accepted

@@ -58,6 +58,11 @@ def drop_job_id(source: SourceObject) -> str:
     return uuid.uuid5(_DROP_NAMESPACE, identity).hex
 
 
+def _same_write(accepted: SourceObject, event: SourceObject) -> bool:
+    """Whether an event names the very object a job accepted (not a later overwrite of its key)."""
+    return (accepted.sequencer, accepted.etag, accepted.version_id) == (event.sequencer, event.etag, event.version_id)
+
+
 @dataclass
 class IngestService:
     store: JobStore
@@ -78,7 +83,7 @@ class IngestService:
         if source.sequencer and not self.store.claim_object(source.bucket, source.key, source.sequencer, job_id):
             return IngestResult(IngestOutcome.STALE, job_id)
         job = existing or self._create_drop_job(job_id, source)
-        if job.status is JobStatus.PROCESSING:
+        if job.status is JobStatus.PROCESSING and job.source is not None and _same_write(job.source, source):
             # A retry after a failure between accepting and announcing: fan out and announce again. Variants
             # are idempotent and consumers drop the repeated event by its job_id and version.
             self._fan_out(job)
