@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+
+if TYPE_CHECKING:
+    from e2e.conftest import Pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -44,16 +43,6 @@ WAIT_MS = 60_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@dataclass
-class ServedRuntime:
-    url: str
-    process: subprocess.Popen[str]
-    output: list[str] = field(default_factory=list)
-
-    def log(self) -> str:
-        return "".join(self.output[-200:])
-
-
 @pytest.fixture(scope="module")
 def chromium_path() -> Path:
     if not CHROMIUM.exists():
@@ -62,57 +51,13 @@ def chromium_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser_runtime(chromium_path: Path) -> Iterator[ServedRuntime]:
-    """`imgflow serve` on free ports, in its own process, as `make run` starts it."""
-    command = [
-        str(Path(sys.executable).parent / "imgflow"),
-        "serve",
-        "--port",
-        "0",
-        "--aws-port",
-        "0",
-        "--retry-delay",
-        "1",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    output: list[str] = []
-    api_url: list[str] = []
-    ready = threading.Event()
+def browser_runtime(chromium_path: Path, pipeline: Pipeline) -> Pipeline:
+    """The session's `imgflow serve` (tests/e2e/conftest.py), once Chromium is known to be there."""
+    return pipeline
 
-    def drain() -> None:
-        # Keep reading to the end: a full pipe would block the runtime's step log, and with it the runtime.
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            match = re.search(r"API:\s+(http://\S+)", line)
-            if match and not ready.is_set():
-                api_url.append(match[1].rstrip("/"))
-                ready.set()
-        ready.set()
 
-    reader = threading.Thread(target=drain, name="imgflow-serve-output", daemon=True)
-    reader.start()
-    try:
-        ready.wait(STARTUP_SECONDS)
-        if not api_url:
-            pytest.fail(f"imgflow serve did not print its API URL in {STARTUP_SECONDS} s:\n{''.join(output)}")
-        yield ServedRuntime(api_url[0], process, output)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        reader.join(timeout=5)
+def runtime_log(runtime: Pipeline) -> str:
+    return "\n".join(runtime.log[-200:])
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +71,18 @@ def browser(chromium_path: Path) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, browser_runtime: ServedRuntime) -> Iterator[Page]:
+def page(browser: Browser, browser_runtime: Pipeline) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(WAIT_MS)
     uncaught: list[str] = []
     opened.on("pageerror", lambda error: uncaught.append(str(error)))
-    opened.goto(browser_runtime.url + "/")
+    opened.goto(browser_runtime.api_url + "/")
     try:
         yield opened
     finally:
         context.close()
-    assert not uncaught, f"the page threw: {uncaught}\nruntime log:\n{browser_runtime.log()}"
+    assert not uncaught, f"the page threw: {uncaught}\nruntime log:\n{runtime_log(browser_runtime)}"
 
 
 def test_the_page_is_served_at_the_api_origin(page: Page) -> None:
@@ -146,13 +91,13 @@ def test_the_page_is_served_at_the_api_origin(page: Page) -> None:
     expect(page.get_by_text("Choose images")).to_be_visible()
 
 
-def test_an_image_goes_through_to_its_variants(page: Page, browser_runtime: ServedRuntime) -> None:
+def test_an_image_goes_through_to_its_variants(page: Page, browser_runtime: Pipeline) -> None:
     page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
 
     card = page.locator('#jobs .job[data-filename="hopper.jpg"]')
     expect(card).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
     expect(card.locator('[data-role="status"]')).to_have_text("succeeded")
-    assert re.fullmatch(r"[0-9a-f]{32}", card.get_attribute("data-job-id") or ""), browser_runtime.log()
+    assert re.fullmatch(r"[0-9a-f]{32}", card.get_attribute("data-job-id") or ""), runtime_log(browser_runtime)
 
     thumb = card.locator('img[data-role="thumb"]')
     expect(thumb).to_be_visible(timeout=WAIT_MS)

@@ -268,7 +268,7 @@ class UploadsService:
                     height=v.height,
                     bytes=v.bytes,
                     content_type=v.content_type,
-                    url=self.storage.presigned_get(s.media_bucket, v.key, s.download_url_ttl_seconds),
+                    url=self._download_url(v.key),
                 )
                 for v in variants
             ],
@@ -277,8 +277,10 @@ class UploadsService:
             error=job.error,
         )
 
+    def _download_url(self, key: str) -> str:
+        return self.storage.presigned_get(self.settings.media_bucket, key, self.settings.download_url_ttl_seconds)
+
     def _edit_view(self, job: Job, edit: Edit) -> EditView:
-        s = self.settings
         task = job.tasks.get(edit_task_name(edit.edit_id), Task())
         result = edit.result
         return EditView(
@@ -297,11 +299,7 @@ class UploadsService:
             height=result.height if result else None,
             bytes=result.bytes if result else None,
             content_type=result.content_type if result else None,
-            url=self.storage.presigned_get(s.media_bucket, result.key, s.download_url_ttl_seconds) if result else None,
-            text_url=(
-                self.storage.presigned_get(s.media_bucket, result.text_key, s.download_url_ttl_seconds)
-                if result and result.text_key
-                else None
-            ),
+            url=self._download_url(result.key) if result else None,
+            text_url=self._download_url(result.text_key) if result and result.text_key else None,
             error=task.error,
         )
