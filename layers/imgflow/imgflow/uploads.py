@@ -247,7 +247,6 @@ class UploadsService:
             delay = min(delay * 1.5, 1.0)
 
     def view(self, job: Job) -> JobView:
-        s = self.settings
         variants = sorted(job.variants.values(), key=lambda v: (v.width * v.height, v.format))
         return JobView(
             job_id=job.job_id,
