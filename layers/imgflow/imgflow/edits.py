@@ -165,8 +165,10 @@ class EditService:
                 allowed=EDIT_RUNNABLE,
             )
         except TransitionRejectedError:
+            # Finished already (a redelivery): carry on with what follows; otherwise the job cannot take it.
             current = self.store.get(job_id)
-            if current is None or edit_id not in current.edits:
+            task = current.tasks.get(edit_task_name(edit_id)) if current else None
+            if current is None or task is None or task.status in OPEN_TASK_STATUSES:
                 return None
             job = current
         return self._after(job, edit_id)
