@@ -177,7 +177,8 @@ class EditService:
         """What follows a finished edit; safe to repeat, as consumers drop events by job_id and version."""
         self.events.publish(edit_finished(job, edit_id))
         succeeded = job.tasks[edit_task_name(edit_id)].status is TaskStatus.SUCCEEDED
-        for child in job.edits.values():
+        failed_children = False
+        for child in list(job.edits.values()):
             if (
                 child.parent_edit_id != edit_id
                 or job.tasks[edit_task_name(child.edit_id)].status is not TaskStatus.PENDING
@@ -186,13 +187,15 @@ class EditService:
             if succeeded:
                 self.edit_queue.send(EditMessage(job_id=job.job_id, edit_id=child.edit_id))
             else:
-                failed = self.finish(
+                self.finish(
                     job.job_id,
                     child.edit_id,
                     JobError(code="edit_failed", message=f"the edit it builds on ({edit_id}) failed"),
                 )
-                job = failed or job
-        return settle_if_done(self.store, self.events, self.store.require(job.job_id))
+                failed_children = True
+        # Only a cascade changed the job since `job` was read; otherwise settle from what is in hand.
+        current = self.store.require(job.job_id) if failed_children else job
+        return settle_if_done(self.store, self.events, current)
 
     # --- the work ----------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from imgflow.errors import ImgflowError, JobNotFoundError, TransitionRejectedErr
 from imgflow.job_store import EDIT_RUNNABLE, JobStore, open_tasks
 from imgflow.keys import upload_key
 from imgflow.lifecycle import EventPublisher, job_expired
-from imgflow.models import Edit, EditMessage, EditSpec, Job, JobStatus, Task, TaskStatus, edit_task_name
+from imgflow.models import Edit, EditMessage, Job, JobStatus, Task, TaskStatus, edit_task_name
 from imgflow.queues import TaskQueue
 from imgflow.settings import Settings
 from imgflow.storage import ObjectStorage
@@ -150,7 +150,7 @@ class UploadsService:
             )
         edit = Edit(
             edit_id=new_edit_id(),
-            spec=EditSpec.model_validate(request.spec().model_dump()),
+            spec=request.spec(),
             parent_edit_id=request.parent_edit_id,
             depth=depth,
             created_at=self.store.now(),
