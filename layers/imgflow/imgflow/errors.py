@@ -14,6 +14,7 @@ ErrorCode = Literal[
     "too_large_bytes",
     "too_many_pixels",
     "too_many_frames",
+    "too_complex",
     "corrupt_image",
     "upload_mismatch",
     "edit_blocked",

@@ -1,8 +1,8 @@
 """The imaging core: validate uploads, decode them once, render web variants and a placeholder.
 
 Pure functions on bytes and Pillow images; nothing here knows about AWS. Only the decoders of the
-allow-listed formats ever run, and every bound (bytes, pixels, side, frames) is checked before pixels
-are decoded.
+allow-listed formats ever run, and every bound (bytes, pixels, side, frames, container structure) is
+checked before pixels are decoded.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImag
 
 from imgflow.errors import ImageRejectedError
 from imgflow.models import ImageFormat, ImageInfo, ImageLimits, OutputFormat, Placeholder
+from imgflow.structure import check_structure
 
 ACCEPTED_FORMATS = "JPEG, PNG, WebP, GIF"
 _DISPLAY_NAMES: dict[ImageFormat, str] = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF"}
@@ -165,6 +166,9 @@ def _opened(data: bytes, limits: ImageLimits) -> Iterator[tuple[ImageFile.ImageF
     fmt = sniff_format(data)
     if fmt is None:
         _reject_foreign(data)
+    # Pillow reads a file's structure before its pixels, some of it in Python, and so does
+    # _declared_size: count the parts first.
+    check_structure(data, fmt)
     # Bound the size the header declares before Pillow sees the file: its WebP plugin allocates the
     # canvas while opening, and its own bomb guard would answer first, without the size, above ~179 MP.
     if (declared := _declared_size(data, fmt)) is not None:
