@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from PIL import Image
 
 import variants_handler
 from imgflow import aws as clients
+from imgflow import variants
 from imgflow.models import JobStatus, TaskStatus
 from integration.helpers import (
     HOPPER,
@@ -273,3 +275,32 @@ def test_given_a_job_asking_only_for_presets_no_longer_offered_when_variants_run
 
     assert failures == []
     assert stored_job(aws, job_id).status.is_terminal
+
+
+def test_given_a_job_holding_repeated_formats_when_variants_run_then_each_format_is_encoded_once(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, key, etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes(), variants={"presets": ["thumb"]})
+    # A job stored before the API dropped repeats, or written by other means.
+    aws.table().update_item(
+        Key={"pk": job_id},
+        UpdateExpression="SET variants_request.formats = :repeated",
+        ExpressionAttributeValues={":repeated": ["webp", "avif", "webp", "avif", "webp"]},
+    )
+    encoded: list[str] = []
+    render = variants.render_variant
+
+    def counting_render(*args: Any, **kwargs: Any) -> Any:
+        rendered = render(*args, **kwargs)
+        encoded.append(rendered.content_type)
+        return rendered
+
+    monkeypatch.setattr(variants, "render_variant", counting_render)
+
+    failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
+
+    assert failures == []
+    assert encoded == ["image/webp", "image/avif"]
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.SUCCEEDED
+    assert sorted((v.preset, v.format) for v in job.variants.values()) == [("thumb", "avif"), ("thumb", "webp")]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from imgflow.models import (
     EditId,
@@ -16,6 +16,7 @@ from imgflow.models import (
     LanguageName,
     OutputFormat,
     Placeholder,
+    PresetName,
     TaskStatus,
     VariantsRequest,
 )
@@ -28,10 +29,32 @@ ContentType = Annotated[
 ]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+# Far more than there are formats or (default) presets to list, so a client that repeats itself is
+# forgiven; a longer list can only be a mistake or a flood, and is refused.
+MAX_LISTED_VARIANTS = 16
+
+_Listed = TypeVar("_Listed")
 
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class VariantsRequestBody(VariantsRequest):
+    """Which presets, in which formats. A name listed twice is made once: repeats are dropped, first kept."""
+
+    presets: Annotated[tuple[PresetName, ...], Field(max_length=MAX_LISTED_VARIANTS)] | None = Field(
+        default=None, description="Presets to make (all of the deployment's when left out)."
+    )
+    formats: Annotated[tuple[OutputFormat, ...], Field(max_length=MAX_LISTED_VARIANTS)] | None = Field(
+        default=None, description="Formats to make each preset in (the deployment's default when left out or empty)."
+    )
+
+    @field_validator("presets", "formats")
+    @classmethod
+    def _drop_repeats(cls, listed: tuple[_Listed, ...] | None) -> tuple[_Listed, ...] | None:
+        # Every repeat would be encoded again: ten AVIFs of one image cost ~100 s of CPU.
+        return None if listed is None else tuple(dict.fromkeys(listed))
 
 
 class EditRequest(ApiModel):
@@ -85,7 +108,7 @@ class UploadRequest(ApiModel):
     filename: Filename
     content_type: ContentType
     size: Annotated[int, Field(ge=0, description="The file's size in bytes; the upload must match it.")]
-    variants: VariantsRequest | None = None
+    variants: VariantsRequestBody | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
     edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(
         default_factory=list, description="Edits of the uploaded image, each applied to the original."
@@ -102,7 +125,7 @@ class BatchUploadRequest(ApiModel):
     """Several files at once; the same variants, metadata and edits are asked of each."""
 
     files: Annotated[list[BatchFile], Field(min_length=1, max_length=10)]
-    variants: VariantsRequest | None = None
+    variants: VariantsRequestBody | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
     edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(default_factory=list)
 

@@ -31,7 +31,8 @@ def plan(job: Job, settings: Settings) -> list[tuple[VariantPreset, OutputFormat
     """Which presets in which formats, largest first: the heaviest encode, the likeliest to fail, goes first."""
     wanted = job.variants_request
     presets = [p for p in settings.variant_presets if wanted.presets is None or p.name in wanted.presets]
-    formats = wanted.formats or settings.default_formats
+    # The API drops repeats, but a job stored before it did, or written by other means, may hold some.
+    formats = dict.fromkeys(wanted.formats or settings.default_formats)
     presets.sort(key=lambda p: p.long_edge, reverse=True)
     return [(preset, fmt) for preset in presets for fmt in formats]
 
