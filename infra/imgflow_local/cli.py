@@ -50,6 +50,13 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="run scheduled functions (e.g. the expiry sweep) this often instead of their template rate",
     )
     parser.add_argument(
+        "--max-containers",
+        type=int,
+        default=16,
+        metavar="N",
+        help="containers per function when the template reserves no concurrency for it (default 16)",
+    )
+    parser.add_argument(
         "--retry-delay",
         type=int,
         metavar="SECONDS",
@@ -62,6 +69,7 @@ def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
         template=args.template or _find_template(),
         aws_endpoint=args.aws_endpoint,
         retry_delay=args.retry_delay,
+        max_containers=args.max_containers,
         schedule_interval=args.schedule_interval,
         # Handlers log JSON at WARNING and above locally; `--parameter LogLevel=INFO` shows everything.
         parameters={"LogLevel": "WARNING", **_parameters(args.parameter)},

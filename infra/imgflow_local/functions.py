@@ -1,40 +1,52 @@
-"""Runs the template's functions in this process, as Lambda would: the handler module imported once per
-function from its CodeUri (a cold start), a context per invocation, and the function's timeout enforced."""
+"""The template's functions, run as Lambda runs them: each function has a pool of execution environments
+("containers", see execution.py), at most `max_containers` at once, each a process of its own running
+one invocation at a time with the function's own environment. An invocation that outlives the
+function's timeout is killed with its container, and the next one starts cold, as on Lambda.
+
+When every container is busy and the pool is full, an invocation waits for one to be free: the local
+stand-in for Lambda scaling out, which a laptop cannot do a thousand times over.
+"""
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from imgflow_local.execution import ContainerSpec, receive_message, send_message
 from imgflow_local.stack import FunctionSpec
 from imgflow_local.template import ACCOUNT_ID
 
+# Lambda retries a slow init within the invocation, so init and invoke together get the timeout; the
+# margin keeps a loaded machine's slow imports from failing the first invocation.
+_INIT_MARGIN_SECONDS = 10
 
-@dataclass
-class LambdaContext:
-    """What Lambda hands a handler as its second argument."""
 
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    deadline: float
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
+class FunctionError(Exception):
+    """What the handler raised (or why its runtime failed), as Lambda reports it to the invoker."""
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        super().__init__(f"{error['errorType']}: {error['errorMessage']}")
+        self.error_type: str = error["errorType"]
+        self.stack_trace: list[str] = list(error.get("stackTrace", []))
 
 
 class FunctionTimeoutError(Exception):
     pass
+
+
+class ContainerExitedError(Exception):
+    """The container died during the invocation (a crash, a kill): Lambda's `Runtime.ExitError`."""
 
 
 @dataclass(frozen=True)
@@ -43,55 +55,226 @@ class Invocation:
     duration: float
     result: Any = None
     error: BaseException | None = None
+    # Seconds spent starting a new container for this invocation; None when a warm one served it.
+    cold_start: float | None = None
+
+
+class _Container:
+    """One execution environment: a forked process and the channel to it."""
+
+    def __init__(self, pid: int, channel: socket.socket) -> None:
+        self.pid = pid
+        self.channel = channel
+
+    def invoke(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.channel.settimeout(timeout)
+        send_message(self.channel, request)
+        reply: dict[str, Any] | None = receive_message(self.channel)
+        if reply is None:
+            raise ContainerExitedError("the container exited during the invocation (Runtime.ExitError)")
+        return reply
+
+    def stop(self) -> None:
+        # The container exits when its channel closes.
+        self.channel.close()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.channel.close()
+
+
+class _Loader:
+    """The function's loader process: imports the handler module once, then forks containers from it."""
+
+    def __init__(self, spec: ContainerSpec, environment: Mapping[str, str]) -> None:
+        self._control, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "imgflow_local.execution", str(theirs.fileno()), json.dumps(asdict(spec))],
+                pass_fds=[theirs.fileno()],
+                env=dict(environment),
+                stdin=subprocess.DEVNULL,
+            )
+        self.init: dict[str, float] | None = None
+        self._failure: dict[str, Any] | None = None
+
+    def fork(self, init_timeout: float) -> _Container:
+        """A new container; the first call waits for the handler's import (and fails as it failed)."""
+        if self.init is None and self._failure is None:
+            self._control.settimeout(init_timeout)
+            try:
+                reply = receive_message(self._control)
+            except TimeoutError:
+                reply = {"error": {"errorType": "Runtime.InitTimeout", "errorMessage": "init timed out"}}
+            if reply is None:
+                reply = {"error": {"errorType": "Runtime.ExitError", "errorMessage": "the loader exited during init"}}
+            self._failure, self.init = reply.get("error"), reply.get("ready")
+        if self._failure is not None:
+            raise FunctionError(self._failure)
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._control.settimeout(init_timeout)
+            socket.send_fds(self._control, [b"fork"], [theirs.fileno()])
+            reply = receive_message(self._control)
+        if reply is None:
+            ours.close()
+            raise ContainerExitedError("the function's loader exited")
+        return _Container(int(reply["pid"]), ours)
+
+    def stop(self) -> None:
+        self._control.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 class LocalFunction:
-    def __init__(self, spec: FunctionSpec, region: str, on_invoke: Callable[[Invocation], None] | None = None) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        region: str,
+        environment: Mapping[str, str],
+        max_containers: int,
+        on_invoke: Callable[[Invocation], None] | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.spec = spec
         self.name = spec.logical_id
-        self._region = region
+        self.max_containers = max_containers
+        self._environment = dict(environment)
+        self._container_spec = ContainerSpec(
+            function_name=spec.logical_id,
+            code_uri=str(spec.code_uri.resolve()),
+            handler=spec.handler,
+            memory_mb=spec.memory_mb,
+            function_arn=f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}",
+        )
         self._on_invoke = on_invoke
-        self._handler: Callable[[Any, Any], Any] | None = None
-        self._import_lock = threading.Lock()
+        self._say = say or (lambda _line: None)
+        self._loader: _Loader | None = None
+        self._loader_lock = threading.Lock()
+        self._pool = threading.Condition()
+        self._idle: list[_Container] = []
+        self._busy: set[_Container] = set()
+        self._starting = 0
+        self._stopped = False
 
-    def handler(self) -> Callable[[Any, Any], Any]:
-        with self._import_lock:
-            if self._handler is None:
-                module_name, _, attribute = self.spec.handler.rpartition(".")
-                code_uri = str(self.spec.code_uri.resolve())
-                if code_uri not in sys.path:
-                    sys.path.insert(0, code_uri)
-                self._handler = getattr(importlib.import_module(module_name), attribute)
-            return self._handler
+    @property
+    def containers(self) -> int:
+        with self._pool:
+            return len(self._idle) + len(self._busy)
+
+    def pids(self) -> list[int]:
+        """The processes of this function: its loader and every container."""
+        with self._pool:
+            containers = [c.pid for c in (*self._idle, *self._busy)]
+        return ([self._loader.process.pid] if self._loader else []) + containers
+
+    def start(self) -> None:
+        """Start the loader now, so the handler's import runs while the rest of the runtime starts."""
+        with self._loader_lock:
+            if self._loader is None:
+                self._loader = _Loader(self._container_spec, self._environment)
+
+    def stop(self) -> None:
+        with self._pool:
+            self._stopped = True
+            containers = [*self._idle, *self._busy]
+            self._idle.clear()
+            self._pool.notify_all()
+        for container in containers:
+            container.kill()
+        with self._loader_lock:
+            if self._loader is not None:
+                self._loader.stop()
 
     def invoke(self, event: Any) -> Any:
-        """Invoke synchronously; raises what the handler raised, or FunctionTimeoutError past the timeout."""
-        handler = self.handler()
-        context = LambdaContext(
-            function_name=self.name,
-            memory_limit_in_mb=self.spec.memory_mb,
-            invoked_function_arn=f"arn:aws:lambda:{self._region}:{ACCOUNT_ID}:function:{self.name}",
-            deadline=time.monotonic() + self.spec.timeout,
-        )
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["result"] = handler(event, context)
-            except BaseException as error:
-                outcome["error"] = error
-
+        """Invoke synchronously; raises FunctionError (what the handler raised), FunctionTimeoutError past
+        the timeout, or ContainerExitedError when the container died."""
         started = time.monotonic()
-        # A thread per invocation lets the caller stop waiting at the timeout, as Lambda stops the function.
-        worker = threading.Thread(target=run, name=f"{self.name}-{context.aws_request_id[:8]}", daemon=True)
-        worker.start()
-        worker.join(self.spec.timeout)
-        duration = time.monotonic() - started
-        if worker.is_alive():
-            outcome["error"] = FunctionTimeoutError(f"{self.name} timed out after {self.spec.timeout} s")
-        invocation = Invocation(self.name, duration, outcome.get("result"), outcome.get("error"))
+        container, cold_start = self._acquire()
+        request = {"event": event, "request_id": str(uuid.uuid4()), "timeout": self.spec.timeout}
+        result: Any = None
+        error: BaseException | None = None
+        healthy = False
+        try:
+            reply = container.invoke(request, timeout=self.spec.timeout)
+        except TimeoutError:
+            container.kill()
+            error = FunctionTimeoutError(f"{self.name} timed out after {self.spec.timeout} s")
+        except (ConnectionError, OSError) as exited:
+            container.kill()
+            error = ContainerExitedError(f"{self.name}: {exited}")
+        else:
+            healthy = True
+            if "error" in reply:
+                error = FunctionError(reply["error"])
+            else:
+                result = reply["result"]
+        finally:
+            self._release(container, healthy)
+        invocation = Invocation(self.name, time.monotonic() - started, result, error, cold_start)
         if self._on_invoke:
             self._on_invoke(invocation)
-        if invocation.error is not None:
-            raise invocation.error
-        return invocation.result
+        if error is not None:
+            raise error
+        return result
+
+    def _acquire(self) -> tuple[_Container, float | None]:
+        with self._pool:
+            while True:
+                if self._stopped:
+                    raise ContainerExitedError(f"{self.name}: the runtime is stopping")
+                if self._idle:
+                    # The most recently used container first, as Lambda prefers warm environments.
+                    container = self._idle.pop()
+                    self._busy.add(container)
+                    return container, None
+                if len(self._busy) + self._starting < self.max_containers:
+                    self._starting += 1
+                    break
+                self._pool.wait()
+        started = time.monotonic()
+        try:
+            container = self._new_container()
+        except BaseException:
+            with self._pool:
+                self._starting -= 1
+                self._pool.notify()
+            raise
+        with self._pool:
+            self._starting -= 1
+            self._busy.add(container)
+        return container, time.monotonic() - started
+
+    def _new_container(self) -> _Container:
+        self.start()
+        assert self._loader is not None
+        with self._loader_lock:
+            first = self._loader.init is None
+            try:
+                container = self._loader.fork(self.spec.timeout + _INIT_MARGIN_SECONDS)
+            except ContainerExitedError:
+                # The loader itself died: start a new one (a fresh init) for this and later containers.
+                self._loader.stop()
+                self._loader = _Loader(self._container_spec, self._environment)
+                first = True
+                container = self._loader.fork(self.spec.timeout + _INIT_MARGIN_SECONDS)
+            if first and self._loader.init is not None:
+                init = self._loader.init
+                self._say(
+                    f"{self.name:<16} init {init['init_ms']:7.0f} ms  ({init['init_cpu_ms']:.0f} ms CPU; "
+                    f"imported {self.spec.handler.rpartition('.')[0]} once, containers fork from it)"
+                )
+        return container
+
+    def _release(self, container: _Container, healthy: bool) -> None:
+        with self._pool:
+            self._busy.discard(container)
+            if healthy and not self._stopped:
+                self._idle.append(container)
+            else:
+                container.kill()
+            self._pool.notify()

@@ -10,7 +10,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from imgflow_local.functions import Invocation, LocalFunction
 from imgflow_local.http_api import HttpApiApp, bind
 from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
 from imgflow_local.sqs_poller import SqsPoller
-from imgflow_local.stack import LocalStack
+from imgflow_local.stack import FunctionSpec, LocalStack
 
 REGION = "us-east-1"
 # The emulator's credentials: the front door verifies presigned POSTs with this secret, as S3 would with yours.
@@ -53,6 +52,9 @@ class RuntimeOptions:
     # Run every `rate(...)` schedule this often instead (seconds); None keeps the template's rate.
     schedule_interval: int | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
+    # Containers per function when the template reserves no concurrency for it (Lambda would scale
+    # to the account's limit; a laptop cannot): beyond it, invocations wait for a free container.
+    max_containers: int = 16
     log: Callable[[str], None] = print
 
 
@@ -78,16 +80,22 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         # The step log says what happened; per-request access lines from the servers would drown it.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        # Metrics are off locally, so Powertools' "no metrics" warning is noise here.
-        warnings.filterwarnings("ignore", message="No application metrics to publish")
         self._start_aws()
         session = boto3.session.Session(region_name=REGION)
         self.stack.create(session)
-        self._configure_environment()
         self.functions = {
-            spec.logical_id: LocalFunction(spec, REGION, on_invoke=self._log_invocation)
+            spec.logical_id: LocalFunction(
+                spec,
+                REGION,
+                environment=self._environment(spec),
+                max_containers=spec.reserved_concurrency or self.options.max_containers,
+                on_invoke=self._log_invocation,
+                say=self.say,
+            )
             for spec in self.stack.functions()
         }
+        for function in self.functions.values():
+            function.start()
         self._start_pollers(session)
         self._start_schedules()
         self._start_lifecycle_log(session)
@@ -104,6 +112,8 @@ class LocalRuntime:
             schedule.stop()
         for thread in self._threads:
             thread.join(timeout=5)
+        for function in self.functions.values():
+            function.stop()
         if self._front_door:
             self._front_door.stop()
         if self._emulator:
@@ -140,17 +150,18 @@ class LocalRuntime:
             self.aws_url = self._front_door.url
         os.environ["AWS_ENDPOINT_URL"] = self.aws_url
 
-    def _configure_environment(self) -> None:
-        """The functions' environment from the template. They share this process, so they must agree."""
-        merged: dict[str, str] = {}
-        for spec in self.stack.functions():
-            for name, value in spec.environment.items():
-                if merged.get(name, value) != value:
-                    raise ValueError(f"functions disagree on {name}; the local runtime runs them in one process")
-                merged[name] = value
-        os.environ.update(merged)
-        # No X-Ray daemon and no CloudWatch here: traces off, metrics off (they would only print).
-        os.environ.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true")
+    def _environment(self, spec: FunctionSpec) -> dict[str, str]:
+        """A function's environment: this process's (the emulator's endpoint and credentials, keys such
+        as GEMINI_API_KEYS), then the template's variables for that function."""
+        return {
+            **os.environ,
+            **spec.environment,
+            # No X-Ray daemon and no CloudWatch here: traces off, metrics off (they would only print).
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        }
 
     def _start_pollers(self, session: boto3.session.Session) -> None:
         sqs = session.client("sqs")
@@ -249,4 +260,6 @@ class LocalRuntime:
             outcome = f"{len(invocation.result['batchItemFailures'])} record(s) failed, left for retry"
         elif isinstance(invocation.result, dict) and "statusCode" in invocation.result:
             outcome = f"HTTP {invocation.result['statusCode']}"
+        if invocation.cold_start is not None:
+            outcome += f"  (cold start: new container, {invocation.cold_start * 1000:.0f} ms)"
         self.say(f"{invocation.function:<16} {invocation.duration * 1000:7.0f} ms  {outcome}")

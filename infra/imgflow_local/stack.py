@@ -51,6 +51,8 @@ class FunctionSpec:
     sqs_sources: tuple[SqsEventSource, ...]
     routes: tuple[HttpRoute, ...]
     schedules: tuple[ScheduleSource, ...] = ()
+    # ReservedConcurrentExecutions: at most this many invocations at once; None when not reserved.
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,9 @@ class LocalStack:
                     sqs_sources=tuple(sqs_sources),
                     routes=tuple(routes),
                     schedules=tuple(schedules),
+                    reserved_concurrency=_optional_int(
+                        self.resolver.resolve(props.get("ReservedConcurrentExecutions"))
+                    ),
                 )
             )
         return specs
@@ -277,6 +282,10 @@ class LocalStack:
                         "QueueConfigurations": [_queue_notification(n) for n in queue_notifications]
                     },
                 )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _cors_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
