@@ -142,7 +142,71 @@ def end_to_end() -> None:
             )
 
 
+def _memory_mb(pids: list[int]) -> tuple[float, float]:
+    """Resident and proportional (shared pages split among their sharers) memory of `pids`, in MB."""
+    rss = pss = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in {"Rss", "Pss"}:
+                kilobytes = int(value.split()[0])
+                rss, pss = (rss + kilobytes, pss) if name == "Rss" else (rss, pss + kilobytes)
+    return rss / 1024, pss / 1024
+
+
+def local_runtime() -> None:
+    """What isolating invocations costs: each function's init, each container's cold start, and memory."""
+    import os
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from imgflow_local.client import ApiClient
+    from imgflow_local.runtime import LocalRuntime, RuntimeOptions
+
+    print("\nlocal runtime: a container per invocation (loader imports once, containers fork from it)")
+    log: list[str] = []
+    options = RuntimeOptions(
+        template=ROOT / "template.yaml", api_port=0, aws_port=0, parameters={"LogLevel": "WARNING"}, log=log.append
+    )
+    with LocalRuntime(options) as runtime:
+        client = ApiClient(runtime.api_url)
+        created = client.create_upload(PHOTO)
+        client.upload(created["upload"], PHOTO).raise_for_status()
+        client.wait_until_done(created["job_id"])
+        for line in log:
+            if " init " in line:
+                print("  " + line.split("  ", 1)[1].split("; imported")[0] + ")")
+        own = [os.getpid()]
+        warm_pids = own + [pid for function in runtime.functions.values() for pid in function.pids()]
+        rss, pss = _memory_mb(warm_pids)
+        own_rss, _ = _memory_mb(own)
+        print(f"  after one upload (one container per function used): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
+        print(f"    of which the runtime's own process (emulator, front door, pollers): RSS {own_rss:.0f} MB")
+        api = runtime.functions["ApiFunction"]
+        pending = client.create_upload(PHOTO)["job_id"]
+        with ThreadPoolExecutor(api.max_containers) as pollers:
+            list(
+                pollers.map(
+                    lambda _: requests.get(f"{runtime.api_url}/jobs/{pending}", params={"wait": 2}, timeout=60),
+                    range(api.max_containers),
+                )
+            )
+        cold = [float(m[1]) for line in log if (m := re.search(r"ApiFunction .*new container, (\d+) ms", line))]
+        print(
+            f"  ApiFunction cold starts: {len(cold)}, fork to ready median {statistics.median(cold):.0f} ms "
+            f"(max {max(cold):.0f} ms); {api.containers} containers now"
+        )
+        pids = own + [pid for function in runtime.functions.values() for pid in function.pids()]
+        rss, pss = _memory_mb(pids)
+        api_rss, api_pss = _memory_mb(api.pids()[1:])
+        print(f"  with ApiFunction at its default limit ({api.containers} containers): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
+        print(f"    of which its containers: RSS {api_rss:.0f} MB, PSS {api_pss:.0f} MB")
+
+
 if __name__ == "__main__":
+    local_runtime()
     imaging()
     edits()
     end_to_end()

@@ -52,9 +52,9 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-containers",
         type=int,
-        default=16,
+        default=10,
         metavar="N",
-        help="containers per function when the template reserves no concurrency for it (default 16)",
+        help="containers per function when the template reserves no concurrency for it (default 10)",
     )
     parser.add_argument(
         "--retry-delay",

@@ -54,7 +54,7 @@ class RuntimeOptions:
     parameters: Mapping[str, str] = field(default_factory=dict)
     # Containers per function when the template reserves no concurrency for it (Lambda would scale
     # to the account's limit; a laptop cannot): beyond it, invocations wait for a free container.
-    max_containers: int = 16
+    max_containers: int = 10
     log: Callable[[str], None] = print
 
 
