@@ -1,9 +1,13 @@
 """api: the HTTP API (API Gateway HTTP API, payload v2) through Powertools' resolver."""
 
+import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -33,7 +37,62 @@ from imgflow.uploads import (
     UploadTooLargeError,
 )
 
-app = APIGatewayHttpResolver(enable_validation=True)
+# Our bodies nest five deep (edits, an edit, its operations, one operation); far deeper is an attack on the parser.
+_MAX_BODY_DEPTH = 32
+
+
+def _invalid_body(message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body",), "msg": message, "type": "json_invalid"}])
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise ValueError(f"the key {key!r} is given twice")
+        value[key] = item
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _json_int(digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:  # Python converts at most 4300 digits
+        raise ValueError(f"a number of {len(digits)} digits is too long") from None
+
+
+def _nested_deeper_than(value: Any, depth: int) -> bool:
+    level = [value]
+    for _ in range(depth):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item if isinstance(item, list) else ())
+        ]
+    return bool(level)
+
+
+def _json_body(text: str) -> Any:
+    """The request body as strict JSON: Python's parser takes NaN, keeps the last of a key given twice and
+    raises RecursionError on deep nesting, where a client must get a 400 in our shape."""
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_not_json, parse_int=_json_int)
+    except RecursionError:
+        raise _invalid_body(f"nested more than {_MAX_BODY_DEPTH} deep") from None
+    except json.JSONDecodeError as error:
+        raise _invalid_body(f"not JSON: {error.msg} (line {error.lineno}, column {error.colno})") from error
+    except ValueError as error:  # from the hooks above
+        raise _invalid_body(str(error)) from error
+    if _nested_deeper_than(value, _MAX_BODY_DEPTH):
+        raise _invalid_body(f"nested more than {_MAX_BODY_DEPTH} deep")
+    return value
+
+
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
 
 
 def _caller() -> str:
@@ -149,6 +208,22 @@ def invalid_request(error: RequestValidationError) -> Response[str]:
         f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}" for item in error.errors()
     )
     return _error(400, "invalid_request", details or "the request is not valid")
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def unsupported_content_type(_: RequestUnsupportedContentType) -> Response[str]:
+    # The body is read as JSON when it says so (or says nothing); any other type is refused, not guessed at.
+    given = app.current_event.headers.get("content-type", "")
+    return _error(400, "invalid_request", f"body: send JSON as {content_types.APPLICATION_JSON} (not {given})")
+
+
+@app.exception_handler(UnicodeDecodeError)
+def undecodable_body(error: UnicodeDecodeError) -> Response[str]:
+    try:
+        _ = app.current_event.decoded_body  # base64 and UTF-8, decoded by Powertools before any route runs
+    except UnicodeDecodeError:
+        return _error(400, "invalid_request", "body: not UTF-8 text")
+    raise error  # not the body's fault: a 500, as without this handler
 
 
 @app.not_found

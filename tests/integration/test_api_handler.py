@@ -437,3 +437,136 @@ def test_given_a_variant_listed_a_thousand_times_when_an_upload_is_asked_then_40
     assert answer["error"]["code"] == "invalid_request"
     assert f"variants.{field}" in answer["error"]["message"]
     assert aws.table().scan()["Items"] == []
+
+
+# --- malformed bodies: a 400 invalid_request in our shape, never a 500 or Powertools' own answer ---------------
+
+
+def upload_json(**raw_fields: str) -> str:
+    """A valid POST /uploads body as JSON text, with fields spelled out raw (what json.dumps cannot write)."""
+    fields = {name: json.dumps(value) for name, value in json.loads(create_upload_event()["body"]).items()}
+    fields.update(raw_fields)
+    return "{" + ", ".join(f'"{name}": {value}' for name, value in fields.items()) + "}"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(nested(100_000), "nested more than 32 deep", id="an-array-nested-100000-deep"),
+        pytest.param('{"a": ' * 100_000 + "1" + "}" * 100_000, "nested more than 32 deep", id="objects-100000-deep"),
+        pytest.param(upload_json(metadata=nested(500)), "nested more than 32 deep", id="a-field-nested-500-deep"),
+        pytest.param('{"size": 1, "size": 2}', "the key 'size' is given twice", id="a-key-twice"),
+        pytest.param(upload_json(size="NaN"), "NaN is not a JSON number", id="nan"),
+        pytest.param(upload_json(size="-Infinity"), "-Infinity is not a JSON number", id="infinity"),
+        pytest.param(upload_json(size="9" * 5000), "a number of 5000 digits is too long", id="a-5000-digit-number"),
+        pytest.param(upload_json(size="1e400"), "body.size", id="a-number-beyond-any-float"),
+        pytest.param("[1, 2]", "body", id="a-list"),
+        pytest.param('"an upload"', "body", id="a-string"),
+        pytest.param("{not json", "not JSON", id="not-json"),
+    ],
+)
+def test_given_a_malformed_body_when_posted_then_400_invalid_request_and_no_job(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, body: str, expected: str
+) -> None:
+    status, answer = call_api(create_upload_event(body), lambda_context)
+
+    assert (status, answer["error"]["code"]) == (400, "invalid_request"), answer
+    assert expected in answer["error"]["message"]
+    assert aws.table().scan()["Items"] == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8", "application/xml"])
+def test_given_json_sent_as_another_content_type_when_posted_then_400_invalid_request_in_our_shape(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, content_type: str
+) -> None:
+    event = create_upload_event()
+    event["headers"]["content-type"] = content_type
+
+    status, answer = call_api(event, lambda_context)
+
+    assert status == 400
+    assert answer == {
+        "error": {"code": "invalid_request", "message": f"body: send JSON as application/json (not {content_type})"}
+    }
+    assert aws.table().scan()["Items"] == []
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8"])
+def test_given_json_without_a_content_type_or_with_a_charset_when_posted_then_it_is_read_as_json(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, content_type: str | None
+) -> None:
+    event = create_upload_event()
+    event["headers"].pop("content-type")
+    if content_type is not None:
+        event["headers"]["content-type"] = content_type
+
+    status, answer = call_api(event, lambda_context)
+
+    assert status == 201, answer
+
+
+def test_given_a_body_that_is_not_utf8_when_posted_then_400_invalid_request(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    event = create_upload_event()
+    # API Gateway hands over a body that is not text base64-encoded.
+    event["body"] = base64.b64encode(upload_json(filename='"caf\xe9.jpg"').encode("latin-1")).decode()
+    event["isBase64Encoded"] = True
+
+    status, answer = call_api(event, lambda_context)
+
+    assert status == 400
+    assert answer == {"error": {"code": "invalid_request", "message": "body: not UTF-8 text"}}
+    assert aws.table().scan()["Items"] == []
+
+
+def test_given_a_base64_encoded_utf8_body_when_posted_then_it_is_read_as_json(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    event = create_upload_event()
+    event["body"] = base64.b64encode(upload_json(filename='"café.jpg"').encode()).decode()
+    event["isBase64Encoded"] = True
+
+    status, created = call_api(event, lambda_context)
+
+    assert status == 201, created
+    assert stored_job(aws, created["job_id"]).filename == "café.jpg"
+
+
+def test_given_a_size_of_forty_digits_when_an_upload_is_asked_then_413_and_nothing_is_stored(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    status, answer = call_api(create_upload_event(upload_json(size="9" * 40)), lambda_context)
+
+    assert (status, answer["error"]["code"]) == (413, "too_large_bytes")
+    assert aws.table().scan()["Items"] == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "field"),
+    [
+        pytest.param(
+            {"op": "crop", "left": 10**40, "top": 0, "width": 1, "height": 1}, "crop.left", id="crop-40-digits"
+        ),
+        pytest.param({"op": "rotate", "degrees": 1e-200}, "rotate.degrees", id="rotate-1e-200"),
+        pytest.param({"op": "blur", "radius": 1e-200}, "blur.radius", id="blur-1e-200"),
+        pytest.param({"op": "sharpen", "radius": 1e-200}, "sharpen.radius", id="sharpen-1e-200"),
+        pytest.param({"op": "brightness", "factor": 1e-200}, "brightness.factor", id="brightness-1e-200"),
+        pytest.param({"op": "watermark", "text": "x", "opacity": 1e-200}, "watermark.opacity", id="opacity-1e-200"),
+        pytest.param({"op": "watermark", "text": "x", "size": 1e-200}, "watermark.size", id="font-size-1e-200"),
+    ],
+)
+def test_given_a_recipe_number_dynamodb_cannot_store_when_an_upload_asks_for_it_then_400_naming_it_and_no_job(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, operation: dict[str, Any], field: str
+) -> None:
+    body = upload_request(edits=[{"operations": [operation]}])
+
+    status, answer = call_api(create_upload_event(body), lambda_context)
+
+    assert (status, answer["error"]["code"]) == (400, "invalid_request"), answer
+    assert f"body.edits.0.operations.0.{field}" in answer["error"]["message"]
+    assert aws.table().scan()["Items"] == []

@@ -362,6 +362,14 @@ def test_given_max_edit_chain_two_when_a_third_link_is_added_then_400_chain_too_
         pytest.param({"operations": [{"op": "resize"}]}, "resize needs width, height or both", id="resize-no-side"),
         pytest.param({"operations": FLIP, "filename": "x.jpg"}, "filename", id="extra-field"),
         pytest.param("{not json", "", id="not-json"),
+        pytest.param(
+            {"operations": [{"op": "crop", "left": 10**40, "top": 0, "width": 1, "height": 1}]},
+            "body.operations.0.crop.left",
+            id="crop-dynamodb-cannot-store",
+        ),
+        pytest.param({"operations": [{"op": "rotate", "degrees": 1e-200}]}, "rotate.degrees", id="angle-1e-200"),
+        pytest.param('{"operations": [{"op": "grayscale"}], "operations": []}', "given twice", id="a-key-twice"),
+        pytest.param('{"operations": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested", id="nested-100000-deep"),
     ],
 )
 def test_given_an_invalid_edit_when_added_then_400_invalid_request_and_the_job_is_unchanged(

@@ -296,6 +296,48 @@ def test_given_a_crop_outside_the_image_when_its_edit_runs_then_it_fails_at_once
     assert detail_types(lifecycle_events(aws, job_id)) == ["Edit Failed", "Variants Ready", "Job Failed"]
 
 
+def encoded(image: Image.Image, image_format: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("image", "operations", "reason"),
+    [
+        pytest.param(
+            # a 1500 px font: a 285600 px line, which Pillow renders whole before clipping (or refuses as a bomb)
+            encoded(Image.linear_gradient("L").resize((3000, 3000)).convert("RGB"), "JPEG"),
+            [{"op": "watermark", "text": "W" * 200, "size": 0.5}],
+            "use a smaller size or a shorter text",
+            id="watermark-text-larger-than-the-image",
+        ),
+        pytest.param(
+            encoded(Image.new("RGB", (16384, 2), (200, 100, 50)), "PNG"),
+            [{"op": "grayscale"}],
+            "at most 16383 pixels a side",
+            id="result-wider-than-webp-holds",
+        ),
+    ],
+)
+def test_given_an_edit_that_its_own_parameters_make_impossible_when_it_runs_then_it_fails_at_once_not_retried(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, image: bytes, operations: list[dict[str, Any]], reason: str
+) -> None:
+    content_type = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
+    job_id, _, _ = accepted_api_job(
+        aws, lambda_context, image, content_type=content_type, edits=[{"operations": operations}]
+    )
+    edit_id = only_edit(stored_job(aws, job_id))
+
+    assert run_edit_event(edit_event(job_id, edit_id), lambda_context) == []
+
+    task = stored_job(aws, job_id).tasks[edit_task_name(edit_id)]
+    assert (task.status, task.attempts) == (TaskStatus.FAILED, 1)
+    assert task.error is not None
+    assert task.error.code == "edit_failed"
+    assert reason in task.error.message
+
+
 # --- no provider configured ---------------------------------------------------------------------------------
 
 

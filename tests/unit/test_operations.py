@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
 import typing
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from PIL import Image, ImageChops
+from boto3.dynamodb.types import TypeSerializer
+from PIL import Image, ImageChops, ImageFont
 from pydantic import ValidationError
 
 from imgflow.errors import EditError
@@ -596,7 +599,7 @@ def test_given_twenty_operations_when_parsing_then_the_recipe_is_accepted() -> N
 @pytest.mark.parametrize(
     ("operation", "loc", "error_type"),
     [
-        ({"op": "blur", "radius": 0}, ("blur", "radius"), "greater_than"),
+        ({"op": "blur", "radius": 0}, ("blur", "radius"), "greater_than_equal"),
         ({"op": "blur"}, ("blur", "radius"), "missing"),
         ({"op": "watermark", "text": "x" * 201}, ("watermark", "text"), "string_too_long"),
         ({"op": "watermark", "text": ""}, ("watermark", "text"), "string_too_short"),
@@ -613,6 +616,20 @@ def test_given_twenty_operations_when_parsing_then_the_recipe_is_accepted() -> N
         ({"op": "brightness", "factor": 11}, ("brightness", "factor"), "less_than_equal"),
         ({"op": "contrast", "factor": -0.5}, ("contrast", "factor"), "greater_than_equal"),
         ({"op": "flip", "direction": "diagonal"}, ("flip", "direction"), "literal_error"),
+        # numbers no operation can use, which DynamoDB cannot store either (Inexact, Underflow)
+        ({"op": "crop", "left": 10**40, "top": 0, "width": 1, "height": 1}, ("crop", "left"), "less_than_equal"),
+        ({"op": "crop", "left": 0, "top": 0, "width": 1, "height": 65_536}, ("crop", "height"), "less_than_equal"),
+        ({"op": "rotate", "degrees": 1e-200}, ("rotate", "degrees"), "value_error"),
+        ({"op": "rotate", "degrees": -1e-200}, ("rotate", "degrees"), "value_error"),
+        ({"op": "blur", "radius": 1e-200}, ("blur", "radius"), "greater_than_equal"),
+        ({"op": "blur", "radius": 10**6}, ("blur", "radius"), "less_than_equal"),
+        ({"op": "sharpen", "radius": 1e-200}, ("sharpen", "radius"), "greater_than_equal"),
+        ({"op": "brightness", "factor": 1e-200}, ("brightness", "factor"), "value_error"),
+        ({"op": "contrast", "factor": 1e-200}, ("contrast", "factor"), "value_error"),
+        ({"op": "watermark", "text": "hi", "opacity": 1e-200}, ("watermark", "opacity"), "greater_than_equal"),
+        ({"op": "watermark", "text": "hi", "size": 1e-200}, ("watermark", "size"), "greater_than_equal"),
+        ({"op": "watermark", "text": "x" * 10_000}, ("watermark", "text"), "string_too_long"),
+        ({"op": "resize", "width": 100_000, "height": 100_000}, ("resize", "width"), "less_than_equal"),
     ],
 )
 def test_given_an_invalid_parameter_when_parsing_then_the_field_is_named(
@@ -654,5 +671,147 @@ def test_given_the_recipe_model_when_asking_for_its_json_schema_then_every_op_is
         "contrast",
         "watermark",
     }
-    assert schema["$defs"]["Blur"]["properties"]["radius"]["exclusiveMinimum"] == 0
+    assert schema["$defs"]["Blur"]["properties"]["radius"]["minimum"] == 0.1
     assert schema["$defs"]["Crop"]["additionalProperties"] is False
+
+
+# Edges: whatever the parameters, an operation makes a bounded image or fails as an edit, at once
+
+
+def serialize_for_dynamodb(operation: Operation) -> None:
+    """The operation as the job store writes it: JSON, with fractions as Decimal, through boto3's serializer."""
+    TypeSerializer().serialize(json.loads(operation.model_dump_json(), parse_float=Decimal))
+
+
+NUMBERS_DYNAMODB_CANNOT_STORE = [10**40, -(10**40), 1e-200, -1e-200, 1e200, -1e200, 1e-131]
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda operation: operation.op)
+def test_given_any_number_in_any_numeric_field_when_an_operation_accepts_it_then_dynamodb_can_store_it(
+    sample: Operation,
+) -> None:
+    properties = type(sample).model_json_schema()["properties"]
+    numeric = [
+        name
+        for name, schema in properties.items()
+        if {"integer", "number"} & {kind.get("type") for kind in schema.get("anyOf", [schema])}
+    ]
+    assert bool(numeric) == (sample.op not in {"flip", "grayscale"})
+    for name in numeric:
+        for number in NUMBERS_DYNAMODB_CANNOT_STORE:
+            try:
+                operation = type(sample).model_validate({**sample.model_dump(), name: number})
+            except ValidationError:
+                continue
+            serialize_for_dynamodb(operation)  # Inexact, Rounded or Underflow here would be a 500 at the API
+
+
+def test_given_text_far_larger_than_the_image_when_watermarking_then_the_edit_fails_at_once_naming_the_size() -> None:
+    image = Image.new("RGB", (3000, 3000))  # a 1500 px font: Pillow would render the whole line before clipping it
+
+    with pytest.raises(EditError) as caught:
+        apply(image, {"op": "watermark", "text": "W" * 200, "size": 0.5})
+
+    assert caught.value.code == "edit_failed"
+    assert caught.value.message.startswith("operation 1 (watermark): the text would be 285600x")
+    assert caught.value.message.endswith("use a smaller size or a shorter text")
+
+
+def test_given_pillow_fails_inside_an_operation_then_it_is_a_permanent_edit_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def raster_overflow(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("raster overflow")
+
+    monkeypatch.setattr(ImageFont.FreeTypeFont, "getbbox", raster_overflow)
+
+    with pytest.raises(EditError) as caught:
+        apply(image_of(GRID), {"op": "watermark", "text": "imgflow"})
+
+    assert caught.value.code == "edit_failed"
+    assert caught.value.message == "operation 1 (watermark): raster overflow"
+
+
+EDGES: list[dict[str, Any]] = [
+    {"op": "crop", "left": 65_535, "top": 65_535, "width": 65_535, "height": 65_535},
+    {"op": "crop", "left": 0, "top": 0, "width": 1, "height": 1},
+    {"op": "rotate", "degrees": 359.999},
+    {"op": "rotate", "degrees": -0.001, "fill": "#ff000080"},
+    {"op": "rotate", "degrees": 45, "expand": False},
+    {"op": "resize", "width": 8192, "height": 8192, "fit": "fill"},
+    {"op": "resize", "width": 8192, "height": 8192, "fit": "cover"},
+    {"op": "resize", "width": 1, "height": 1, "fit": "cover"},
+    {"op": "resize", "width": 8192},
+    {"op": "resize", "height": 8192},
+    {"op": "flip", "direction": "vertical"},
+    {"op": "grayscale"},
+    {"op": "blur", "radius": 100},
+    {"op": "blur", "radius": 0.1},
+    {"op": "sharpen", "radius": 50, "percent": 500, "threshold": 0},
+    {"op": "sharpen", "radius": 0.1, "percent": 1, "threshold": 255},
+    {"op": "brightness", "factor": 10},
+    {"op": "brightness", "factor": 0.001},
+    {"op": "contrast", "factor": 10},
+    {"op": "contrast", "factor": 0},
+    {"op": "watermark", "text": "W" * 200, "size": 0.5, "opacity": 1},
+    {"op": "watermark", "text": "W" * 200, "size": 0.001, "opacity": 0.01, "position": "top-left"},
+    {"op": "watermark", "text": "\u0301" * 200, "size": 0.5, "position": "center"},
+    {"op": "watermark", "text": "\U0001f600" * 200, "size": 0.5},
+    {"op": "watermark", "text": " ", "size": 0.5},
+]
+
+
+def outcome(image: Image.Image, operation: dict[str, Any]) -> Image.Image | EditError:
+    try:
+        return apply(image, operation)
+    except EditError as failure:
+        return failure
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1200, 1), (1, 1200), (300, 200)], ids=lambda size: "x".join(map(str, size)))
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_given_parameters_at_their_edges_when_applied_then_a_bounded_image_or_an_edit_failure_and_nothing_else(
+    size: tuple[int, int], mode: str
+) -> None:
+    image = Image.new(mode, size, (10, 20, 30, 40)[: len(mode)])
+    for operation in EDGES:
+        result = outcome(image, operation)
+        if isinstance(result, EditError):
+            assert result.code == "edit_failed"
+            assert result.message.startswith("operation 1 ("), result.message
+        else:
+            assert result.mode == mode, operation
+            assert result.width * result.height <= MAX_OUTPUT_PIXELS, operation
+
+
+def test_given_a_recipe_then_each_step_is_planned_on_the_size_the_steps_before_it_make() -> None:
+    recipe = Recipe.model_validate(
+        {
+            "operations": [
+                {"op": "resize", "width": 200},
+                {"op": "rotate", "degrees": 90},
+                {"op": "crop", "left": 0, "top": 0, "width": 100, "height": 200},
+                {"op": "watermark", "text": "imgflow"},
+            ]
+        }
+    )
+
+    assert recipe.output_size((400, 300)) == (100, 200)
+    assert apply_recipe(Image.new("RGB", (400, 300)), recipe).size == (100, 200)
+
+
+def test_given_a_step_that_cannot_work_on_what_the_steps_before_it_make_then_it_is_named() -> None:
+    recipe = Recipe.model_validate(
+        {
+            "operations": [
+                {"op": "resize", "width": 100},
+                {"op": "crop", "left": 0, "top": 0, "width": 200, "height": 10},
+            ]
+        }
+    )
+
+    with pytest.raises(ValueError, match=r"^operation 2 \(crop\): the crop 200x10 at \(0, 0\) reaches outside"):
+        recipe.output_size((400, 300))
+    with pytest.raises(EditError) as caught:
+        apply_recipe(Image.new("RGB", (400, 300)), recipe)
+    assert caught.value.message.startswith("operation 2 (crop): the crop 200x10 at (0, 0) reaches outside the 100x75")

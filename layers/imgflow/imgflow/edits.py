@@ -72,6 +72,8 @@ class ImageEditor(Protocol):
 
 
 _MAX_EDIT_BYTES = 256 * 1024 * 1024
+# Results are stored as WebP, which holds at most 16383 pixels a side; an upload (MaxSide) may be wider.
+_WEBP_MAX_SIDE = 16383
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,12 @@ class EditService:
             raise EditError("edit_failed", f"the provider returned an unusable image ({rejection.code})") from rejection
 
     def _store(self, job: Job, edit: Edit, output: EditOutput) -> EditResult:
+        if max(output.image.size) > _WEBP_MAX_SIDE:
+            raise EditError(
+                "edit_failed",
+                f"the result is {output.image.width}x{output.image.height} pixels; "
+                f"an edit's result can have at most {_WEBP_MAX_SIDE} pixels a side",
+            )
         buffer = io.BytesIO()
         # Lossless: an edit is an image to build on (chains) and to compare exactly (recipes).
         output.image.save(

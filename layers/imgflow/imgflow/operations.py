@@ -2,14 +2,13 @@
 
 Every operation is a pydantic model of `imgflow.recipes` (its parameters, validated where the request
 is parsed) and one small pure function here, found through a registry keyed by the model type.
-Images come in and go out as 8-bit RGB or RGBA; the input is never mutated. Sizes known only at apply
-time (a crop box within the image, the pixels a step would produce) are checked then and fail with
-`EditError("edit_failed", ...)`.
+Images come in and go out as 8-bit RGB or RGBA; the input is never mutated. What an operation cannot do
+with the image in hand (a crop box outside it, a result over the pixel limit, text too large to render)
+fails with `EditError("edit_failed", ...)`, before any pixel is worked on where the sizes tell.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageEnhance, ImageFilter, ImageFo
 from imgflow.errors import EditError
 from imgflow.recipes import (
     MAX_OPERATIONS,
+    MAX_OUTPUT_PIXELS,
     MAX_SIDE,
     Blur,
     Brightness,
@@ -35,29 +35,31 @@ from imgflow.recipes import (
 
 __all__ = ["MAX_OPERATIONS", "MAX_OUTPUT_PIXELS", "MAX_SIDE", "Operation", "Recipe", "apply_recipe"]
 
-MAX_OUTPUT_PIXELS = 40_000_000
-
 _RESIZE_REDUCING_GAP = 3.0
 _WATERMARK_MARGIN = 0.5  # of the font size
+# What Pillow raises when an operation cannot be done on this image with these parameters. A recipe is
+# deterministic: it would raise the same on every retry, so the edit fails at once.
+_PERMANENT_FAILURES = (ValueError, OSError, MemoryError, Image.DecompressionBombError)
 
 
 def apply_recipe(image: Image.Image, recipe: Recipe) -> Image.Image:
     """The image after every operation of the recipe, as a new RGB or RGBA image."""
+    try:
+        recipe.output_size(image.size)  # the sizes alone can tell that a step will fail: say so before working
+    except ValueError as error:
+        raise EditError("edit_failed", str(error)) from error
     result = image if image.mode in ("RGB", "RGBA") else image.convert("RGBA" if image.has_transparency_data else "RGB")
-    for operation in recipe.operations:
-        result = _REGISTRY[type(operation)](result, operation)
+    for number, operation in enumerate(recipe.operations, 1):
+        try:
+            result = _REGISTRY[type(operation)](result, operation)
+        except _PERMANENT_FAILURES as error:
+            raise EditError("edit_failed", f"operation {number} ({operation.op}): {error}") from error
     return result
 
 
 def _crop(image: Image.Image, op: Crop) -> Image.Image:
-    right, bottom = op.left + op.width, op.top + op.height
-    if right > image.width or bottom > image.height:
-        raise EditError(
-            "edit_failed",
-            f"the crop {op.width}x{op.height} at ({op.left}, {op.top}) reaches outside "
-            f"the {image.width}x{image.height} image",
-        )
-    return image.crop((op.left, op.top, right, bottom))
+    op.output_size(image.size)  # Pillow would pad a box reaching outside with black
+    return image.crop((op.left, op.top, op.left + op.width, op.top + op.height))
 
 
 _QUARTER_TURNS = {
@@ -80,8 +82,7 @@ def _rotate(image: Image.Image, op: Rotate) -> Image.Image:
         canvas = Image.new(image.mode, image.size, fill)
         canvas.paste(turned, ((image.width - turned.width) // 2, (image.height - turned.height) // 2))
         return canvas
-    if op.expand:
-        _check_output_size(_rotated_size(image.size, degrees), "rotate")
+    op.output_size(image.size)  # a canvas over the pixel limit raises before it is made
     if image.mode == "RGBA":
         # Pillow rotates RGBA premultiplied (RGBa), fill colour included.
         red, green, blue, alpha = fill
@@ -94,34 +95,10 @@ def _fill_color(mode: str, color: str) -> tuple[int, ...]:
     return rgba[:3] if mode == "RGB" else (*rgba[:3], rgba[3] if len(rgba) == 4 else 255)
 
 
-def _rotated_size(size: tuple[int, int], degrees: float) -> tuple[int, int]:
-    """The canvas `Image.rotate(degrees, expand=True)` makes: the same arithmetic as Pillow's."""
-    width, height = size
-    angle = -math.radians(degrees)
-    cos, sin = round(math.cos(angle), 15), round(math.sin(angle), 15)
-    center_x, center_y = width / 2, height / 2
-    shift_x = -cos * center_x - sin * center_y + center_x
-    shift_y = sin * center_x - cos * center_y + center_y
-    corners = ((0, 0), (width, 0), (width, height), (0, height))
-    xs = [cos * x + sin * y + shift_x for x, y in corners]
-    ys = [-sin * x + cos * y + shift_y for x, y in corners]
-    return math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys))
-
-
 def _resize(image: Image.Image, op: Resize) -> Image.Image:
-    size = _resized_size(image.size, op)
-    _check_output_size(size, "resize")
+    size = op.output_size(image.size)
     box = _cover_box(image.size, size) if op.fit == "cover" else None
     return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=_RESIZE_REDUCING_GAP)
-
-
-def _resized_size(size: tuple[int, int], op: Resize) -> tuple[int, int]:
-    if op.width is not None and op.height is not None and op.fit != "contain":
-        return op.width, op.height
-    # One side given, or "contain": the largest scale that keeps the image within what was given.
-    width, height = size
-    scale = min(bound / side for bound, side in ((op.width, width), (op.height, height)) if bound is not None)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _cover_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -131,16 +108,6 @@ def _cover_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[float, f
     box_width, box_height = target[0] / scale, target[1] / scale
     left, top = (width - box_width) / 2, (height - box_height) / 2
     return left, top, left + box_width, top + box_height
-
-
-def _check_output_size(size: tuple[int, int], operation: str) -> None:
-    width, height = size
-    if width * height > MAX_OUTPUT_PIXELS:
-        raise EditError(
-            "edit_failed",
-            f"{operation} would make a {width}x{height} image ({width * height / 1e6:.1f} MP); "
-            f"the limit is {MAX_OUTPUT_PIXELS / 1e6:.1f} MP",
-        )
 
 
 def _flip(image: Image.Image, op: Flip) -> Image.Image:
@@ -181,6 +148,13 @@ def _watermark(image: Image.Image, op: Watermark) -> Image.Image:
     font_size = max(1, round(op.size * min(image.size)))
     font = ImageFont.load_default(size=font_size)
     left, top, right, bottom = (round(edge) for edge in font.getbbox(op.text))
+    text_pixels = (right - left) * (bottom - top)
+    # Pillow renders the whole line before any of it is clipped: its cost is the text's, not the image's.
+    if text_pixels > MAX_OUTPUT_PIXELS:
+        raise ValueError(
+            f"the text would be {right - left}x{bottom - top} pixels ({text_pixels / 1e6:.1f} MP) at this size, "
+            f"the limit is {MAX_OUTPUT_PIXELS / 1e6:.1f} MP: use a smaller size or a shorter text"
+        )
     x, y = _text_origin(op.position, image.size, (right - left, bottom - top), round(font_size * _WATERMARK_MARGIN))
     # Only the part of the text's box inside the image is composited; the rest is clipped.
     box = (max(0, x), max(0, y), min(image.width, x + right - left), min(image.height, y + bottom - top))
