@@ -1,6 +1,7 @@
 """api: the HTTP API (API Gateway HTTP API, payload v2) through Powertools' resolver."""
 
 import json
+import time
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -20,21 +21,28 @@ from imgflow.api_models import (
     ErrorBody,
     ErrorResponse,
     Health,
+    JobList,
     JobView,
+    QuotaReport,
+    QuotaView,
     UploadRequest,
     UploadResponse,
 )
 from imgflow.errors import JobNotFoundError
-from imgflow.models import ANONYMOUS
+from imgflow.models import JobStatus
 from imgflow.observability import logger, metrics, tracer
+from imgflow.quotas import QuotaExceededError, QuotaUse, ratelimit_headers
 from imgflow.services import uploads_service
 from imgflow.uploads import (
     MAX_WAIT_SECONDS,
+    Caller,
     ChainTooLongError,
     EmptyUploadError,
+    ForbiddenError,
     InvalidUploadRequestError,
     JobNotEditableError,
     UploadTooLargeError,
+    iso,
 )
 
 # Our bodies nest five deep (edits, an edit, its operations, one operation); far deeper is an attack on the parser.
@@ -95,9 +103,30 @@ def _json_body(text: str) -> Any:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
 
 
-def _caller() -> str:
-    """The owner of the request. Owners come with authentication; until then every caller is anonymous."""
-    return ANONYMOUS
+class UnauthorizedError(Exception):
+    """No verified token reached the function: API Gateway's authorizer is missing from the route."""
+
+
+def _caller() -> Caller:
+    """Who sends the request, from the claims API Gateway's JWT authorizer verified; never from the body."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = authorizer.jwt_claim
+    owner = claims.get("sub")
+    if not owner:
+        raise UnauthorizedError("this route needs a token: send Authorization: Bearer <token>")
+    # API Gateway passes the scopes when the route asks for some; else they are in the `scope` claim.
+    scopes = authorizer.jwt_scopes or str(claims.get("scope", claims.get("scp", ""))).strip("[]").split()
+    return Caller(owner=str(owner), scopes=frozenset(scopes))
+
+
+def _owner() -> str:
+    return _caller().owner
+
+
+def _limited(status: int, body: Any, uses: list[QuotaUse]) -> Response[Any]:
+    """A response of a route that charges quotas, with the RateLimit fields of what it charged."""
+    headers = ratelimit_headers(uses, int(time.time()))
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
 
 
 def _status_url(job_id: str) -> str:
@@ -114,25 +143,29 @@ def _error(status: int, code: str, message: str) -> Response[str]:
 @app.post("/uploads")
 @tracer.capture_method
 def create_upload(request: Annotated[UploadRequest, Body()]) -> Response[UploadResponse]:
-    response = uploads_service().create_upload(request, _caller(), _status_url)
+    service, caller = uploads_service(), _caller()
+    service.check_upload(request)
+    uses = service.charge_uploads(caller, [request])
+    response = service.create_upload(request, caller.owner, _status_url)
     logger.append_keys(job_id=response.job_id)
     logger.info("upload created", extra={"upload_filename": request.filename, "size": request.size})
     metrics.add_metric(name="UploadsCreated", unit="Count", value=1)
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=response)
+    return _limited(201, response, uses)
 
 
 @app.post("/uploads/batch")
 @tracer.capture_method
 def create_uploads(request: Annotated[BatchUploadRequest, Body()]) -> Response[BatchUploadResponse]:
     # Every file is checked before any job is made, so a refused batch leaves nothing behind.
-    service = uploads_service()
+    service, caller = uploads_service(), _caller()
     requests = request.per_file()
     for one in requests:
         service.check_upload(one)
-    body = BatchUploadResponse(uploads=[service.create_upload(one, _caller(), _status_url) for one in requests])
+    uses = service.charge_uploads(caller, requests)
+    body = BatchUploadResponse(uploads=[service.create_upload(one, caller.owner, _status_url) for one in requests])
     logger.info("batch of uploads created", extra={"job_ids": [u.job_id for u in body.uploads]})
     metrics.add_metric(name="UploadsCreated", unit="Count", value=len(body.uploads))
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+    return _limited(201, body, uses)
 
 
 @app.get("/jobs/<job_id>")
@@ -144,19 +177,65 @@ def get_job(
 ) -> JobView:
     logger.append_keys(job_id=job_id)
     service = uploads_service()
-    job = service.wait_for_job(job_id, _caller(), wait, since) if wait else service.get_job(job_id, _caller())
+    owner = _owner()
+    job = service.wait_for_job(job_id, owner, wait, since) if wait else service.get_job(job_id, owner)
     return service.view(job)
+
+
+@app.get("/jobs")
+@tracer.capture_method
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    status: Annotated[JobStatus | None, Query()] = None,
+) -> JobList:
+    service = uploads_service()
+    jobs, next_cursor = service.list_jobs(_owner(), limit, cursor, status)
+    return JobList(jobs=[service.view(job) for job in jobs], next_cursor=next_cursor)
+
+
+@app.delete("/jobs/<job_id>")
+@tracer.capture_method
+def delete_job(job_id: str) -> Response[str]:
+    logger.append_keys(job_id=job_id)
+    uploads_service().delete_job(job_id, _owner())
+    logger.info("job deleted")
+    metrics.add_metric(name="JobsDeleted", unit="Count", value=1)
+    return Response(status_code=204, body="")
+
+
+@app.get("/quota")
+@tracer.capture_method
+def get_quota() -> QuotaReport:
+    owner = _owner()
+    uses = uploads_service().quota_usage(owner)
+    return QuotaReport(
+        owner=owner,
+        quotas=[
+            QuotaView(
+                name=use.quota.name,
+                limit=use.quota.limit,
+                used=use.used,
+                remaining=use.remaining,
+                window_seconds=use.quota.window,
+                per_owner=use.quota.per_owner,
+                resets_at=iso(use.resets_at),
+            )
+            for use in uses
+        ],
+    )
 
 
 @app.post("/jobs/<job_id>/edits")
 @tracer.capture_method
 def add_edit(job_id: str, request: Annotated[AddEditRequest, Body()]) -> Response[EditAccepted]:
     logger.append_keys(job_id=job_id)
-    edit_id, status_url = uploads_service().add_edit(job_id, _caller(), request, _status_url)
+    service, caller = uploads_service(), _caller()
+    uses = service.charge_edit(caller, job_id, request)
+    edit_id, status_url = service.add_edit(job_id, caller.owner, request, _status_url)
     logger.info("edit added", extra={"edit_id": edit_id, "parent_edit_id": request.parent_edit_id})
     metrics.add_metric(name="EditsAdded", unit="Count", value=1)
-    body = EditAccepted(edit_id=edit_id, status_url=status_url)
-    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
+    return _limited(202, EditAccepted(edit_id=edit_id, status_url=status_url), uses)
 
 
 @app.get("/health")
@@ -170,6 +249,26 @@ def openapi() -> dict[str, Any]:
         mode="json", by_alias=True, exclude_none=True
     )
     return schema
+
+
+@app.exception_handler(UnauthorizedError)
+def unauthorized(error: UnauthorizedError) -> Response[str]:
+    response = _error(401, "unauthorized", str(error))
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@app.exception_handler(ForbiddenError)
+def forbidden(error: ForbiddenError) -> Response[str]:
+    return _error(403, "forbidden", error.message)
+
+
+@app.exception_handler(QuotaExceededError)
+def quota_exceeded(error: QuotaExceededError) -> Response[str]:
+    response = _error(429, "quota_exceeded", error.message)
+    response.headers.update(ratelimit_headers(error.uses, int(time.time())))
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 @app.exception_handler(JobNotFoundError)

@@ -10,8 +10,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from imgflow_local.auth import LocalIssuer
 from imgflow_local.client import process_files
-from imgflow_local.runtime import LocalRuntime, RuntimeOptions
+from imgflow_local.runtime import REGION, LocalRuntime, RuntimeOptions, issue_token
+from imgflow_local.stack import LocalStack
+
+# Whom `imgflow process` uploads as.
+CLI_OWNER = "cli"
 
 
 def _find_template() -> Path:
@@ -86,6 +91,7 @@ def serve(args: argparse.Namespace) -> int:
             api_port=args.port,
             aws_port=args.aws_port,
             host=args.host,
+            open_access=args.open,
             log=lambda line: print(line, flush=True),
         )
     )
@@ -119,6 +125,14 @@ def _edits(args: argparse.Namespace) -> list[dict[str, Any]]:
     return edits
 
 
+def token(args: argparse.Namespace) -> int:
+    """Print a bearer token of the local issuer, and nothing else: `TOKEN=$(imgflow token --sub alice)`."""
+    stack = LocalStack(args.template or _find_template(), REGION, parameter_overrides=_parameters(args.parameter))
+    scopes = None if args.scope is None else [scope for scope in args.scope if scope]
+    print(issue_token(stack, LocalIssuer.load(), args.sub, scopes, args.ttl))
+    return 0
+
+
 def process(args: argparse.Namespace) -> int:
     missing = [str(path) for path in args.files if not path.is_file()]
     if missing:
@@ -128,7 +142,13 @@ def process(args: argparse.Namespace) -> int:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else (lambda _line: None)
     with LocalRuntime(_options(args, api_port=0, aws_port=0, log=log)) as runtime:
         ok = process_files(
-            runtime.api_url, args.files, args.out, as_json=args.json, formats=args.format, edits=_edits(args)
+            runtime.api_url,
+            args.files,
+            args.out,
+            as_json=args.json,
+            formats=args.format,
+            edits=_edits(args),
+            token=runtime.token(CLI_OWNER),
         )
     return 0 if ok else 1
 
@@ -142,7 +162,23 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=3000, help="HTTP API port (default 3000)")
     serve_parser.add_argument("--aws-port", type=int, default=4566, help="AWS endpoint port (default 4566)")
+    serve_parser.add_argument(
+        "--open", action="store_true", help="serve requests without a token as the owner 'local' (no 401)"
+    )
     serve_parser.set_defaults(run=serve)
+
+    token_parser = commands.add_parser("token", help="print a bearer token for the local runtime's API")
+    token_parser.add_argument("--sub", required=True, help="the owner the token speaks for")
+    token_parser.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="a scope to grant (repeatable; default: the EditScope, imgflow/edit); --scope '' grants none",
+    )
+    token_parser.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token_parser.add_argument("--template", type=Path, help="the SAM template (default: ./template.yaml)")
+    token_parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE")
+    token_parser.set_defaults(run=token)
 
     process_parser = commands.add_parser("process", help="upload files through the local system and save the results")
     _add_runtime_options(process_parser)

@@ -29,9 +29,10 @@ class UploadRefusedError(Exception):
 
 
 class ApiClient:
-    def __init__(self, api_url: str) -> None:
+    def __init__(self, api_url: str, token: str | None = None) -> None:
         self.api_url = api_url.rstrip("/")
         self.http = requests.Session()
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def create_upload(
         self, path: Path, formats: list[str] | None = None, edits: list[dict[str, Any]] | None = None
@@ -42,7 +43,7 @@ class ApiClient:
             body["variants"] = {"formats": formats}
         if edits:
             body["edits"] = edits
-        response = self.http.post(f"{self.api_url}/uploads", json=body, timeout=30)
+        response = self.http.post(f"{self.api_url}/uploads", json=body, headers=self._auth, timeout=30)
         if response.status_code in {400, 413}:
             raise UploadRefusedError(response.json()["error"])
         response.raise_for_status()
@@ -57,7 +58,7 @@ class ApiClient:
         params: dict[str, int] = {"wait": wait} if wait else {}
         if since is not None:
             params["since"] = since
-        response = self.http.get(f"{self.api_url}/jobs/{job_id}", params=params, timeout=wait + 30)
+        response = self.http.get(f"{self.api_url}/jobs/{job_id}", params=params, headers=self._auth, timeout=wait + 30)
         response.raise_for_status()
         view: View = response.json()
         return view
@@ -134,8 +135,9 @@ def process_files(
     as_json: bool,
     formats: list[str] | None,
     edits: list[dict[str, Any]] | None = None,
+    token: str | None = None,
 ) -> bool:
-    client = ApiClient(api_url)
+    client = ApiClient(api_url, token)
     folders = result_folders(files, out)
     with ThreadPoolExecutor(max_workers=4) as pool:
         views = list(

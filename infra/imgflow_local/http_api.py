@@ -9,16 +9,19 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from imgflow_local.auth import JwtAuthorizer, UnauthorizedError, gateway_claims, token_scopes
 from imgflow_local.functions import LocalFunction
 from imgflow_local.stack import HttpApiSpec, HttpRoute
 from imgflow_local.template import ACCOUNT_ID
 
+# The owner of tokenless requests when the runtime runs open (`imgflow serve --open`).
+OPEN_OWNER = "local"
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
@@ -50,10 +53,15 @@ class HttpApiApp:
         self,
         routes: Iterable[BoundRoute],
         cors: HttpApiSpec,
+        authorizers: Mapping[str, JwtAuthorizer],
         extra: dict[str, Callable[[Request], Response]] | None = None,
+        open_access: bool = False,
     ) -> None:
         self._routes = list(routes)
         self._cors = cors
+        self._authorizers = authorizers
+        # `imgflow serve --open`: a request without a token is served as the owner OPEN_OWNER.
+        self._open_access = open_access
         # Local-only pages (the demo page, the step log) answer before the API's routes.
         self._extra = extra or {}
 
@@ -74,9 +82,32 @@ class HttpApiApp:
                 return self._invoke(bound, match.groupdict(), request)
         return Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
 
+    def _authorize(self, bound: BoundRoute, request: Request) -> dict[str, Any] | Response | None:
+        """The authorizer's part of the event, or the 401/403 API Gateway answers instead of the function."""
+        if bound.route.authorizer is None:
+            return None
+        header = request.headers.get("Authorization")
+        if header is None and self._open_access:
+            claims: dict[str, Any] = {"sub": OPEN_OWNER, "scope": " ".join(bound.route.scopes)}
+        else:
+            try:
+                claims = self._authorizers[bound.route.authorizer].authorize(header)
+            except UnauthorizedError as refused:
+                return _unauthorized(str(refused), has_token=bool(header))
+        scopes = token_scopes(claims)
+        if bound.route.scopes and not set(bound.route.scopes) & set(scopes):
+            return _json_response(403, {"message": "Forbidden"})
+        return {"jwt": {"claims": gateway_claims(claims), "scopes": scopes or None}}
+
     def _invoke(self, bound: BoundRoute, path_parameters: dict[str, str], request: Request) -> Response:
+        authorizer = self._authorize(bound, request)
+        if isinstance(authorizer, Response):
+            return authorizer
+        event = self._event(bound, path_parameters, request)
+        if authorizer is not None:
+            event["requestContext"]["authorizer"] = authorizer
         try:
-            result = bound.function.invoke(self._event(bound, path_parameters, request))
+            result = bound.function.invoke(event)
         except Exception:
             # What API Gateway answers when the integration fails or times out.
             return Response(
@@ -135,10 +166,24 @@ class HttpApiApp:
         if "*" not in self._cors.cors_origins and origin not in self._cors.cors_origins:
             return
         response.headers["Access-Control-Allow-Origin"] = "*" if "*" in self._cors.cors_origins else origin
+        if self._cors.cors_expose_headers:
+            response.headers["Access-Control-Expose-Headers"] = ",".join(self._cors.cors_expose_headers)
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = ",".join(self._cors.cors_methods)
             response.headers["Access-Control-Allow-Headers"] = ",".join(self._cors.cors_headers)
             response.headers["Access-Control-Max-Age"] = str(self._cors.cors_max_age)
+
+
+def _json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json", headers=dict(headers or {}))
+
+
+def _unauthorized(reason: str, has_token: bool) -> Response:
+    """API Gateway's 401 (`message`, `WWW-Authenticate` as RFC 6750 puts it), with our error shape beside it."""
+    description = reason.replace('"', "'")
+    challenge = f'Bearer error="invalid_token", error_description="{description}"' if has_token else "Bearer"
+    body = {"message": "Unauthorized", "error": {"code": "unauthorized", "message": reason}}
+    return _json_response(401, body, {"WWW-Authenticate": challenge})
 
 
 def _to_response(result: Any) -> Response:

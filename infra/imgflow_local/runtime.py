@@ -19,18 +19,21 @@ import boto3
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from imgflow_local.auth import JwtAuthorizer, LocalIssuer
 from imgflow_local.front_door import FrontDoorServer, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction
 from imgflow_local.http_api import HttpApiApp, bind
 from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
 from imgflow_local.sqs_poller import SqsPoller
-from imgflow_local.stack import FunctionSpec, LocalStack
+from imgflow_local.stack import LOCAL_PARAMETERS, FunctionSpec, HttpApiSpec, LocalStack
 
 REGION = "us-east-1"
 # The emulator's credentials: the front door verifies presigned POSTs with this secret, as S3 would with yours.
 ACCESS_KEY_ID = "imgflow-local"
 SECRET_ACCESS_KEY = "imgflow-local-secret"
 STATIC = Path(__file__).parent / "static"
+# Whom the demo page signs in as.
+DEMO_OWNER = "demo"
 
 
 def free_port() -> int:
@@ -38,6 +41,14 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def issue_token(stack: LocalStack, issuer: LocalIssuer, sub: str, scopes: list[str] | None, ttl: int) -> str:
+    """A bearer token of the local issuer for the stack's API; by default with the scope AI edits need."""
+    audience = next(iter(stack.http_api().authorizers.values())).audiences[0]
+    if scopes is None:
+        scopes = [stack.resolver.ref("EditScope")]
+    return LocalIssuer(issuer.private_key, audience=audience).token(sub, scopes=scopes, ttl=ttl)
 
 
 @dataclass
@@ -52,6 +63,8 @@ class RuntimeOptions:
     # Run every `rate(...)` schedule this often instead (seconds); None keeps the template's rate.
     schedule_interval: int | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
+    # Serve tokenless requests as the owner "local" instead of answering 401 (tokens are still checked).
+    open_access: bool = False
     # Containers per function when the template reserves no concurrency for it (Lambda would scale
     # to the account's limit; a laptop cannot): beyond it, invocations wait for a free container.
     max_containers: int = 10
@@ -62,6 +75,7 @@ class LocalRuntime:
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options
         self.stack = LocalStack(options.template, REGION, parameter_overrides=options.parameters)
+        self.issuer = LocalIssuer.load()
         self.functions: dict[str, LocalFunction] = {}
         self.lifecycle_events: list[dict[str, Any]] = []
         self.api_url = ""
@@ -69,6 +83,7 @@ class LocalRuntime:
         self._emulator: Any = None
         self._front_door: FrontDoorServer | None = None
         self._api_server: BaseWSGIServer | None = None
+        self._api_app: HttpApiApp | None = None
         self._pollers: list[SqsPoller] = []
         self._schedules: list[ScheduledInvoker] = []
         self._stopped = threading.Event()
@@ -80,6 +95,7 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         # The step log says what happened; per-request access lines from the servers would drown it.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._bind_api()
         self._start_aws()
         session = boto3.session.Session(region_name=REGION)
         self.stack.create(session)
@@ -105,7 +121,9 @@ class LocalRuntime:
     def stop(self) -> None:
         self._stopped.set()
         if self._api_server:
-            self._api_server.shutdown()
+            if self._api_app is not None:
+                self._api_server.shutdown()
+            self._api_server.server_close()
         for poller in self._pollers:
             poller.stop()
         for schedule in self._schedules:
@@ -212,21 +230,69 @@ class LocalRuntime:
         thread.start()
         self._threads.append(thread)
 
-    def _start_api(self) -> None:
-        routes = [bind(route, function) for function in self.functions.values() for route in function.spec.routes]
-        app = HttpApiApp(
-            routes, self.stack.http_api(), extra={"/": self._demo_page, "/_local/events": self._events_page}
+    def _bind_api(self) -> None:
+        """Take the API's port first: the demo page's origin must be among the template's allowed origins."""
+        self._api_server = make_server(self.options.host, self.options.api_port, self._serve_api, threaded=True)
+        port = self._api_server.server_port
+        self.api_url = f"http://{self.options.host}:{port}"
+        declared = self.options.parameters.get("AllowedOrigin") or LOCAL_PARAMETERS["AllowedOrigin"]
+        own = {self.api_url, f"http://localhost:{port}"} if self.options.host == "127.0.0.1" else {self.api_url}
+        origins = [origin for origin in declared.split(",") if origin] + sorted(own - set(declared.split(",")))
+        self.stack = LocalStack(
+            self.options.template,
+            REGION,
+            parameter_overrides={**self.options.parameters, "AllowedOrigin": ",".join(origins)},
         )
-        self._api_server = make_server(self.options.host, self.options.api_port, app, threaded=True)
-        self.api_url = f"http://{self.options.host}:{self._api_server.server_port}"
+
+    def _serve_api(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self._api_app is None:
+            return Response("starting", status=503)(environ, start_response)
+        return self._api_app(environ, start_response)
+
+    def _authorizers(self, api: HttpApiSpec) -> dict[str, JwtAuthorizer]:
+        authorizers = {}
+        for name, spec in api.authorizers.items():
+            if spec.issuer != self.issuer.issuer:
+                raise ValueError(
+                    f"authorizer {name}: the local runtime verifies tokens of its own issuer ({self.issuer.issuer}), "
+                    f"not of {spec.issuer}; leave JwtIssuer unset locally and use `imgflow token`"
+                )
+            authorizers[name] = JwtAuthorizer.for_local_issuer(self.issuer, spec.audiences)
+        return authorizers
+
+    def _start_api(self) -> None:
+        assert self._api_server is not None
+        routes = [bind(route, function) for function in self.functions.values() for route in function.spec.routes]
+        api = self.stack.http_api()
+        self._api_app = HttpApiApp(
+            routes,
+            api,
+            self._authorizers(api),
+            extra={
+                "/": self._demo_page,
+                "/_local/events": self._events_page,
+                "/.well-known/jwks.json": self._jwks,
+            },
+            open_access=self.options.open_access,
+        )
         thread = threading.Thread(target=self._api_server.serve_forever, name="http-api", daemon=True)
         thread.start()
         self._threads.append(thread)
 
     # --- local-only pages --------------------------------------------------------------------------
 
+    def token(self, sub: str, scopes: list[str] | None = None, ttl: int = 3600) -> str:
+        return issue_token(self.stack, self.issuer, sub, scopes, ttl)
+
     def _demo_page(self, _: Request) -> Response:
-        return Response((STATIC / "index.html").read_bytes(), content_type="text/html; charset=utf-8")
+        # The page signs in as the local user `demo`: its token comes with the page, as an app's login would.
+        page = (STATIC / "index.html").read_text()
+        meta = f'<meta name="imgflow-token" content="{self.token(DEMO_OWNER, ttl=12 * 3600)}">'
+        page = page.replace("<head>", f"<head>\n{meta}", 1)
+        return Response(page, content_type="text/html; charset=utf-8")
+
+    def _jwks(self, _: Request) -> Response:
+        return Response(json.dumps(self.issuer.jwks()), content_type="application/json")
 
     def _events_page(self, request: Request) -> Response:
         job_id = request.args.get("job_id")

@@ -15,7 +15,16 @@ from typing import Any
 
 import boto3
 
+from imgflow_local.auth import LOCAL_AUDIENCE, LOCAL_ISSUER
 from imgflow_local.template import ACCOUNT_ID, Resolver, load_template, parameter_defaults
+
+# What the local stack takes where the template wants a deployment's own values: the local runtime is
+# the token issuer, and a page on this machine is the web app (the runtime adds its own demo page).
+LOCAL_PARAMETERS = {
+    "JwtIssuer": LOCAL_ISSUER,
+    "JwtAudience": LOCAL_AUDIENCE,
+    "AllowedOrigin": "http://localhost:5173",
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,9 @@ class ScheduleSource:
 class HttpRoute:
     method: str
     path: str  # API Gateway syntax: /jobs/{job_id}
+    # The JWT authorizer that guards the route (the API's default unless the route says NONE).
+    authorizer: str | None = None
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,11 +68,19 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class JwtAuthorizerSpec:
+    issuer: str
+    audiences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class HttpApiSpec:
     cors_origins: tuple[str, ...]
     cors_methods: tuple[str, ...]
     cors_headers: tuple[str, ...]
     cors_max_age: int
+    cors_expose_headers: tuple[str, ...] = ()
+    authorizers: Mapping[str, JwtAuthorizerSpec] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,12 +94,16 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self.template = load_template(self.template_path)
+        declared = self.template.get("Parameters", {})
+        local_defaults = {name: value for name, value in LOCAL_PARAMETERS.items() if name in declared}
         self.resolver = Resolver(
             stack_name=self.stack_name,
             region=self.region,
-            parameters=parameter_defaults(self.template, self.parameter_overrides),
+            parameters=parameter_defaults(self.template, {**local_defaults, **self.parameter_overrides}),
             physical_id=self.physical_id,
             attribute=self.attribute,
+            conditions=self.template.get("Conditions", {}),
+            list_parameters=frozenset(n for n, spec in declared.items() if spec["Type"] == "CommaDelimitedList"),
         )
 
     # --- naming ------------------------------------------------------------------------------------
@@ -90,7 +114,12 @@ class LocalStack:
         return resources
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
-        return {name: spec for name, spec in self.resources.items() if spec["Type"] == resource_type}
+        """The resources of a type that this stack has (a false `Condition` leaves a resource out)."""
+        return {
+            name: spec
+            for name, spec in self.resources.items()
+            if spec["Type"] == resource_type and ("Condition" not in spec or self.resolver.condition(spec["Condition"]))
+        }
 
     def properties(self, logical_id: str) -> dict[str, Any]:
         properties: dict[str, Any] = self.resources[logical_id].get("Properties", {})
@@ -172,7 +201,16 @@ class LocalStack:
                         )
                     )
                 elif event["Type"] == "HttpApi":
-                    routes.append(HttpRoute(method=event_props["Method"].upper(), path=event_props["Path"]))
+                    auth = event_props.get("Auth", {})
+                    authorizer = auth.get("Authorizer", self._default_authorizer())
+                    routes.append(
+                        HttpRoute(
+                            method=event_props["Method"].upper(),
+                            path=event_props["Path"],
+                            authorizer=None if authorizer in {None, "NONE"} else authorizer,
+                            scopes=tuple(auth.get("AuthorizationScopes", ())),
+                        )
+                    )
                 elif event["Type"] == "Schedule":
                     schedules.append(ScheduleSource(name=event_name, expression=event_props["Schedule"]))
             specs.append(
@@ -193,14 +231,33 @@ class LocalStack:
             )
         return specs
 
-    def http_api(self) -> HttpApiSpec:
+    def _http_api_properties(self) -> dict[str, Any]:
         apis = self.of_type("AWS::Serverless::HttpApi")
-        cors = self.resolver.resolve(next(iter(apis.values())).get("Properties", {}).get("CorsConfiguration", {}))
+        properties: dict[str, Any] = next(iter(apis.values())).get("Properties", {})
+        return properties
+
+    def _default_authorizer(self) -> str | None:
+        default: str | None = self._http_api_properties().get("Auth", {}).get("DefaultAuthorizer")
+        return default
+
+    def http_api(self) -> HttpApiSpec:
+        properties = self._http_api_properties()
+        cors = self.resolver.resolve(properties.get("CorsConfiguration", {}))
+        authorizers = self.resolver.resolve(properties.get("Auth", {}).get("Authorizers", {}))
         return HttpApiSpec(
             cors_origins=tuple(cors.get("AllowOrigins", [])),
             cors_methods=tuple(cors.get("AllowMethods", [])),
             cors_headers=tuple(cors.get("AllowHeaders", [])),
             cors_max_age=int(cors.get("MaxAge", 0)),
+            cors_expose_headers=tuple(cors.get("ExposeHeaders", [])),
+            authorizers={
+                name: JwtAuthorizerSpec(
+                    issuer=authorizer["JwtConfiguration"]["issuer"],
+                    audiences=tuple(authorizer["JwtConfiguration"]["audience"]),
+                )
+                for name, authorizer in authorizers.items()
+                if "JwtConfiguration" in authorizer
+            },
         )
 
     # --- creation ----------------------------------------------------------------------------------

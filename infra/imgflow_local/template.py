@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 ACCOUNT_ID = "123456789012"
+# What `!Ref AWS::NoValue` resolves to: the property or list item is left out.
+NO_VALUE: Any = object()
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -50,6 +52,10 @@ class Resolver:
     parameters: Mapping[str, str]
     physical_id: Callable[[str], str]
     attribute: Callable[[str, str], str]
+    # The template's Conditions, evaluated on use by Fn::If.
+    conditions: Mapping[str, Any] = field(default_factory=dict)
+    # Parameters of type CommaDelimitedList: a Ref to one is a list.
+    list_parameters: frozenset[str] = frozenset()
     pseudo: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,22 +67,48 @@ class Resolver:
             "AWS::URLSuffix": "amazonaws.com",
         }
 
-    def ref(self, name: str) -> str:
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.pseudo:
             return self.pseudo[name]
+        if name in self.list_parameters:
+            return [item.strip() for item in self.parameters[name].split(",")]
         if name in self.parameters:
             return self.parameters[name]
         return self.physical_id(name)
 
+    def condition(self, name: str) -> bool:
+        return bool(self._evaluate(self.conditions[name]))
+
+    def _evaluate(self, expression: Any) -> Any:
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((key, argument),) = expression.items()
+            if key == "Fn::Equals":
+                left, right = (self.resolve(item) for item in argument)
+                return left == right
+            if key == "Fn::Not":
+                return not self._evaluate(argument[0])
+            if key == "Fn::And":
+                return all(self._evaluate(item) for item in argument)
+            if key == "Fn::Or":
+                return any(self._evaluate(item) for item in argument)
+            if key == "Condition":
+                return self.condition(argument)
+        return self.resolve(expression)
+
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            return [item for item in (self.resolve(item) for item in value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, argument),) = value.items()
             if key == "Ref":
                 return self.ref(argument)
+            if key == "Fn::If":
+                name, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(name) else when_false)
             if key == "Fn::GetAtt":
                 logical, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
                 return self.attribute(logical, attribute)
@@ -85,7 +117,8 @@ class Resolver:
             if key == "Fn::Join":
                 separator, items = argument
                 return separator.join(str(item) for item in self.resolve(items))
-        return {key: self.resolve(item) for key, item in value.items()}
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
 
     def _sub(self, argument: str | list[Any]) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], self.resolve(argument[1]))

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -29,7 +30,8 @@ import requests
 from botocore.config import Config
 from PIL import Image
 
-from imgflow_local.runtime import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+from imgflow_local.auth import LocalIssuer
+from imgflow_local.runtime import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, issue_token
 from imgflow_local.stack import LocalStack
 
 if TYPE_CHECKING:
@@ -50,6 +52,11 @@ LONG_POLL_SECONDS = 20
 JOB_SECONDS = 120
 
 T = TypeVar("T")
+# Whom the tests' requests speak for unless a test names another owner.
+DEFAULT_OWNER = "e2e"
+APP_ORIGIN = "https://app.example.com"
+# The local issuer's key for this test session only: `imgflow serve` and the tests share it.
+os.environ.setdefault("IMGFLOW_HOME", tempfile.mkdtemp(prefix="imgflow-home-"))
 
 
 def imgflow_command() -> list[str]:
@@ -148,6 +155,7 @@ class Pipeline:
     s3: S3Client = field(init=False)
     sqs: SQSClient = field(init=False)
     jobs_table: Table = field(init=False)
+    _tokens: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         # Names come from template.yaml, read the way the runtime reads it: nothing is written twice.
@@ -181,13 +189,23 @@ class Pipeline:
 
     # --- the HTTP API, as a web app uses it ----------------------------------------------------------
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", HTTP_TIMEOUT)
-        return requests.request(method, f"{self.api_url}{path}", **kwargs)
+    def token(self, sub: str = DEFAULT_OWNER, scopes: list[str] | None = None, ttl: int = 3600) -> str:
+        """A bearer token of the runtime's local issuer, as `imgflow token` prints one."""
+        return issue_token(self.stack, LocalIssuer.load(), sub, scopes, ttl)
 
-    def create_upload(self, filename: str, content_type: str, size: int, **extra: Any) -> requests.Response:
+    def api(self, method: str, path: str, *, owner: str | None = DEFAULT_OWNER, **kwargs: Any) -> requests.Response:
+        """A request to the API as `owner` (a token of theirs with every scope), or with no token (None)."""
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        headers = dict(kwargs.pop("headers", None) or {})
+        if owner is not None:
+            headers.setdefault("Authorization", f"Bearer {self._tokens.setdefault(owner, self.token(owner))}")
+        return requests.request(method, f"{self.api_url}{path}", headers=headers, **kwargs)
+
+    def create_upload(
+        self, filename: str, content_type: str, size: int, owner: str = DEFAULT_OWNER, **extra: Any
+    ) -> requests.Response:
         body = {"filename": filename, "content_type": content_type, "size": size, **extra}
-        return self.api("POST", "/uploads", json=body)
+        return self.api("POST", "/uploads", json=body, owner=owner)
 
     def post_form(
         self,
@@ -206,35 +224,35 @@ class Pipeline:
             upload["url"], data=form, files={"file": (filename, data)}, headers=headers, timeout=HTTP_TIMEOUT * 2
         )
 
-    def upload(self, filename: str, data: bytes, content_type: str, **extra: Any) -> Upload:
+    def upload(self, filename: str, data: bytes, content_type: str, owner: str = DEFAULT_OWNER, **extra: Any) -> Upload:
         """Ask for an upload and send the file with the presigned POST; both must be accepted."""
-        response = self.create_upload(filename, content_type, len(data), **extra)
+        response = self.create_upload(filename, content_type, len(data), owner=owner, **extra)
         assert response.status_code == 201, f"POST /uploads for {filename}: {response.status_code} {response.text}"
         created: dict[str, Any] = response.json()
         posted = self.post_form(created, data, filename)
         assert posted.status_code == 204, f"S3 refused the upload of {filename}: {posted.status_code} {posted.text}"
         return Upload(created["job_id"], created, posted)
 
-    def job(self, job_id: str, **params: Any) -> requests.Response:
+    def job(self, job_id: str, owner: str = DEFAULT_OWNER, **params: Any) -> requests.Response:
         wait = float(params.get("wait", 0))
-        return self.api("GET", f"/jobs/{job_id}", params=params, timeout=wait + HTTP_TIMEOUT)
+        return self.api("GET", f"/jobs/{job_id}", params=params, timeout=wait + HTTP_TIMEOUT, owner=owner)
 
-    def view(self, job_id: str) -> dict[str, Any]:
-        response = self.job(job_id)
+    def view(self, job_id: str, owner: str = DEFAULT_OWNER) -> dict[str, Any]:
+        response = self.job(job_id, owner)
         assert response.status_code == 200, f"GET /jobs/{job_id}: {response.status_code} {response.text}"
         view: dict[str, Any] = response.json()
         return view
 
-    def wait_for_job(self, job_id: str, timeout: float = JOB_SECONDS) -> JobWatch:
+    def wait_for_job(self, job_id: str, timeout: float = JOB_SECONDS, owner: str = DEFAULT_OWNER) -> JobWatch:
         """Long-poll the job as a client does (`?wait=&since=`) until it ends; every view seen is kept."""
         deadline = time.monotonic() + timeout
-        views = [self.view(job_id)]
+        views = [self.view(job_id, owner)]
         while views[-1]["status"] not in TERMINAL:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 pytest.fail(f"job {job_id} did not end within {timeout:.0f} s; last view: {views[-1]}")
             wait = max(1, min(LONG_POLL_SECONDS, int(remaining)))
-            response = self.job(job_id, wait=wait, since=views[-1]["version"])
+            response = self.job(job_id, owner, wait=wait, since=views[-1]["version"])
             assert response.status_code == 200, f"GET /jobs/{job_id}: {response.status_code} {response.text}"
             views.append(response.json())
         return JobWatch(views)
@@ -320,7 +338,13 @@ class Pipeline:
 @contextmanager
 def run_imgflow_server(*extra_args: str) -> Iterator[Pipeline]:
     """`imgflow serve` on free ports, in its own process, stopped with SIGTERM (then killed) at the end."""
-    command = [*imgflow_command(), "serve", "--port", "0", "--aws-port", "0", "--retry-delay", "1", *extra_args]
+    command = [
+        *imgflow_command(),
+        *("serve", "--port", "0", "--aws-port", "0", "--retry-delay", "1"),
+        # The web app the CORS tests play; the runtime adds its own demo page's origin.
+        *("--parameter", f"AllowedOrigin={APP_ORIGIN}"),
+        *extra_args,
+    ]
     process = subprocess.Popen(
         command,
         cwd=ROOT,

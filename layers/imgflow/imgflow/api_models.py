@@ -206,6 +206,28 @@ class JobView(ApiModel):
     error: JobError | None = None
 
 
+class JobList(ApiModel):
+    """One page of the caller's jobs, newest first; `next_cursor` continues it (absent at the end)."""
+
+    jobs: list[JobView]
+    next_cursor: str | None = None
+
+
+class QuotaView(ApiModel):
+    name: str
+    limit: int
+    used: int
+    remaining: int
+    window_seconds: int
+    per_owner: bool
+    resets_at: str
+
+
+class QuotaReport(ApiModel):
+    owner: str
+    quotas: list[QuotaView]
+
+
 class ErrorBody(ApiModel):
     code: str
     message: str

@@ -41,6 +41,7 @@ PROCESSING_ONLY = frozenset({JobStatus.PROCESSING})
 EDIT_RUNNABLE = frozenset({JobStatus.PROCESSING, JobStatus.SUCCEEDED, JobStatus.FAILED})
 EDITABLE = EDIT_RUNNABLE | {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}
 AWAITING_UPLOAD_INDEX = "awaiting-upload-index"
+OWNER_INDEX = "owner-index"
 _AWAITING_SHARD = "awaiting_upload_shard"
 # S3 sequencers are hex strings of varying length: right-padded they compare as the S3 docs prescribe.
 _SEQUENCER_WIDTH = 64
@@ -69,6 +70,48 @@ class JobStore:
         if job is None:
             raise JobNotFoundError(job_id)
         return job
+
+    def list_for_owner(
+        self, owner: str, limit: int, after: Mapping[str, Any] | None = None, status: JobStatus | None = None
+    ) -> tuple[list[Job], dict[str, Any] | None]:
+        """One page of the owner's jobs, newest first, and the key to continue after (None at the end).
+
+        A status filter applies after the page is read, as DynamoDB filters do: a page may hold fewer than
+        `limit` jobs (even none) while more follow."""
+        arguments: dict[str, Any] = {
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": {":owner": owner},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after:
+            arguments["ExclusiveStartKey"] = dict(after)
+        if status is not None:
+            arguments["FilterExpression"] = "#status = :status"
+            arguments["ExpressionAttributeNames"]["#status"] = "status"
+            arguments["ExpressionAttributeValues"][":status"] = status.value
+        response = self._table.query(**arguments)
+        jobs = [Job.model_validate(item) for item in response.get("Items", [])]
+        return jobs, response.get("LastEvaluatedKey")
+
+    def delete(self, job_id: str, owner: str) -> Job | None:
+        """Remove the job's item; the job as it was, or None when it is not there (or not the owner's)."""
+        try:
+            response = self._table.delete_item(
+                Key={"pk": job_id},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": owner},
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        item = response.get("Attributes")
+        return Job.model_validate(item) if item else None
 
     # --- creation ----------------------------------------------------------------------------------
 

@@ -13,6 +13,22 @@ def upload_key(job_id: str) -> str:
     return f"{UPLOAD_PREFIX}{job_id}/original"
 
 
+def upload_prefix(job_id: str) -> str:
+    """Every object of one job in the uploads bucket."""
+    return f"{UPLOAD_PREFIX}{job_id}/"
+
+
+def job_prefix(job_id: str) -> str:
+    """Every object of one job in the media bucket: variants, edits, their text."""
+    return f"jobs/{job_id}/"
+
+
+def original_key(job_id: str) -> str:
+    """The accepted original, copied to the media bucket at acceptance: every later read of the job's image
+    reads it here, as the upload key can be written again (a presigned form stays valid) or be gone."""
+    return f"jobs/{job_id}/original"
+
+
 def variant_key(job_id: str, preset: str, fmt: OutputFormat) -> str:
     return f"jobs/{job_id}/variants/{preset}.{fmt}"
 

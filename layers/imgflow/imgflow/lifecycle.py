@@ -88,6 +88,13 @@ class JobExpired(LifecycleDetail):
     detail_type = "Job Expired"
 
 
+class JobDeleted(LifecycleDetail):
+    """The owner deleted the job: its original and every result are gone. `status` is the last one it had;
+    `version` is one past its last, so the deletion orders after every earlier event."""
+
+    detail_type = "Job Deleted"
+
+
 DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (
     JobAccepted,
     JobRejected,
@@ -95,6 +102,7 @@ DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (
     JobSucceeded,
     JobFailed,
     JobExpired,
+    JobDeleted,
     EditSucceeded,
     EditFailed,
 )
@@ -122,6 +130,10 @@ def job_settled(job: Job) -> JobSucceeded | JobFailed:
 
 def job_expired(job: Job) -> JobExpired:
     return JobExpired.model_validate(_common(job))
+
+
+def job_deleted(job: Job) -> JobDeleted:
+    return JobDeleted.model_validate({**_common(job), "version": job.version + 1})
 
 
 def edit_finished(job: Job, edit_id: str) -> EditSucceeded | EditFailed:

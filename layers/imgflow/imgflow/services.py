@@ -103,6 +103,7 @@ def edit_service() -> EditService:
 @lru_cache(maxsize=1)
 def uploads_service() -> UploadsService:
     from imgflow.queues import TaskQueue
+    from imgflow.quotas import QuotaStore
     from imgflow.uploads import UploadsService
 
     settings = get_settings()
@@ -112,6 +113,7 @@ def uploads_service() -> UploadsService:
         settings=settings,
         events=publisher(),
         edit_queue=TaskQueue(aws.sqs(), settings.edit_queue_url),
+        quota_store=QuotaStore(aws.dynamodb().Table(settings.jobs_table)),
     )
 
 

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     edit_retry_base_seconds: Annotated[float, Field(gt=0)] = 10.0
     edit_retry_cap_seconds: Annotated[float, Field(gt=0, le=43200)] = 900.0
 
+    # Owners and their limits (the api function). Windows are fixed UTC clock hours and days.
+    edit_scope: str = "imgflow/edit"
+    uploads_per_hour_per_owner: Annotated[int, Field(ge=1)] = 100
+    uploads_per_day_per_owner: Annotated[int, Field(ge=1)] = 1000
+    upload_bytes_per_day_per_owner: Annotated[int, Field(ge=1)] = 5 * 2**30
+    ai_edits_per_day_per_owner: Annotated[int, Field(ge=0)] = 100
+    ai_edits_per_day_total: Annotated[int, Field(ge=0)] = 2000
+
     @field_validator("variant_presets", mode="before")
     @classmethod
     def _parse_presets(cls, raw: object) -> object:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -21,10 +24,11 @@ from imgflow.api_models import (
 )
 from imgflow.errors import ImgflowError, JobNotFoundError, TransitionRejectedError
 from imgflow.job_store import EDIT_RUNNABLE, JobStore, open_tasks
-from imgflow.keys import upload_key
-from imgflow.lifecycle import EventPublisher, job_expired
+from imgflow.keys import job_prefix, upload_key, upload_prefix
+from imgflow.lifecycle import EventPublisher, job_deleted, job_expired
 from imgflow.models import Edit, EditMessage, Job, JobStatus, Task, TaskStatus, edit_task_name
 from imgflow.queues import TaskQueue
+from imgflow.quotas import Quotas, QuotaStore, QuotaUse
 from imgflow.settings import Settings
 from imgflow.storage import ObjectStorage
 
@@ -49,8 +53,47 @@ class ChainTooLongError(ImgflowError):
     pass
 
 
+class ForbiddenError(ImgflowError):
+    """The caller's token does not grant what the request asks for (a scope it lacks)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sends a request, as the authorizer verified it: the token's `sub` and its scopes."""
+
+    owner: str
+    scopes: frozenset[str] = frozenset()
+
+
 class JobNotEditableError(ImgflowError):
     pass
+
+
+class InvalidCursorError(InvalidUploadRequestError):
+    pass
+
+
+def encode_cursor(last_key: dict[str, object]) -> str:
+    """An opaque cursor: the page's last key, which the owner index needs to continue."""
+    return base64.urlsafe_b64encode(json.dumps(last_key, default=str).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, owner: str) -> dict[str, object]:
+    """The key a cursor holds, if it is one of ours and for this owner's jobs (anything else is a 400)."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidCursorError("cursor: not a cursor this API gave out") from None
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"pk", "owner", "created_at"}
+        or key["owner"] != owner
+        or not isinstance(key["pk"], str)
+        or not isinstance(key["created_at"], int | str)
+    ):
+        raise InvalidCursorError("cursor: not a cursor this API gave out")
+    key["created_at"] = int(key["created_at"])
+    return key
 
 
 def new_edit_id() -> str:
@@ -68,6 +111,7 @@ class UploadsService:
     settings: Settings
     events: EventPublisher
     edit_queue: TaskQueue
+    quota_store: QuotaStore
     sleep: Callable[[float], None] = field(default=time.sleep)
     monotonic: Callable[[], float] = field(default=time.monotonic)
 
@@ -124,6 +168,56 @@ class UploadsService:
         self._check_presets(request)
         if len(request.edits) > s.max_edits_per_request:
             raise InvalidUploadRequestError(f"edits: at most {s.max_edits_per_request} edits per request")
+
+    # --- owners and their limits --------------------------------------------------------------------
+
+    @property
+    def quotas(self) -> Quotas:
+        return Quotas.from_settings(self.settings)
+
+    def charge_uploads(self, caller: Caller, requests: Sequence[UploadRequest]) -> list[QuotaUse]:
+        """Check the caller may ask this, and charge its quotas: before any job exists."""
+        ai_edits = sum(1 for request in requests for edit in request.edits if edit.spec().kind != "recipe")
+        self._require_edit_scope(caller, ai_edits)
+        charges = self.quotas.for_uploads(len(requests), sum(request.size for request in requests), ai_edits)
+        return self.quota_store.charge(caller.owner, charges)
+
+    def charge_edit(self, caller: Caller, job_id: str, request: AddEditRequest) -> list[QuotaUse]:
+        self.get_job(job_id, caller.owner)  # another owner's job is a 404 before anything is charged
+        ai_edits = 0 if request.spec().kind == "recipe" else 1
+        self._require_edit_scope(caller, ai_edits)
+        return self.quota_store.charge(caller.owner, self.quotas.for_ai_edits(ai_edits))
+
+    def quota_usage(self, owner: str) -> list[QuotaUse]:
+        return self.quota_store.usage(owner, self.quotas.all())
+
+    def _require_edit_scope(self, caller: Caller, ai_edits: int) -> None:
+        if ai_edits and self.settings.edit_scope not in caller.scopes:
+            raise ForbiddenError(
+                f"AI edits (prompts, translations) need a token with the scope {self.settings.edit_scope}; "
+                "recipes of operations do not"
+            )
+
+    # --- the owner's jobs ----------------------------------------------------------------------------
+
+    def list_jobs(
+        self, owner: str, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> tuple[list[Job], str | None]:
+        after = decode_cursor(cursor, owner) if cursor else None
+        jobs, last = self.store.list_for_owner(owner, limit, after, status)
+        now = self.store.now()
+        # Past their retention, jobs are gone even before TTL removes them.
+        return [job for job in jobs if job.expires_at >= now], encode_cursor(last) if last else None
+
+    def delete_job(self, job_id: str, owner: str) -> None:
+        """Remove the job and every object of it; a job that is not there (deleted already) is a 404."""
+        job = self.store.delete(job_id, owner)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        # The item goes first, so no task can record new results; then the objects, all of them.
+        self.storage.delete_prefix(self.settings.uploads_bucket, upload_prefix(job_id))
+        self.storage.delete_prefix(self.settings.media_bucket, job_prefix(job_id))
+        self.events.publish(job_deleted(job))
 
     def add_edit(
         self, job_id: str, owner: str, request: AddEditRequest, status_url: Callable[[str], str]
