@@ -201,7 +201,7 @@ def local_runtime() -> None:
         pids = own + [pid for function in runtime.functions.values() for pid in function.pids()]
         rss, pss = _memory_mb(pids)
         api_rss, api_pss = _memory_mb(api.pids()[1:])
-        print(f"  with ApiFunction at its default limit ({api.containers} containers): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
+        print(f"  with ApiFunction at its limit ({api.containers} containers): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
         print(f"    of which its containers: RSS {api_rss:.0f} MB, PSS {api_pss:.0f} MB")
 
 
