@@ -39,6 +39,8 @@ def _ingest_once() -> Any:
     def ingest_once(source: SourceObject) -> dict[str, str | None]:
         result = ingest_service().ingest(source)
         logger.info("ingested", extra={"job_id": result.job_id, "outcome": result.outcome, "key": source.key})
+        if result.warning:
+            logger.warning(result.warning, extra={"job_id": result.job_id, "key": source.key, "etag": source.etag})
         metrics.add_metric(name=f"Ingest_{result.outcome}", unit="Count", value=1)
         return {"outcome": result.outcome, "job_id": result.job_id}
 

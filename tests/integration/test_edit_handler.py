@@ -37,6 +37,7 @@ from integration.helpers import (
     get_job_event,
     lifecycle_events,
     photo_with_metadata,
+    put_upload,
     reported_failures,
     sqs_event,
     stored_job,
@@ -271,6 +272,25 @@ def test_given_a_recipe_when_its_edit_runs_then_the_stored_webp_has_exactly_the_
 
     assert stored_job(aws, job_id).status is JobStatus.SUCCEEDED
     assert detail_types(lifecycle_events(aws, job_id)) == ["Variants Ready", "Job Succeeded"]
+
+
+def test_given_the_upload_key_written_again_after_acceptance_when_a_recipe_runs_then_it_edits_the_accepted_image(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    original = HOPPER.read_bytes()
+    job_id, key, _ = accepted_api_job(aws, lambda_context, original, edits=[{"operations": RECIPE}])
+    edit_id = only_edit(stored_job(aws, job_id))
+    # The presigned form used again after acceptance, before ingest has removed what it wrote.
+    put_upload(aws, key, b"<!doctype html><title>not an image</title>", "image/jpeg")
+
+    failures = run_edit_event(edit_event(job_id, edit_id), lambda_context)
+
+    assert failures == []
+    job = stored_job(aws, job_id)
+    assert job.tasks[edit_task_name(edit_id)].status is TaskStatus.SUCCEEDED
+    result = job.edits[edit_id].result
+    assert result is not None
+    assert_same_pixels(decoded(media_bytes(aws, result.key)), expected_recipe(original, RECIPE))
 
 
 def test_given_a_crop_outside_the_image_when_its_edit_runs_then_it_fails_at_once_with_the_reason(

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from typing import Any
 
 import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from PIL import Image
 
+import edit_handler
 import ingest_handler
 import variants_handler
 from imgflow import aws as clients
-from imgflow.models import ImageInfo, JobStatus, TaskStatus, VariantsMessage
+from imgflow.models import ImageInfo, JobStatus, TaskStatus, VariantsMessage, edit_task_name
 from integration.helpers import (
     BAD_INPUTS,
     HOPPER,
@@ -47,6 +53,26 @@ def last_attempt(aws: EmulatedAws) -> int:
 
 def fan_out(aws: EmulatedAws) -> list[VariantsMessage]:
     return [VariantsMessage.model_validate_json(message["Body"]) for message in aws.drain("VariantsQueue")]
+
+
+def frozen_key(job_id: str) -> str:
+    """Where ingest freezes a job's accepted original in the media bucket."""
+    return f"jobs/{job_id}/original"
+
+
+def frozen_original(aws: EmulatedAws, job_id: str) -> tuple[bytes, str]:
+    response = aws.client("s3").get_object(Bucket=aws.media_bucket, Key=frozen_key(job_id))
+    return response["Body"].read(), response["ContentType"]
+
+
+def upload_keys(aws: EmulatedAws) -> list[str]:
+    listed = aws.client("s3").list_objects_v2(Bucket=aws.uploads_bucket).get("Contents", [])
+    return sorted(item["Key"] for item in listed)
+
+
+def media_keys(aws: EmulatedAws) -> list[str]:
+    listed = aws.client("s3").list_objects_v2(Bucket=aws.media_bucket).get("Contents", [])
+    return sorted(item["Key"] for item in listed)
 
 
 def api_upload(aws: EmulatedAws, context: FakeLambdaContext, data: bytes | None = None) -> tuple[str, str, str]:
@@ -96,7 +122,10 @@ def test_given_an_api_job_and_its_upload_when_ingested_then_it_is_processing_wit
     assert (job.source.bucket, job.source.key, job.source.size) == (aws.uploads_bucket, key, HOPPER_SIZE)
     assert job.tasks["variants"].status is TaskStatus.PENDING
     assert job.error is None
-    assert fan_out(aws) == [VariantsMessage(job_id=job_id, bucket=aws.uploads_bucket, key=key, etag=etag)]
+    assert fan_out(aws) == [VariantsMessage(job_id=job_id, bucket=aws.media_bucket, key=frozen_key(job_id))]
+    # The validated bytes are frozen, labelled by what they are, and the upload key is released.
+    assert frozen_original(aws, job_id) == (HOPPER.read_bytes(), "image/jpeg")
+    assert upload_keys(aws) == []
     events = lifecycle_events(aws)
     assert detail_types(events) == ["Job Accepted"]
     detail = events[0]["detail"]
@@ -192,7 +221,7 @@ def test_given_a_drop_when_the_notifications_the_bucket_sent_are_delivered_twice
     assert job.source is not None
     assert (job.source.key, job.source.sequencer) == (key, None)
     assert job.status is JobStatus.PROCESSING
-    assert [message.key for message in fan_out(aws)] == [key]
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id)]
 
 
 def test_given_a_drop_when_its_fan_out_message_is_handled_then_the_job_succeeds(
@@ -235,7 +264,7 @@ def test_given_a_form_encoded_key_when_ingested_then_the_job_names_the_decoded_k
     assert job.source.key == key
     assert job.status is JobStatus.PROCESSING
     assert job.filename == key.rsplit("/", 1)[-1]
-    assert [message.key for message in fan_out(aws)] == [key]
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id)]
 
 
 def test_given_a_key_with_dot_dot_segments_when_ingested_then_nothing_is_read_and_no_job_is_made(
@@ -343,7 +372,7 @@ def test_given_a_notification_with_two_records_when_ingested_then_each_object_ge
     assert sorted(job.source.key for job in jobs if job.source) == keys
     assert {job.status for job in jobs} == {JobStatus.PROCESSING}
     assert len({job.job_id for job in jobs}) == 2
-    assert sorted(message.key for message in fan_out(aws)) == keys
+    assert sorted(message.key for message in fan_out(aws)) == sorted(frozen_key(job.job_id) for job in jobs)
     assert detail_types(lifecycle_events(aws)) == ["Job Accepted", "Job Accepted"]
 
 
@@ -364,7 +393,7 @@ def test_given_a_batch_with_poison_messages_when_ingested_then_only_the_poison_o
     assert job.source is not None
     assert job.source.key == key
     assert job.status is JobStatus.PROCESSING
-    assert [message.key for message in fan_out(aws)] == [key]
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id)]
 
 
 # --- bad images dropped straight into the bucket -------------------------------------------------------
@@ -483,6 +512,7 @@ def test_given_an_accepted_api_job_when_its_key_is_overwritten_then_the_job_keep
 ) -> None:
     data = HOPPER.read_bytes()
     job_id, key, etag = accepted_api_job(aws, lambda_context, data)
+    before = stored_job(aws, job_id)
     other = (BAD_INPUTS / "hopper.png").read_bytes()
     newer_etag = put_upload(aws, key, other, "image/png")
 
@@ -490,7 +520,159 @@ def test_given_an_accepted_api_job_when_its_key_is_overwritten_then_the_job_keep
 
     assert failures == []
     job = stored_job(aws, job_id)
-    assert job.status == "processing"
+    assert job == before
     assert job.source is not None
     assert job.source.etag == etag
     assert aws.drain("VariantsQueue") == []  # no second fan-out for an object the job never accepted
+    assert upload_keys(aws) == []  # even a valid image is removed: the job accepted another one
+    assert frozen_original(aws, job_id) == (data, "image/jpeg")
+
+
+# --- the accepted original is frozen -------------------------------------------------------------------
+
+
+def test_given_an_accepted_upload_when_its_form_writes_html_over_it_then_it_is_removed_and_results_use_the_image(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The presigned form stays valid for minutes after the upload was accepted, and S3 takes any bytes
+    # that fit its policy: here an HTML page, under the content type the form pins.
+    data = HOPPER.read_bytes()
+    created = create_api_job(
+        lambda_context,
+        {
+            "filename": "hopper.jpg",
+            "content_type": "image/jpeg",
+            "size": len(data),
+            "edits": [{"operations": [{"op": "grayscale"}]}],
+        },
+    )
+    job_id, key = created["job_id"], created["upload"]["fields"]["key"]
+    accepted_etag = put_upload(aws, key, data)
+    assert ingest(upload_notification(aws, key, accepted_etag, len(data)), lambda_context) == []
+    accepted = stored_job(aws, job_id)
+    assert accepted.status is JobStatus.PROCESSING
+    variants_fan_out, edits_fan_out = aws.drain("VariantsQueue"), aws.drain("EditQueue")
+    assert (len(variants_fan_out), len(edits_fan_out)) == (1, 1)
+    lifecycle_events(aws)
+    html = b"<!doctype html><html><body><script>alert(document.domain)</script></body></html>"
+    html_etag = put_upload(aws, key, html, "image/jpeg")
+
+    with caplog.at_level(logging.WARNING):
+        failures = ingest(upload_notification(aws, key, html_etag, len(html)), lambda_context)
+
+    assert failures == []
+    assert stored_job(aws, job_id) == accepted  # not a field, not a version changed
+    assert upload_keys(aws) == []
+    assert aws.drain("VariantsQueue") == aws.drain("EditQueue") == []
+    assert lifecycle_events(aws) == []
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert [getattr(record, "job_id", None) for record in warnings] == [job_id]
+
+    assert reported_failures(variants_handler.lambda_handler, as_lambda_event(variants_fan_out), lambda_context) == []
+    assert reported_failures(edit_handler.lambda_handler, as_lambda_event(edits_fan_out), lambda_context) == []
+
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.SUCCEEDED
+    assert sorted(job.variants) == ["full_webp", "large_webp", "small_webp", "thumb_webp"]
+    [edit_id] = job.edits
+    assert job.tasks[edit_task_name(edit_id)].status is TaskStatus.SUCCEEDED
+    result = job.edits[edit_id].result
+    assert result is not None
+    s3 = aws.client("s3")
+    with Image.open(io.BytesIO(s3.get_object(Bucket=aws.media_bucket, Key=result.key)["Body"].read())) as edited:
+        assert edited.size == (128, 128)  # hopper's, decoded from the bytes ingest validated
+        red, green, blue = edited.convert("RGB").split()
+        assert red.tobytes() == green.tobytes() == blue.tobytes()
+    thumb = job.variants["thumb_webp"]
+    with Image.open(io.BytesIO(s3.get_object(Bucket=aws.media_bucket, Key=thumb.key)["Body"].read())) as variant:
+        assert (variant.format, variant.size) == ("WEBP", (128, 128))
+
+
+def test_given_the_acceptance_was_cut_short_after_the_upload_was_released_when_retried_then_it_completes(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    job_id, key, etag = api_upload(aws, lambda_context)
+    event = upload_notification(aws, key, etag, HOPPER_SIZE)
+    with throttled(clients.events(), "put_events", code="ThrottlingException", status=400):
+        assert ingest(event, lambda_context) == [event["Records"][0]["messageId"]]
+    assert upload_keys(aws) == []  # released before the announcement failed
+    fan_out(aws)
+
+    retried = ingest(with_receive_count(event, 2), lambda_context)
+
+    assert retried == []
+    assert stored_job(aws, job_id).status is JobStatus.PROCESSING
+    assert fan_out(aws) == [VariantsMessage(job_id=job_id, bucket=aws.media_bucket, key=frozen_key(job_id))]
+    assert detail_types(lifecycle_events(aws, job_id)) == ["Job Accepted"]
+    assert frozen_original(aws, job_id) == (HOPPER.read_bytes(), "image/jpeg")
+
+
+def test_given_the_upload_is_replaced_between_validation_and_freezing_when_ingested_then_it_is_not_accepted(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    # S3 compares the eTag in the copy itself: the bytes validated are the bytes frozen, or nothing is.
+    job_id, key, etag = api_upload(aws, lambda_context)
+    data = HOPPER.read_bytes()
+    with Stubber(clients.s3()) as s3:
+        s3.add_response(
+            "get_object",
+            {"Body": StreamingBody(io.BytesIO(data), len(data)), "ContentLength": len(data)},
+            {"Bucket": aws.uploads_bucket, "Key": key, "IfMatch": etag},
+        )
+        s3.add_client_error(
+            "copy_object",
+            service_error_code="PreconditionFailed",
+            http_status_code=412,
+            expected_params={
+                "Bucket": aws.media_bucket,
+                "Key": frozen_key(job_id),
+                "CopySource": {"Bucket": aws.uploads_bucket, "Key": key},
+                "CopySourceIfMatch": f'"{etag}"',
+                "MetadataDirective": "REPLACE",
+                "ContentType": "image/jpeg",
+                "CacheControl": "public, max-age=31536000, immutable",
+                "TaggingDirective": "REPLACE",
+            },
+        )
+
+        failures = ingest(upload_notification(aws, key, etag, HOPPER_SIZE), lambda_context)
+
+        s3.assert_no_pending_responses()
+    assert failures == []
+    # The newer write's own event carries the job on.
+    assert stored_job(aws, job_id).status is JobStatus.VALIDATING
+    assert fan_out(aws) == []
+    assert lifecycle_events(aws) == []
+    assert media_keys(aws) == []
+
+
+def test_given_removing_an_overwrite_keeps_failing_when_its_last_attempt_fails_then_the_job_is_unchanged(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    job_id, key, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    before = stored_job(aws, job_id)
+    lifecycle_events(aws)
+    html = b"<html></html>"
+    event = upload_notification(aws, key, put_upload(aws, key, html), len(html), receive_count=last_attempt(aws))
+
+    with throttled(clients.s3(), "delete_object"):
+        failures = ingest(event, lambda_context)
+
+    assert failures == [event["Records"][0]["messageId"]]  # retried, then kept in the dead-letter queue
+    assert stored_job(aws, job_id) == before
+    assert lifecycle_events(aws) == []
+
+
+def test_given_a_drop_when_accepted_then_its_original_is_frozen_and_the_dropped_object_stays_where_it_was(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    key = "uploads/partner/hopper.jpg"
+    etag = put_upload(aws, key, HOPPER)
+
+    assert ingest(upload_notification(aws, key, etag, HOPPER_SIZE), lambda_context) == []
+
+    [job] = stored_jobs(aws)
+    assert job.status is JobStatus.PROCESSING
+    assert frozen_original(aws, job.job_id) == (HOPPER.read_bytes(), "image/jpeg")
+    # Its key is its owner's, not the job's: a later write there is a drop with a job of its own.
+    assert upload_keys(aws) == [key]

@@ -61,7 +61,8 @@ def test_given_an_accepted_job_when_its_variants_message_is_handled_then_every_p
     failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
 
     assert failures == []
-    assert media_keys(aws) == sorted(f"jobs/{job_id}/variants/{preset}.webp" for preset in PRESETS)
+    variant_keys = [f"jobs/{job_id}/variants/{preset}.webp" for preset in PRESETS]
+    assert media_keys(aws) == sorted([f"jobs/{job_id}/original", *variant_keys])
     for preset, long_edge in PRESETS.items():
         data, content_type = media_object(aws, f"jobs/{job_id}/variants/{preset}.webp")
         assert content_type == "image/webp"
@@ -113,13 +114,13 @@ def test_given_a_succeeded_job_when_its_variants_message_is_redelivered_then_not
 def test_given_a_corrupt_original_when_its_variants_are_made_then_the_job_fails_at_once_without_a_retry(
     aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
 ) -> None:
-    job_id, key, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
-    # The original at the key is now a truncated JPEG, and the message names exactly that object.
+    job_id, key, etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    # Ingest froze bytes it validated; should the frozen original still not decode, a retry would not help.
     truncated = HOPPER.read_bytes()[: len(HOPPER.read_bytes()) // 2]
-    corrupt_etag = put_upload(aws, key, truncated)
+    aws.client("s3").put_object(Bucket=aws.media_bucket, Key=f"jobs/{job_id}/original", Body=truncated)
     lifecycle_events(aws)
 
-    failures = make_variants(variants_message_event(aws, job_id, key, corrupt_etag), lambda_context)
+    failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
 
     assert failures == []  # permanent: a retry would meet the same bytes
     job = stored_job(aws, job_id)
@@ -131,26 +132,28 @@ def test_given_a_corrupt_original_when_its_variants_are_made_then_the_job_fails_
     assert task.error is not None
     assert task.error.code == "corrupt_image"
     assert task.attempts == 1
-    assert media_keys(aws) == []
+    assert media_keys(aws) == [f"jobs/{job_id}/original"]
     events = lifecycle_events(aws, job_id)
     assert detail_types(events) == ["Job Failed"]
     assert events[0]["detail"]["error"]["code"] == "corrupt_image"
 
 
-def test_given_the_original_was_overwritten_after_acceptance_when_variants_run_then_the_task_fails_as_mismatch(
+def test_given_the_upload_key_was_written_again_after_acceptance_when_variants_run_then_they_use_the_accepted_image(
     aws: EmulatedAws, lambda_context: FakeLambdaContext
 ) -> None:
     job_id, key, accepted_etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
-    put_upload(aws, key, (HOPPER.parent / "hopper.png").read_bytes(), "image/png")
+    # The form used again, before ingest has removed what it wrote; the message names the upload key, as
+    # those queued before originals were frozen do.
+    put_upload(aws, key, b"<!doctype html><title>not an image</title>", "image/jpeg")
 
     failures = make_variants(variants_message_event(aws, job_id, key, accepted_etag), lambda_context)
 
     assert failures == []
     job = stored_job(aws, job_id)
-    assert job.status is JobStatus.FAILED
-    assert job.error is not None
-    assert job.error.code == "upload_mismatch"
-    assert media_keys(aws) == []
+    assert job.status is JobStatus.SUCCEEDED
+    data, _ = media_object(aws, f"jobs/{job_id}/variants/thumb.webp")
+    with Image.open(io.BytesIO(data)) as image:
+        assert (image.format, image.size) == ("WEBP", (128, 128))
 
 
 def test_given_s3_throttles_when_variants_run_then_the_message_is_retried_and_the_job_keeps_processing(
@@ -209,8 +212,8 @@ def test_given_webp_and_avif_asked_at_upload_when_variants_run_then_every_preset
     failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
 
     assert failures == []
-    expected = sorted(f"jobs/{job_id}/variants/{preset}.{fmt}" for preset in PRESETS for fmt in ("webp", "avif"))
-    assert media_keys(aws) == expected
+    expected = [f"jobs/{job_id}/variants/{preset}.{fmt}" for preset in PRESETS for fmt in ("webp", "avif")]
+    assert media_keys(aws) == sorted([f"jobs/{job_id}/original", *expected])
     for fmt, pillow_format in (("webp", "WEBP"), ("avif", "AVIF")):
         data, content_type = media_object(aws, f"jobs/{job_id}/variants/thumb.{fmt}")
         assert content_type == f"image/{fmt}"

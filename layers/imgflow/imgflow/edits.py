@@ -19,7 +19,7 @@ from PIL import Image
 from imgflow.errors import EditError, ImageRejectedError, TransitionRejectedError
 from imgflow.imaging import inspect_image, load_normalized, resize_to_long_edge
 from imgflow.job_store import EDIT_RUNNABLE, JobStore
-from imgflow.keys import edit_key, edit_text_key
+from imgflow.keys import edit_key, edit_text_key, original_key
 from imgflow.lifecycle import EventPublisher, edit_finished
 from imgflow.models import (
     Edit,
@@ -210,10 +210,11 @@ class EditService:
             data = self.storage.read(self.settings.media_bucket, parent.result.key, max_bytes=_MAX_EDIT_BYTES)
             limits = replace(self.settings.image_limits, max_bytes=_MAX_EDIT_BYTES)
         else:
-            if job.source is None:
-                raise EditError("edit_failed", "the job has no uploaded image to edit")
+            if job.image is None:
+                raise EditError("edit_failed", "the job has no accepted image to edit")
+            # The copy ingest froze at acceptance: the upload key may be gone, or hold what a reused form wrote.
             data = self.storage.read(
-                job.source.bucket, job.source.key, max_bytes=self.settings.max_upload_bytes, etag=job.source.etag
+                self.settings.media_bucket, original_key(job.job_id), max_bytes=self.settings.max_upload_bytes
             )
             limits = self.settings.image_limits
         # Recipes work on the image at the size the job view shows, so their coordinates mean what the

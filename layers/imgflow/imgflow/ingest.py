@@ -2,6 +2,10 @@
 
 Called once per S3 record. Redelivered notifications are filtered before this (idempotency on the
 object's identity); what remains here is ordering (sequencers), safety of keys and validation by bytes.
+
+Acceptance freezes the image: the validated object is copied to the media bucket (`original_key`), and
+everything after reads that copy. An API upload's key is then released (deleted): its presigned form stays
+valid for minutes and can write the key again, and such a later write is removed and never changes the job.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from imgflow.errors import ErrorCode, ImageRejectedError, TransitionRejectedError
+from imgflow.errors import ErrorCode, ImageRejectedError, TransientError, TransitionRejectedError
 from imgflow.imaging import inspect_image
 from imgflow.job_store import JobStore, open_tasks
-from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key
+from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key, original_key, upload_key
 from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected, job_settled
 from imgflow.models import (
     ANONYMOUS,
@@ -45,12 +49,15 @@ class IngestOutcome(StrEnum):
     UNSAFE_KEY = "unsafe_key"
     STALE = "stale"
     ALREADY_STARTED = "already_started"
+    OVERWRITE_REMOVED = "overwrite_removed"
 
 
 @dataclass(frozen=True)
 class IngestResult:
     outcome: IngestOutcome
     job_id: str | None = None
+    # What an operator should hear of although the outcome is fine (an abuse, a leftover): logged as a warning.
+    warning: str | None = None
 
 
 def drop_job_id(source: SourceObject) -> str:
@@ -83,12 +90,8 @@ class IngestService:
         if source.sequencer and not self.store.claim_object(source.bucket, source.key, source.sequencer, job_id):
             return IngestResult(IngestOutcome.STALE, job_id)
         job = existing or self._create_drop_job(job_id, source)
-        if job.status is JobStatus.PROCESSING and job.source is not None and _same_write(job.source, source):
-            # A retry after a failure between accepting and announcing: fan out and announce again. Variants
-            # are idempotent and consumers drop the repeated event by its job_id and version.
-            self._fan_out(job)
-            self.events.publish(job_accepted(job))
-            return IngestResult(IngestOutcome.ACCEPTED, job.job_id)
+        if job.image is not None:
+            return self._after_acceptance(job, source)
         if job.status not in {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}:
             return IngestResult(IngestOutcome.ALREADY_STARTED, job.job_id)
         try:
@@ -101,6 +104,9 @@ class IngestService:
         """End the job of `source` as failed after its last attempt, so that no job stays unfinished."""
         job = self._find_job(source)
         if job is None or job.status.is_terminal:
+            return None
+        if job.image is not None and (job.source is None or not _same_write(job.source, source)):
+            # A later write to an accepted job's key: failing to remove it is no failure of the job.
             return None
         try:
             failed = self.store.fail(job.job_id, JobError(code="internal_error", message=reason))
@@ -116,6 +122,17 @@ class IngestService:
                 source.bucket, source.key, max_bytes=self.settings.max_upload_bytes, etag=source.etag
             )
             image = inspect_image(data, self.settings.image_limits)
+            # Freeze exactly the object just validated (S3 checks its eTag in the copy); a redelivery copies
+            # the same bytes again.
+            self.storage.copy(
+                source.bucket,
+                source.key,
+                self.settings.media_bucket,
+                original_key(job.job_id),
+                etag=source.etag,
+                version_id=source.version_id,
+                content_type=f"image/{image.format.lower()}",
+            )
         except ObjectChangedError as change:
             if not change.deleted and job.job_id != drop_job_id(source):
                 # An API job's key was written again: the newer write's event carries this same job on.
@@ -127,9 +144,49 @@ class IngestService:
         except ImageRejectedError as rejection:
             return self._reject(job, rejection.code, rejection.message)
         accepted = self.store.accept(job.job_id, image, {VARIANTS_TASK: Task()})
+        warning = self._release_upload(accepted, source)
         self._fan_out(accepted)
         self.events.publish(job_accepted(accepted))
-        return IngestResult(IngestOutcome.ACCEPTED, job.job_id)
+        return IngestResult(IngestOutcome.ACCEPTED, job.job_id, warning)
+
+    def _after_acceptance(self, job: Job, source: SourceObject) -> IngestResult:
+        """An event for the key of a job that has accepted its image: the accepted write again, or a later one."""
+        if job.source is not None and _same_write(job.source, source):
+            outcome = IngestOutcome.ALREADY_STARTED
+            if job.status is JobStatus.PROCESSING:
+                # A retry after a failure between accepting and announcing: fan out and announce again.
+                # Variants are idempotent and consumers drop the repeated event by its job_id and version.
+                outcome = IngestOutcome.ACCEPTED
+                self._fan_out(job)
+                self.events.publish(job_accepted(job))
+            # The upload may be gone already: the frozen copy was made before the job was accepted.
+            return IngestResult(outcome, job.job_id, self._release_upload(job, source))
+        # Only an API job's key can get here (a drop's later write is a drop of its own): its form was used
+        # again. S3 never sends a notification for the object it replaced, so this is the one chance to
+        # remove what was written; a TransientError retries it through the queue, and never fails the job.
+        removed = self.storage.delete(source.bucket, source.key, etag=source.etag, version_id=source.version_id)
+        what = "removed" if removed else "already gone or written again (that write's own event removes it)"
+        return IngestResult(
+            IngestOutcome.OVERWRITE_REMOVED,
+            job.job_id,
+            f"a write to the upload key of an accepted job, which keeps the image it accepted: {what}",
+        )
+
+    def _release_upload(self, job: Job, source: SourceObject) -> str | None:
+        """Delete an accepted API upload (never a later write to its key); a warning when it could not be.
+
+        A drop's object is left where its owner put it: its key is not the job's, a later write to it is a
+        drop of its own, and a new object with the same bytes could not be told from it by its eTag.
+        """
+        if source.key != upload_key(job.job_id):
+            return None
+        try:
+            self.storage.delete(source.bucket, source.key, etag=source.etag, version_id=source.version_id)
+        except TransientError as error:
+            # Nothing reads the upload after acceptance and the bucket's lifecycle expires it: not worth
+            # a retry that could end the job failed.
+            return f"the accepted upload was left in the uploads bucket: {error.message}"
+        return None
 
     def _reject(self, job: Job, code: ErrorCode, message: str) -> IngestResult:
         rejected = self.store.reject(job.job_id, JobError(code=code, message=message), open_tasks(job))
@@ -155,7 +212,7 @@ class IngestService:
         if job.source is None:
             raise ValueError(f"job {job.job_id} has no source object to fan out")
         self.variants_queue.send(
-            VariantsMessage(job_id=job.job_id, bucket=job.source.bucket, key=job.source.key, etag=job.source.etag)
+            VariantsMessage(job_id=job.job_id, bucket=self.settings.media_bucket, key=original_key(job.job_id))
         )
         # Edits on the original start now; edits on edits start when their parent succeeds.
         for edit in job.edits.values():

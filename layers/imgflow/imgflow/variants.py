@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from imgflow.errors import ImageRejectedError, TransitionRejectedError
 from imgflow.imaging import load_normalized, placeholder, render_variant
 from imgflow.job_store import JobStore
-from imgflow.keys import variant_key
+from imgflow.keys import original_key, variant_key
 from imgflow.lifecycle import EventPublisher, job_settled, variants_ready
 from imgflow.models import (
     Job,
@@ -57,8 +57,10 @@ class VariantsService:
             return self.finish(job.job_id, JobError(code="internal_error", message="no variant preset matches the job"))
         self.store.start_task(job.job_id, TASK, "decoding", 5)
         try:
+            # The copy ingest froze at acceptance, whatever the message names: one queued before originals
+            # were frozen names the upload key, which a reused form may have written since.
             data = self.storage.read(
-                message.bucket, message.key, max_bytes=self.settings.max_upload_bytes, etag=message.etag
+                self.settings.media_bucket, original_key(job.job_id), max_bytes=self.settings.max_upload_bytes
             )
             return self._render_all(job, data)
         except ImageRejectedError as rejection:
