@@ -33,6 +33,8 @@ from imgflow.settings import Settings
 from imgflow.storage import ObjectStorage
 
 MAX_WAIT_SECONDS = 20
+# Job ids are 32 hex digits (uploads) or derived from the object (drops): far shorter than this.
+_MAX_JOB_ID_LENGTH = 128
 # An upload that starts just before its policy expires may take a while to land and be noticed.
 _EXPIRY_GRACE_SECONDS = 300
 
@@ -94,6 +96,12 @@ def decode_cursor(cursor: str, owner: str) -> dict[str, object]:
         raise InvalidCursorError("cursor: not a cursor this API gave out")
     key["created_at"] = int(key["created_at"])
     return key
+
+
+def _check_job_id(job_id: str) -> None:
+    if len(job_id) > _MAX_JOB_ID_LENGTH:
+        # No job has such an id, and DynamoDB refuses keys past 2 KB with an error (a 500) rather than a miss.
+        raise JobNotFoundError(job_id[:_MAX_JOB_ID_LENGTH] + "...")
 
 
 def new_edit_id() -> str:
@@ -211,6 +219,7 @@ class UploadsService:
 
     def delete_job(self, job_id: str, owner: str) -> None:
         """Remove the job and every object of it; a job that is not there (deleted already) is a 404."""
+        _check_job_id(job_id)
         job = self.store.delete(job_id, owner)
         if job is None:
             raise JobNotFoundError(job_id)
@@ -302,6 +311,7 @@ class UploadsService:
             )
 
     def get_job(self, job_id: str, owner: str) -> Job:
+        _check_job_id(job_id)
         job = self.store.get(job_id)
         # Another owner's job, or one past its retention (TTL deletes lazily), is simply not there.
         if job is None or job.owner != owner or job.expires_at < self.store.now():
