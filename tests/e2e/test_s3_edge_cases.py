@@ -5,6 +5,7 @@ poison message that must end in the dead-letter queue while other uploads go on.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import uuid
@@ -18,6 +19,7 @@ from urllib.parse import quote_plus
 
 import pytest
 import requests
+from PIL import Image
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
@@ -34,6 +36,7 @@ LIMIT = 50_000
 APP_ORIGIN = "https://app.example.com"
 OTHER_ORIGIN = "https://elsewhere.example.net"
 DEAD_LETTER_SECONDS = 60
+EDIT_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +198,48 @@ def test_a_file_of_another_size_than_announced_is_rejected_as_upload_mismatch(pi
     view = pipeline.wait_for_job(created["job_id"]).final
     assert view["status"] == "rejected", view
     assert view["error"]["code"] == "upload_mismatch"
+
+
+# --- a form used again after its upload was accepted -----------------------------------------------
+
+
+def test_a_form_used_again_after_the_job_succeeded_changes_nothing_the_job_serves_or_edits(pipeline: Pipeline) -> None:
+    upload = pipeline.upload("hopper.jpg", HOPPER, "image/jpeg")
+    done = pipeline.wait_for_job(upload.job_id).final
+    assert done["status"] == "succeeded", done
+    # The form stays valid for minutes, and S3 stores whatever fits its policy: the key, the type, the size.
+    page = b"<!doctype html><html><body><script>alert(document.domain)</script></body></html>"
+    reused = pipeline.post_form(upload.created, page, "page.html")
+    assert reused.status_code == 204, reused.text
+
+    pipeline.eventually(
+        lambda: stored_keys(pipeline, upload.key) == [],
+        30,
+        lambda: f"{upload.key} still holds the bytes of the reused form",
+    )
+    pipeline.wait_until_idle("IngestQueue")
+    view = pipeline.view(upload.job_id)
+    assert (view["status"], view["version"], view["image"]) == ("succeeded", done["version"], done["image"])
+
+    added = pipeline.api("POST", f"/jobs/{upload.job_id}/edits", json={"operations": [{"op": "grayscale"}]})
+    assert added.status_code == 202, added.text
+    edit_id = added.json()["edit_id"]
+
+    def finished() -> dict[str, Any] | None:
+        [edit] = [edit for edit in pipeline.view(upload.job_id)["edits"] if edit["edit_id"] == edit_id]
+        return edit if edit["status"] in {"succeeded", "failed"} else None
+
+    edit = pipeline.eventually(finished, EDIT_SECONDS, lambda: f"edit {edit_id} of {upload.job_id} did not finish")
+    assert edit["status"] == "succeeded", edit
+    with Image.open(io.BytesIO(pipeline.download(edit["url"]).content)) as edited:
+        assert edited.size == (128, 128)  # hopper's: the bytes the job accepted, not the page
+        red, green, blue = edited.convert("RGB").split()
+        assert red.tobytes() == green.tobytes() == blue.tobytes()
+    final = pipeline.view(upload.job_id)
+    assert (final["status"], final["image"]) == ("succeeded", done["image"])
+    kinds = [event["detail-type"] for event in pipeline.events(upload.job_id)]
+    assert not {"Job Rejected", "Job Failed"} & set(kinds), kinds
+    assert stored_keys(pipeline, upload.key) == []
 
 
 # --- CORS when one origin is allowed ----------------------------------------------------------------
