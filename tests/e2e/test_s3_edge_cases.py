@@ -21,12 +21,16 @@ import pytest
 import requests
 from PIL import Image
 
+from imgflow.models import ANONYMOUS
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
     from e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
+# Objects dropped straight into the bucket belong to this owner (no token made them).
+DROP_OWNER = ANONYMOUS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HOPPER = (FIXTURES / "images" / "bad-inputs" / "hopper.jpg").read_bytes()
@@ -300,7 +304,7 @@ def test_the_uploads_bucket_lets_the_allowed_origin_read_its_answer(limited: Pip
 def test_a_direct_drop_gets_a_job_of_its_own_that_succeeds(pipeline: Pipeline, key: str) -> None:
     pipeline.drop(key, HOPPER)
     job = pipeline.wait_for_drop_job(key)
-    view = pipeline.wait_for_job(job["job_id"]).final
+    view = pipeline.wait_for_job(job["job_id"], owner=DROP_OWNER).final
     assert view["status"] == "succeeded", view
     assert view["filename"] == key.rsplit("/", 1)[-1]
     assert sorted(variant["preset"] for variant in view["variants"]) == ["full", "large", "small", "thumb"]
@@ -310,7 +314,7 @@ def test_a_direct_drop_gets_a_job_of_its_own_that_succeeds(pipeline: Pipeline, k
 def test_an_empty_direct_drop_is_rejected_as_empty_file(pipeline: Pipeline) -> None:
     key = unique_key("empty.jpg")
     pipeline.drop(key, b"")
-    view = pipeline.wait_for_job(pipeline.wait_for_drop_job(key)["job_id"]).final
+    view = pipeline.wait_for_job(pipeline.wait_for_drop_job(key)["job_id"], owner=DROP_OWNER).final
     assert view["status"] == "rejected", view
     assert view["error"]["code"] == "empty_file"
 
@@ -321,7 +325,7 @@ def test_an_object_outside_the_upload_prefix_starts_no_job(pipeline: Pipeline) -
     # Dropped after it, a sentinel shows that ingest has had its chance at the first one.
     sentinel = unique_key("sentinel.jpg")
     pipeline.drop(sentinel, HOPPER)
-    pipeline.wait_for_job(pipeline.wait_for_drop_job(sentinel)["job_id"])
+    pipeline.wait_for_job(pipeline.wait_for_drop_job(sentinel)["job_id"], owner=DROP_OWNER)
     pipeline.wait_until_idle("IngestQueue")
     assert stored_keys(pipeline, outside) == [outside]
     assert pipeline.jobs_for_key(outside) == []
@@ -334,7 +338,7 @@ def test_a_notification_delivered_again_makes_no_second_job(pipeline: Pipeline) 
     key = unique_key("twice.jpg")
     pipeline.drop(key, HOPPER)
     job = pipeline.wait_for_drop_job(key)
-    pipeline.wait_for_job(job["job_id"])
+    pipeline.wait_for_job(job["job_id"], owner=DROP_OWNER)
     pipeline.wait_for_events(job["job_id"], {"Job Accepted", "Job Succeeded"})
     # Redeliveries of the emulator's own notification: same object, size and eTag, and (as the emulator
     # sends it) no sequencer.
@@ -347,7 +351,7 @@ def test_a_notification_delivered_again_makes_no_second_job(pipeline: Pipeline) 
     assert [found["job_id"] for found in pipeline.jobs_for_key(key)] == [job["job_id"]]
     kinds = [event["detail-type"] for event in pipeline.events(job["job_id"])]
     assert kinds.count("Job Accepted") == 1, kinds
-    assert pipeline.view(job["job_id"])["status"] == "succeeded"
+    assert pipeline.view(job["job_id"], owner=DROP_OWNER)["status"] == "succeeded"
 
 
 def test_two_copies_of_a_notification_with_its_sequencer_make_one_job(pipeline: Pipeline) -> None:
@@ -355,7 +359,7 @@ def test_two_copies_of_a_notification_with_its_sequencer_make_one_job(pipeline: 
     key = unique_key("copies.jpg")
     pipeline.drop(key, HOPPER)
     first = pipeline.wait_for_drop_job(key)
-    pipeline.wait_for_job(first["job_id"])
+    pipeline.wait_for_job(first["job_id"], owner=DROP_OWNER)
     # The emulator's notification (no sequencer) made the job above; S3's copies name the write by its
     # sequencer, so they make one more job between them, never two.
     sequencer = "0055AED6DCD90281E5"
@@ -366,7 +370,7 @@ def test_two_copies_of_a_notification_with_its_sequencer_make_one_job(pipeline: 
 
     from_copies = [job for job in pipeline.jobs_for_key(key) if job["source"].get("sequencer") == sequencer]
     assert len(from_copies) == 1, [job["job_id"] for job in from_copies]
-    view = pipeline.wait_for_job(from_copies[0]["job_id"]).final
+    view = pipeline.wait_for_job(from_copies[0]["job_id"], owner=DROP_OWNER).final
     assert view["status"] == "succeeded", view
     events = pipeline.wait_for_events(view["job_id"], {"Job Accepted", "Job Succeeded"})
     kinds = [event["detail-type"] for event in events]
@@ -391,7 +395,10 @@ def test_a_poison_message_ends_in_the_dead_letter_queue_while_uploads_go_on(pipe
 
     key = unique_key("meanwhile.jpg")
     pipeline.drop(key, HOPPER)
-    assert pipeline.wait_for_job(pipeline.wait_for_drop_job(key)["job_id"]).final["status"] == "succeeded"
+    assert (
+        pipeline.wait_for_job(pipeline.wait_for_drop_job(key)["job_id"], owner=DROP_OWNER).final["status"]
+        == "succeeded"
+    )
 
     dead_letters = pipeline.queue_url("IngestDeadLetterQueue")
 

@@ -2,9 +2,9 @@
 
 Windows are fixed UTC clock windows (an hour from :00, a day from 00:00 UTC), so a client can tell
 when one resets. Each counter is an item of JobsTable (`pk` = `quota#<scope>#<name>#<window start>`,
-removed by TTL a day after its window ends). All counters a request uses are charged in one
-DynamoDB transaction of conditional `ADD`s: either every counter has room and all grow, or none
-does; there is no read-then-write, so concurrent requests can never overshoot a limit.
+removed by TTL a day after its window ends). Each counter is charged with a conditional `ADD` (there is
+no read-then-write, so concurrent requests can never overshoot a limit); when one refuses, what the
+request charged before it is given back, so all of a request's counters move or none does.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from botocore.exceptions import ClientError
 
@@ -106,44 +106,52 @@ class QuotaStore:
         now = int(self._clock())
         if not charges:
             return []
-        updates = []
-        for quota, amount in charges.items():
-            start = now - now % quota.window
-            updates.append(
-                {
-                    "Update": {
-                        "TableName": self._table.name,
-                        "Key": {"pk": self._key(owner, quota, start)},
-                        "UpdateExpression": "ADD #used :amount SET #expires = :expires",
-                        # A charge bigger than the whole limit fails on an empty counter too.
-                        "ConditionExpression": "(attribute_not_exists(#used) AND :amount <= :limit) OR #used <= :room",
-                        "ExpressionAttributeNames": {"#used": "used", "#expires": "expires_at"},
-                        "ExpressionAttributeValues": {
-                            ":amount": amount,
-                            ":limit": quota.limit,
-                            ":room": quota.limit - amount,
-                            ":expires": start + quota.window + _DAY,
-                        },
-                    }
-                }
-            )
+        charged: list[tuple[dict[str, Any], int]] = []
         try:
-            self._table.meta.client.transact_write_items(TransactItems=updates)  # type: ignore[arg-type]
+            for quota, amount in charges.items():
+                start = now - now % quota.window
+                key = {"pk": self._key(owner, quota, start)}
+                self._table.update_item(
+                    Key=key,
+                    UpdateExpression="ADD #used :amount SET #expires = :expires",
+                    # A charge bigger than the whole limit fails on an empty counter too.
+                    ConditionExpression="(attribute_not_exists(#used) AND :amount <= :limit) OR #used <= :room",
+                    ExpressionAttributeNames={"#used": "used", "#expires": "expires_at"},
+                    ExpressionAttributeValues={
+                        ":amount": amount,
+                        ":limit": quota.limit,
+                        ":room": quota.limit - amount,
+                        ":expires": start + quota.window + _DAY,
+                    },
+                )
+                charged.append((key, amount))
         except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
+            # Give back what this request charged before the counter that refused it: all move, or none.
+            for key, amount in charged:
+                self._table.update_item(
+                    Key=key,
+                    UpdateExpression="ADD #used :refund",
+                    ExpressionAttributeNames={"#used": "used"},
+                    ExpressionAttributeValues={":refund": -amount},
+                )
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             uses = self.usage(owner, list(charges))
             blocked = [use for use in uses if use.used + charges[use.quota] > use.quota.limit]
-            if not blocked:
-                raise  # a conflict with a concurrent charge: transient, the client retries
-            first = min(blocked, key=lambda use: use.resets_at)
-            raise QuotaExceededError(
-                f"quota {first.quota.name} exceeded: {first.used} of {first.quota.limit} used, "
-                f"{charges[first.quota]} more asked; it resets at {_iso(first.resets_at)}",
-                retry_after=max(1, max(use.resets_at for use in blocked) - now),
-                uses=uses,
-            ) from error
+            self._refuse(charges, uses, blocked or uses, now, error)
         return self.usage(owner, list(charges))
+
+    @staticmethod
+    def _refuse(
+        charges: dict[Quota, int], uses: list[QuotaUse], blocked: list[QuotaUse], now: int, error: Exception
+    ) -> NoReturn:
+        first = min(blocked, key=lambda use: use.resets_at)
+        raise QuotaExceededError(
+            f"quota {first.quota.name} exceeded: {first.used} of {first.quota.limit} used, "
+            f"{charges[first.quota]} more asked; it resets at {_iso(first.resets_at)}",
+            retry_after=max(1, max(use.resets_at for use in blocked) - now),
+            uses=uses,
+        ) from error
 
     def usage(self, owner: str, quotas: Sequence[Quota]) -> list[QuotaUse]:
         now = int(self._clock())
