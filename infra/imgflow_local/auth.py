@@ -61,8 +61,9 @@ class LocalIssuer:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
             staged = folder / f".{_KEY_FILE}.{os.getpid()}"
-            staged.write_bytes(pem)
-            staged.chmod(0o600)
+            # Readable by this user only from the moment it exists.
+            with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+                file.write(pem)
             try:
                 # Two runtimes starting at once: the first key linked in wins, the other is dropped.
                 os.link(staged, path)
@@ -117,7 +118,9 @@ class JwtAuthorizer:
         """The token's claims, or UnauthorizedError saying why not."""
         if not authorization:
             raise UnauthorizedError("no token: send Authorization: Bearer <token>")
-        token = authorization.removeprefix("Bearer ").strip()
+        # API Gateway takes the token with or without its scheme, which RFC 6750 spells in any case.
+        scheme, _, rest = authorization.strip().partition(" ")
+        token = rest.strip() if scheme.lower() == "bearer" and rest else authorization.strip()
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as error:

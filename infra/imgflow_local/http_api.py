@@ -20,8 +20,6 @@ from imgflow_local.functions import LocalFunction
 from imgflow_local.stack import HttpApiSpec, HttpRoute
 from imgflow_local.template import ACCOUNT_ID
 
-# The owner of tokenless requests when the runtime runs open (`imgflow serve --open`).
-OPEN_OWNER = "local"
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
@@ -55,13 +53,13 @@ class HttpApiApp:
         cors: HttpApiSpec,
         authorizers: Mapping[str, JwtAuthorizer],
         extra: dict[str, Callable[[Request], Response]] | None = None,
-        open_access: bool = False,
+        open_claims: Mapping[str, Any] | None = None,
     ) -> None:
         self._routes = list(routes)
         self._cors = cors
         self._authorizers = authorizers
-        # `imgflow serve --open`: a request without a token is served as the owner OPEN_OWNER.
-        self._open_access = open_access
+        # `imgflow serve --open`: a request without a token is served with these claims instead of a 401.
+        self._open_claims = open_claims
         # Local-only pages (the demo page, the step log) answer before the API's routes.
         self._extra = extra or {}
 
@@ -87,8 +85,8 @@ class HttpApiApp:
         if bound.route.authorizer is None:
             return None
         header = request.headers.get("Authorization")
-        if header is None and self._open_access:
-            claims: dict[str, Any] = {"sub": OPEN_OWNER, "scope": " ".join(bound.route.scopes)}
+        if header is None and self._open_claims is not None:
+            claims = dict(self._open_claims)
         else:
             try:
                 claims = self._authorizers[bound.route.authorizer].authorize(header)
@@ -156,7 +154,9 @@ class HttpApiApp:
         if path_parameters:
             event["pathParameters"] = path_parameters
         if body:
-            event["body"] = body.decode() if is_text else base64.b64encode(body).decode()
+            text = _as_text(body) if is_text else None
+            event["body"] = base64.b64encode(body).decode() if text is None else text
+            event["isBase64Encoded"] = text is None
         return event
 
     def _add_cors(self, request: Request, response: Response) -> None:
@@ -172,6 +172,15 @@ class HttpApiApp:
             response.headers["Access-Control-Allow-Methods"] = ",".join(self._cors.cors_methods)
             response.headers["Access-Control-Allow-Headers"] = ",".join(self._cors.cors_headers)
             response.headers["Access-Control-Max-Age"] = str(self._cors.cors_max_age)
+
+
+def _as_text(body: bytes) -> str | None:
+    """The body as text, or None when its bytes are not UTF-8 (they travel base64-encoded, whatever type
+    they claim)."""
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:

@@ -32,8 +32,9 @@ REGION = "us-east-1"
 ACCESS_KEY_ID = "imgflow-local"
 SECRET_ACCESS_KEY = "imgflow-local-secret"
 STATIC = Path(__file__).parent / "static"
-# Whom the demo page signs in as.
+# Whom the demo page signs in as, and whom tokenless requests speak for with `imgflow serve --open`.
 DEMO_OWNER = "demo"
+OPEN_OWNER = "local"
 
 
 def free_port() -> int:
@@ -273,7 +274,10 @@ class LocalRuntime:
                 "/_local/events": self._events_page,
                 "/.well-known/jwks.json": self._jwks,
             },
-            open_access=self.options.open_access,
+            # Open, a request without a token speaks for OPEN_OWNER with every scope the API knows.
+            open_claims={"sub": OPEN_OWNER, "scope": self.stack.resolver.ref("EditScope")}
+            if self.options.open_access
+            else None,
         )
         thread = threading.Thread(target=self._api_server.serve_forever, name="http-api", daemon=True)
         thread.start()

@@ -202,7 +202,7 @@ class Pipeline:
         return requests.request(method, f"{self.api_url}{path}", headers=headers, **kwargs)
 
     def create_upload(
-        self, filename: str, content_type: str, size: int, owner: str = DEFAULT_OWNER, **extra: Any
+        self, filename: str, content_type: str, size: int, owner: str | None = DEFAULT_OWNER, **extra: Any
     ) -> requests.Response:
         body = {"filename": filename, "content_type": content_type, "size": size, **extra}
         return self.api("POST", "/uploads", json=body, owner=owner)
@@ -233,7 +233,7 @@ class Pipeline:
         assert posted.status_code == 204, f"S3 refused the upload of {filename}: {posted.status_code} {posted.text}"
         return Upload(created["job_id"], created, posted)
 
-    def job(self, job_id: str, owner: str = DEFAULT_OWNER, **params: Any) -> requests.Response:
+    def job(self, job_id: str, owner: str | None = DEFAULT_OWNER, **params: Any) -> requests.Response:
         wait = float(params.get("wait", 0))
         return self.api("GET", f"/jobs/{job_id}", params=params, timeout=wait + HTTP_TIMEOUT, owner=owner)
 

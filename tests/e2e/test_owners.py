@@ -197,3 +197,65 @@ def test_imgflow_token_prints_only_a_token_that_the_runtime_accepts(owned: Pipel
     assert token.count(".") == 2
     response = owned.api("GET", "/jobs", owner=None, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
+
+
+def test_given_a_job_deleted_before_its_upload_when_its_form_is_used_then_the_upload_is_removed_and_no_job_appears(
+    owned: Pipeline,
+) -> None:
+    created = owned.create_upload("late.jpg", "image/jpeg", len(HOPPER), owner="deleter").json()
+    assert owned.api("DELETE", f"/jobs/{created['job_id']}", owner="deleter").status_code == 204
+
+    posted = owned.post_form(created, HOPPER, "late.jpg")
+
+    assert posted.status_code == 204  # the form is S3's permission, and it has not expired
+    key = created["upload"]["fields"]["key"]
+
+    def removed() -> bool:
+        return owned.s3.list_objects_v2(Bucket=owned.uploads_bucket, Prefix=key).get("KeyCount", 0) == 0
+
+    owned.eventually(removed, 30, lambda: f"{key} is still in the uploads bucket")
+    owned.wait_until_idle("IngestQueue")
+    assert owned.jobs_for_key(key) == []
+    assert owned.job(created["job_id"], "deleter").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+        for key in (
+            {"pk": "x", "owner": "pager", "created_at": "abc"},
+            {"pk": "x", "owner": "pager", "created_at": "1" * 40},
+            {"pk": "x" * 5000, "owner": "pager", "created_at": "1"},
+            ["pk", "owner", "created_at"],
+        )
+    ]
+    + ["%%%", "e30"],
+)
+def test_given_a_forged_cursor_then_400_never_500(owned: Pipeline, cursor: str) -> None:
+    response = owned.api("GET", "/jobs", owner="pager", params={"cursor": cursor})
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_request")
+
+
+def test_given_the_bearer_scheme_in_another_case_or_no_scheme_then_the_token_is_taken(owned: Pipeline) -> None:
+    token = owned.token("casual")
+
+    for header in (f"bearer {token}", f"BEARER {token}", token):
+        assert owned.api("GET", "/jobs", owner=None, headers={"Authorization": header}).status_code == 200
+
+
+def test_given_an_open_runtime_then_tokenless_requests_speak_for_local_with_every_scope(
+    serve_imgflow: Callable[..., AbstractContextManager[Pipeline]],
+) -> None:
+    with serve_imgflow("--open") as open_runtime:
+        created = open_runtime.create_upload("open.jpg", "image/jpeg", 100, owner=None)
+        job_id = created.json()["job_id"]
+        edit = open_runtime.api("POST", f"/jobs/{job_id}/edits", owner=None, json={"prompt": "sepia"})
+        view = open_runtime.job(job_id, None)
+        forged = open_runtime.api("GET", "/jobs", owner=None, headers={"Authorization": "Bearer forged"})
+
+    assert created.status_code == 201
+    assert edit.status_code == 202
+    assert view.json()["owner"] == "local"
+    assert forged.status_code == 401  # a token that is sent is still checked

@@ -50,6 +50,7 @@ class IngestOutcome(StrEnum):
     STALE = "stale"
     ALREADY_STARTED = "already_started"
     OVERWRITE_REMOVED = "overwrite_removed"
+    DELETED_JOB = "deleted_job"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class IngestService:
         if not is_safe_upload_key(source.key):
             return IngestResult(IngestOutcome.UNSAFE_KEY)
         existing = self._find_job(source)
+        if existing is None and (deleted := self._deleted_job_of(source)):
+            return self._remove_upload_of_deleted_job(deleted, source)
         job_id = existing.job_id if existing else drop_job_id(source)
         # Claim before creating anything: a stale event must leave no job behind.
         if source.sequencer and not self.store.claim_object(source.bucket, source.key, source.sequencer, job_id):
@@ -226,6 +229,16 @@ class IngestService:
             if job is not None:
                 return job
         return self.store.get(drop_job_id(source))
+
+    def _deleted_job_of(self, source: SourceObject) -> str | None:
+        """The id of a deleted job whose presigned form made this upload, if that is what it is."""
+        match = _API_UPLOAD_KEY.match(source.key)
+        return match["job_id"] if match and self.store.was_deleted(match["job_id"]) else None
+
+    def _remove_upload_of_deleted_job(self, job_id: str, source: SourceObject) -> IngestResult:
+        # The owner deleted the job: its form must not bring the upload back as a drop of someone else's.
+        self.storage.delete(source.bucket, source.key, etag=source.etag, version_id=source.version_id)
+        return IngestResult(IngestOutcome.DELETED_JOB, job_id, "an upload through the form of a deleted job: removed")
 
     def _create_drop_job(self, job_id: str, source: SourceObject) -> Job:
         """A job for an object that another system dropped into the bucket without asking the API."""

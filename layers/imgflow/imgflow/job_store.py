@@ -47,6 +47,10 @@ _AWAITING_SHARD = "awaiting_upload_shard"
 _SEQUENCER_WIDTH = 64
 
 
+def _tombstone(job_id: str) -> str:
+    return f"deleted#{job_id}"
+
+
 def sequencer_order_key(sequencer: str) -> str:
     return sequencer.upper().ljust(_SEQUENCER_WIDTH, "0")
 
@@ -96,8 +100,11 @@ class JobStore:
         jobs = [Job.model_validate(item) for item in response.get("Items", [])]
         return jobs, response.get("LastEvaluatedKey")
 
-    def delete(self, job_id: str, owner: str) -> Job | None:
-        """Remove the job's item; the job as it was, or None when it is not there (or not the owner's)."""
+    def delete(self, job_id: str, owner: str, remember_until: int) -> Job | None:
+        """Remove the job's item; the job as it was, or None when it is not there (or not the owner's).
+
+        A tombstone (`pk` = `deleted#<job id>`) stays until `remember_until`: the job's presigned form may
+        still be used, and ingest must then remove the upload rather than take it for a drop of its own."""
         try:
             response = self._table.delete_item(
                 Key={"pk": job_id},
@@ -111,7 +118,13 @@ class JobStore:
                 return None
             raise
         item = response.get("Attributes")
-        return Job.model_validate(item) if item else None
+        if not item:
+            return None
+        self._table.put_item(Item={"pk": _tombstone(job_id), "expires_at": remember_until})
+        return Job.model_validate(item)
+
+    def was_deleted(self, job_id: str) -> bool:
+        return "Item" in self._table.get_item(Key={"pk": _tombstone(job_id)}, ConsistentRead=True)
 
     # --- creation ----------------------------------------------------------------------------------
 

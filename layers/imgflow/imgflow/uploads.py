@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -91,7 +92,9 @@ def decode_cursor(cursor: str, owner: str) -> dict[str, object]:
         or set(key) != {"pk", "owner", "created_at"}
         or key["owner"] != owner
         or not isinstance(key["pk"], str)
-        or not isinstance(key["created_at"], int | str)
+        or len(key["pk"]) > _MAX_JOB_ID_LENGTH
+        # Epoch seconds, as the owner index sorts them; anything else DynamoDB would refuse with an error.
+        or not re.fullmatch(r"[0-9]{1,12}", str(key["created_at"]))
     ):
         raise InvalidCursorError("cursor: not a cursor this API gave out")
     key["created_at"] = int(key["created_at"])
@@ -220,7 +223,9 @@ class UploadsService:
     def delete_job(self, job_id: str, owner: str) -> None:
         """Remove the job and every object of it; a job that is not there (deleted already) is a 404."""
         _check_job_id(job_id)
-        job = self.store.delete(job_id, owner)
+        # Remembered as deleted while its upload form could still be used (with the expiry sweep's grace).
+        remember_until = self.store.now() + self.settings.upload_url_ttl_seconds + _EXPIRY_GRACE_SECONDS
+        job = self.store.delete(job_id, owner, remember_until)
         if job is None:
             raise JobNotFoundError(job_id)
         # The item goes first, so no task can record new results; then the objects, all of them.
