@@ -230,9 +230,7 @@ def get_quota() -> QuotaReport:
 @tracer.capture_method
 def add_edit(job_id: str, request: Annotated[AddEditRequest, Body()]) -> Response[EditAccepted]:
     logger.append_keys(job_id=job_id)
-    service, caller = uploads_service(), _caller()
-    uses = service.charge_edit(caller, job_id, request)
-    edit_id, status_url = service.add_edit(job_id, caller.owner, request, _status_url)
+    edit_id, status_url, uses = uploads_service().add_edit(job_id, _caller(), request, _status_url)
     logger.info("edit added", extra={"edit_id": edit_id, "parent_edit_id": request.parent_edit_id})
     metrics.add_metric(name="EditsAdded", unit="Count", value=1)
     return _limited(202, EditAccepted(edit_id=edit_id, status_url=status_url), uses)

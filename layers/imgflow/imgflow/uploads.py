@@ -193,12 +193,6 @@ class UploadsService:
         charges = self.quotas.for_uploads(len(requests), sum(request.size for request in requests), ai_edits)
         return self.quota_store.charge(caller.owner, charges)
 
-    def charge_edit(self, caller: Caller, job_id: str, request: AddEditRequest) -> list[QuotaUse]:
-        self.get_job(job_id, caller.owner)  # another owner's job is a 404 before anything is charged
-        ai_edits = 0 if request.spec().kind == "recipe" else 1
-        self._require_edit_scope(caller, ai_edits)
-        return self.quota_store.charge(caller.owner, self.quotas.for_ai_edits(ai_edits))
-
     def quota_usage(self, owner: str) -> list[QuotaUse]:
         return self.quota_store.usage(owner, self.quotas.all())
 
@@ -234,9 +228,13 @@ class UploadsService:
         self.events.publish(job_deleted(job))
 
     def add_edit(
-        self, job_id: str, owner: str, request: AddEditRequest, status_url: Callable[[str], str]
-    ) -> tuple[str, str]:
-        """Add one edit to a job, on its original or on an earlier edit; returns the edit id and status URL."""
+        self, job_id: str, caller: Caller, request: AddEditRequest, status_url: Callable[[str], str]
+    ) -> tuple[str, str, list[QuotaUse]]:
+        """Add one edit to a job, on its original or on an earlier edit; returns the edit id, the status URL
+        and the caller's quotas as charged. Only an edit that passed every check is charged."""
+        owner = caller.owner
+        ai_edits = 0 if request.spec().kind == "recipe" else 1
+        self._require_edit_scope(caller, ai_edits)
         job = self.get_job(job_id, owner)
         if job.status not in EDIT_RUNNABLE | {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}:
             raise JobNotEditableError(f"the job is {job.status}: there is no image to edit")
@@ -256,6 +254,7 @@ class UploadsService:
             raise ChainTooLongError(
                 f"this edit would be number {depth} in a chain; the limit is {self.settings.max_edit_chain}"
             )
+        uses = self.quota_store.charge(owner, self.quotas.for_ai_edits(ai_edits))
         edit = Edit(
             edit_id=new_edit_id(),
             spec=request.spec(),
@@ -276,7 +275,7 @@ class UploadsService:
             return self._explain_refused_edit(job_id, owner, edit, race)
         if self._ready_to_run(updated, edit):
             self.edit_queue.send(EditMessage(job_id=job_id, edit_id=edit.edit_id))
-        return edit.edit_id, status_url(job_id)
+        return edit.edit_id, status_url(job_id), uses
 
     def _explain_refused_edit(self, job_id: str, owner: str, edit: Edit, race: TransitionRejectedError) -> NoReturn:
         job = self.get_job(job_id, owner)
