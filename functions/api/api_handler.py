@@ -29,7 +29,7 @@ from imgflow.api_models import (
     UploadResponse,
 )
 from imgflow.errors import JobNotFoundError
-from imgflow.models import JobStatus
+from imgflow.models import MAX_OWNER_LENGTH, JobStatus
 from imgflow.observability import logger, metrics, tracer
 from imgflow.quotas import QuotaExceededError, QuotaUse, ratelimit_headers
 from imgflow.services import uploads_service
@@ -114,6 +114,9 @@ def _caller() -> Caller:
     owner = claims.get("sub")
     if not owner:
         raise UnauthorizedError("this route needs a token: send Authorization: Bearer <token>")
+    if len(owner) > MAX_OWNER_LENGTH:
+        # Owners are stored on every job and in keys that DynamoDB bounds; no issuer makes a `sub` this long.
+        raise UnauthorizedError(f"the token's sub is longer than {MAX_OWNER_LENGTH} characters")
     # API Gateway passes the scopes when the route asks for some; else they are in the `scope` claim.
     scopes = authorizer.jwt_scopes or str(claims.get("scope", claims.get("scp", ""))).strip("[]").split()
     return Caller(owner=str(owner), scopes=frozenset(scopes))

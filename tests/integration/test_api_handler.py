@@ -570,3 +570,23 @@ def test_given_a_recipe_number_dynamodb_cannot_store_when_an_upload_asks_for_it_
     assert (status, answer["error"]["code"]) == (400, "invalid_request"), answer
     assert f"body.edits.0.operations.0.{field}" in answer["error"]["message"]
     assert aws.table().scan()["Items"] == []
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [(None, "needs a token"), ({"sub": ""}, "needs a token"), ({"sub": "x" * 257}, "longer than 256")],
+)
+def test_given_no_usable_sub_reaches_the_function_when_called_then_401_and_nothing_is_made(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, claims: dict[str, str] | None, reason: str
+) -> None:
+    event = create_upload_event()
+    if claims is None:
+        del event["requestContext"]["authorizer"]
+    else:
+        event["requestContext"]["authorizer"]["jwt"]["claims"] = claims
+
+    status, body = call_api(event, lambda_context)
+
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
+    assert reason in body["error"]["message"]
+    assert aws.table().scan()["Items"] == []

@@ -22,7 +22,8 @@ EditKind = Literal["prompt", "translate", "recipe"]
 PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OutputFormat = Literal["webp", "avif"]
 ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF"]
-Owner = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MAX_OWNER_LENGTH = 256
+Owner = Annotated[str, StringConstraints(min_length=1, max_length=MAX_OWNER_LENGTH)]
 ANONYMOUS = "anonymous"
 
 

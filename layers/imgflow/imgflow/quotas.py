@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 _HOUR, _DAY = 3600, 86400
-# Everyone's counters share one owner-like scope; no token's `sub` can contain "#".
+# Everyone's counters share one owner-like scope; a global quota's name is never an owner quota's, so
+# no owner (whatever its `sub`) can reach a global counter.
 _EVERYONE = "#all"
 
 
