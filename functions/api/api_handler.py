@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -28,6 +29,7 @@ from imgflow.api_models import (
     UploadRequest,
     UploadResponse,
 )
+from imgflow.api_responses import as_answered, responses
 from imgflow.errors import JobNotFoundError
 from imgflow.models import MAX_OWNER_LENGTH, JobStatus
 from imgflow.observability import logger, metrics, tracer
@@ -143,7 +145,10 @@ def _error(status: int, code: str, message: str) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
 
 
-@app.post("/uploads")
+@app.post(
+    "/uploads",
+    responses=responses(201, "The job and its presigned POST", UploadResponse, 400, 403, 413, limited=True),
+)
 @tracer.capture_method
 def create_upload(request: Annotated[UploadRequest, Body()]) -> Response[UploadResponse]:
     service, caller = uploads_service(), _caller()
@@ -156,7 +161,10 @@ def create_upload(request: Annotated[UploadRequest, Body()]) -> Response[UploadR
     return _limited(201, response, uses)
 
 
-@app.post("/uploads/batch")
+@app.post(
+    "/uploads/batch",
+    responses=responses(201, "One job and form per file", BatchUploadResponse, 400, 403, 413, limited=True),
+)
 @tracer.capture_method
 def create_uploads(request: Annotated[BatchUploadRequest, Body()]) -> Response[BatchUploadResponse]:
     # Every file is checked before any job is made, so a refused batch leaves nothing behind.
@@ -171,7 +179,7 @@ def create_uploads(request: Annotated[BatchUploadRequest, Body()]) -> Response[B
     return _limited(201, body, uses)
 
 
-@app.get("/jobs/<job_id>")
+@app.get("/jobs/<job_id>", responses=responses(200, "The job view", JobView, 400, 404))
 @tracer.capture_method
 def get_job(
     job_id: str,
@@ -185,7 +193,7 @@ def get_job(
     return service.view(job)
 
 
-@app.get("/jobs")
+@app.get("/jobs", responses=responses(200, "A page of the caller's jobs, newest first", JobList, 400))
 @tracer.capture_method
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -197,7 +205,7 @@ def list_jobs(
     return JobList(jobs=[service.view(job) for job in jobs], next_cursor=next_cursor)
 
 
-@app.delete("/jobs/<job_id>")
+@app.delete("/jobs/<job_id>", responses=responses(204, "Deleted, with every object of the job", None, 404))
 @tracer.capture_method
 def delete_job(job_id: str) -> Response[str]:
     logger.append_keys(job_id=job_id)
@@ -207,7 +215,7 @@ def delete_job(job_id: str) -> Response[str]:
     return Response(status_code=204, body="")
 
 
-@app.get("/quota")
+@app.get("/quota", responses=responses(200, "The caller's quotas and their use", QuotaReport))
 @tracer.capture_method
 def get_quota() -> QuotaReport:
     owner = _owner()
@@ -229,7 +237,10 @@ def get_quota() -> QuotaReport:
     )
 
 
-@app.post("/jobs/<job_id>/edits")
+@app.post(
+    "/jobs/<job_id>/edits",
+    responses=responses(202, "The edit is queued", EditAccepted, 400, 403, 404, 409, limited=True),
+)
 @tracer.capture_method
 def add_edit(job_id: str, request: Annotated[AddEditRequest, Body()]) -> Response[EditAccepted]:
     logger.append_keys(job_id=job_id)
@@ -246,10 +257,13 @@ def health() -> Health:
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> dict[str, Any]:
-    schema: dict[str, Any] = app.get_openapi_schema(title="imgflow", version="0.1.0").model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    return schema
+    schema: dict[str, Any] = app.get_openapi_schema(
+        title="imgflow",
+        version="0.1.0",
+        security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
+        security=[{"bearer": []}],
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return as_answered(schema, open_paths=("/health",))
 
 
 @app.exception_handler(UnauthorizedError)

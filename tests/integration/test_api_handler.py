@@ -590,3 +590,23 @@ def test_given_no_usable_sub_reaches_the_function_when_called_then_401_and_nothi
     assert (status, body["error"]["code"]) == (401, "unauthorized")
     assert reason in body["error"]["message"]
     assert aws.table().scan()["Items"] == []
+
+
+def test_given_the_openapi_document_then_it_states_the_codes_and_headers_the_api_answers(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    _, document = call_api(get_event("/openapi.json"), lambda_context)
+
+    paths = document["paths"]
+    assert set(paths["/uploads"]["post"]["responses"]) == {"201", "400", "401", "403", "413", "429"}
+    assert set(paths["/jobs/{job_id}"]["delete"]["responses"]) == {"204", "401", "404"}
+    assert set(paths["/jobs"]["get"]["responses"]) == {"200", "400", "401"}
+    assert set(paths["/quota"]["get"]["responses"]) == {"200", "401"}
+    assert {"RateLimit", "RateLimit-Policy", "Retry-After"} <= set(
+        paths["/jobs/{job_id}/edits"]["post"]["responses"]["429"]["headers"]
+    )
+    assert "RateLimit" in paths["/uploads"]["post"]["responses"]["201"]["headers"]
+    assert "WWW-Authenticate" in paths["/jobs"]["get"]["responses"]["401"]["headers"]
+    assert not [path for path, ops in paths.items() for op in ops.values() if "422" in op["responses"]]
+    assert document["security"] == [{"bearer": []}]
+    assert paths["/health"]["get"]["security"] == []

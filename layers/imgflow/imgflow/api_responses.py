@@ -1,0 +1,68 @@
+"""What the OpenAPI document says each route answers: its success, the errors it can answer in our shape
+(`{"error": {"code", "message"}}`), and the headers that come with them. Routes declare these with
+`responses=`; nothing here runs per request."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from imgflow.api_models import ErrorResponse
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
+_JSON = "application/json"
+_ERRORS = {
+    400: "invalid_request, empty_file or chain_too_long: the request cannot be served as sent",
+    401: "unauthorized: no token, or one API Gateway's JWT authorizer refuses (see WWW-Authenticate)",
+    403: "forbidden: the token lacks a scope the request needs (AI edits need EditScope)",
+    404: "not_found: no such job for this caller (another owner's job is a 404 too)",
+    409: "conflict: the job cannot take this change (an edit of a rejected or expired job)",
+    413: "too_large_bytes: the announced file is larger than MaxUploadBytes",
+    429: "quota_exceeded: a quota of the caller (or everyone's AI edit quota) is used up",
+}
+_RATELIMIT_HEADERS: dict[str, Any] = {
+    "RateLimit": {
+        "description": 'What is left of each quota the request charged: "name";r=remaining;t=seconds to reset',
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": 'The quotas the request charged: "name";q=limit;w=window seconds',
+        "schema": {"type": "string"},
+    },
+}
+
+
+def responses(
+    status: int, description: str, model: Any, *errors: int, limited: bool = False
+) -> dict[int, OpenAPIResponse]:
+    """The `responses=` of a route: `status` with `model`, then each of `errors` (and 401: every documented
+    route needs a token), with the RateLimit fields and a 429 where the route charges quotas."""
+    success: OpenAPIResponse = {"description": description}
+    if model is not None:
+        success["content"] = {_JSON: {"model": model}}
+    if limited:
+        success["headers"] = _RATELIMIT_HEADERS
+    documented: dict[int, OpenAPIResponse] = {status: success}
+    for error in sorted({401, *errors, *([429] if limited else [])}):
+        documented[error] = {"description": _ERRORS[error], "content": {_JSON: {"model": ErrorResponse}}}
+    documented[401]["headers"] = {
+        "WWW-Authenticate": {"description": "Bearer, with the reason", "schema": {"type": "string"}}
+    }
+    if limited:
+        documented[429]["headers"] = {
+            **_RATELIMIT_HEADERS,
+            "Retry-After": {"description": "Seconds until the quota's window resets", "schema": {"type": "integer"}},
+        }
+    return documented
+
+
+def as_answered(schema: dict[str, Any], open_paths: tuple[str, ...]) -> dict[str, Any]:
+    """The generated document as the API really answers: without the 422 Powertools adds to every validated
+    route (this API answers 400), and with no token asked of `open_paths` (Powertools drops `security=[]`)."""
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+            if path in open_paths:
+                operation["security"] = []
+    return schema
