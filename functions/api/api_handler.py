@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgflow.api_models import (
@@ -349,4 +350,20 @@ def route_not_found(_: Exception) -> Response[str]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return _with_ratelimit_fields(event, app.resolve(event, context))
+
+
+# Routes that charge quotas: every answer of theirs says where the caller stands.
+_LIMITED_ROUTES = frozenset({"POST /uploads", "POST /uploads/batch", "POST /jobs/{job_id}/edits"})
+
+
+def _with_ratelimit_fields(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """A limited route's answer that charged nothing (a refused request) still carries the RateLimit
+    fields, read from the caller's counters; answers that charged carry them already."""
+    headers = response.setdefault("headers", {})
+    if event.get("routeKey") not in _LIMITED_ROUTES or any(name.lower() == "ratelimit" for name in headers):
+        return response
+    owner = APIGatewayProxyEventV2(event).request_context.authorizer.jwt_claim.get("sub")
+    if owner and len(owner) <= MAX_OWNER_LENGTH:
+        headers.update(ratelimit_headers(uploads_service().quota_usage(owner), int(time.time())))
+    return response

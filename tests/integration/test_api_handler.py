@@ -17,6 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
+import api_handler
 import ingest_handler
 import variants_handler
 from imgflow.models import JobStatus
@@ -26,6 +27,7 @@ from integration.helpers import (
     HOPPER,
     accepted_api_job,
     call_api,
+    create_api_job,
     create_upload_event,
     get_event,
     get_job_event,
@@ -610,3 +612,16 @@ def test_given_the_openapi_document_then_it_states_the_codes_and_headers_the_api
     assert not [path for path, ops in paths.items() for op in ops.values() if "422" in op["responses"]]
     assert document["security"] == [{"bearer": []}]
     assert paths["/health"]["get"]["security"] == []
+
+
+def test_given_a_refused_request_on_a_limited_route_then_it_still_carries_the_ratelimit_fields(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    create_api_job(lambda_context)
+    refused = api_handler.lambda_handler(create_upload_event({"filename": "x.jpg"}), lambda_context)
+    health = api_handler.lambda_handler(get_event("/health"), lambda_context)
+
+    assert refused["statusCode"] == 400
+    assert refused["headers"]["RateLimit"].startswith('"uploads-hour";r=99;t=')
+    assert '"uploads-hour";q=100;w=3600' in refused["headers"]["RateLimit-Policy"]
+    assert "RateLimit" not in health["headers"]
