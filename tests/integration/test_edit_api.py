@@ -635,3 +635,36 @@ def test_given_a_job_with_very_many_edits_when_another_is_added_then_a_clear_4xx
     assert status in {400, 409, 413}, answer
     assert answer is not None
     assert answer["error"]["code"] in {"invalid_request", "conflict", "too_many_edits"}
+
+
+def test_given_two_edits_an_hour_when_a_third_recipe_is_added_then_429_and_the_job_is_unchanged(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDITS_PER_HOUR_PER_OWNER", "2")
+    services.reset()
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes(), edits=[{"operations": ROTATE}])
+    added(lambda_context, job_id, {"operations": FLIP})
+    before = stored_job(aws, job_id)
+
+    status, body = add_edit(lambda_context, job_id, {"operations": FLIP})
+
+    assert (status, body["error"]["code"]) == (429, "quota_exceeded")
+    assert "edits-hour" in body["error"]["message"]
+    assert stored_job(aws, job_id) == before
+
+
+def test_given_max_edits_per_job_three_when_a_fourth_is_added_then_400_and_nothing_is_charged(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_EDITS_PER_JOB", "3")
+    services.reset()
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes(), edits=[{"operations": ROTATE}])
+    for _ in range(2):
+        added(lambda_context, job_id, {"operations": FLIP})
+    charged = services.uploads_service().quota_usage("alice")
+
+    status, body = add_edit(lambda_context, job_id, {"operations": FLIP})
+
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    assert "the limit is 3" in body["error"]["message"]
+    assert services.uploads_service().quota_usage("alice") == charged

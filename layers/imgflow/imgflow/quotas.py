@@ -62,6 +62,7 @@ class Quotas:
     uploads_per_hour: Quota
     uploads_per_day: Quota
     upload_bytes_per_day: Quota
+    edits_per_hour: Quota
     ai_edits_per_day: Quota
     ai_edits_total_per_day: Quota
 
@@ -71,6 +72,7 @@ class Quotas:
             uploads_per_hour=Quota("uploads-hour", settings.uploads_per_hour_per_owner, _HOUR),
             uploads_per_day=Quota("uploads-day", settings.uploads_per_day_per_owner, _DAY),
             upload_bytes_per_day=Quota("upload-bytes-day", settings.upload_bytes_per_day_per_owner, _DAY),
+            edits_per_hour=Quota("edits-hour", settings.edits_per_hour_per_owner, _HOUR),
             ai_edits_per_day=Quota("ai-edits-day", settings.ai_edits_per_day_per_owner, _DAY),
             ai_edits_total_per_day=Quota("ai-edits-all-day", settings.ai_edits_per_day_total, _DAY, per_owner=False),
         )
@@ -80,19 +82,24 @@ class Quotas:
             self.uploads_per_hour,
             self.uploads_per_day,
             self.upload_bytes_per_day,
+            self.edits_per_hour,
             self.ai_edits_per_day,
             self.ai_edits_total_per_day,
         ]
 
-    def for_uploads(self, count: int, total_bytes: int, ai_edits: int) -> dict[Quota, int]:
-        """What creating `count` uploads (announcing `total_bytes`, asking `ai_edits` AI edits) costs."""
+    def for_uploads(self, count: int, total_bytes: int, edits: int, ai_edits: int) -> dict[Quota, int]:
+        """What creating `count` uploads (announcing `total_bytes`, asking `edits` edits of which `ai_edits`
+        are AI edits) costs."""
         charges = {self.uploads_per_hour: count, self.uploads_per_day: count, self.upload_bytes_per_day: total_bytes}
-        return charges | self.for_ai_edits(ai_edits)
+        return charges | self.for_edits(edits, ai_edits)
 
-    def for_ai_edits(self, ai_edits: int) -> dict[Quota, int]:
-        if ai_edits == 0:
-            return {}
-        return {self.ai_edits_per_day: ai_edits, self.ai_edits_total_per_day: ai_edits}
+    def for_edits(self, edits: int, ai_edits: int) -> dict[Quota, int]:
+        """What `edits` edits cost, `ai_edits` of them through Gemini: every edit is work on the edit queue,
+        an AI edit is money too."""
+        charges = {self.edits_per_hour: edits} if edits else {}
+        if ai_edits:
+            charges |= {self.ai_edits_per_day: ai_edits, self.ai_edits_total_per_day: ai_edits}
+        return charges
 
 
 class QuotaStore:

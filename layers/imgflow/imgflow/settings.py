@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     max_edit_chain: Annotated[int, Field(ge=1, le=50)] = 5
     max_edits_per_request: Annotated[int, Field(ge=1, le=10)] = 10
     # Bounds the job item (DynamoDB's 400 KB per item) and what one client may ask of one image.
-    max_edits_per_job: Annotated[int, Field(ge=1, le=100)] = 50
+    max_edits_per_job: Annotated[int, Field(ge=1, le=100)] = 20
     provider_max_edge: Annotated[int, Field(ge=64, le=4096)] = 2048
     gemini_api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     gemini_api_keys_secret: str = ""
@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     uploads_per_hour_per_owner: Annotated[int, Field(ge=1)] = 100
     uploads_per_day_per_owner: Annotated[int, Field(ge=1)] = 1000
     upload_bytes_per_day_per_owner: Annotated[int, Field(ge=1)] = 5 * 2**30
+    edits_per_hour_per_owner: Annotated[int, Field(ge=1)] = 60
     ai_edits_per_day_per_owner: Annotated[int, Field(ge=0)] = 100
     ai_edits_per_day_total: Annotated[int, Field(ge=0)] = 2000
 

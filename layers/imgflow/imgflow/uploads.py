@@ -188,9 +188,11 @@ class UploadsService:
 
     def charge_uploads(self, caller: Caller, requests: Sequence[UploadRequest]) -> list[QuotaUse]:
         """Check the caller may ask this, and charge its quotas: before any job exists."""
-        ai_edits = sum(1 for request in requests for edit in request.edits if edit.spec().kind != "recipe")
+        edits = [edit.spec().kind for request in requests for edit in request.edits]
+        ai_edits = sum(1 for kind in edits if kind != "recipe")
         self._require_edit_scope(caller, ai_edits)
-        charges = self.quotas.for_uploads(len(requests), sum(request.size for request in requests), ai_edits)
+        total_bytes = sum(request.size for request in requests)
+        charges = self.quotas.for_uploads(len(requests), total_bytes, len(edits), ai_edits)
         return self.quota_store.charge(caller.owner, charges)
 
     def quota_usage(self, owner: str) -> list[QuotaUse]:
@@ -254,7 +256,7 @@ class UploadsService:
             raise ChainTooLongError(
                 f"this edit would be number {depth} in a chain; the limit is {self.settings.max_edit_chain}"
             )
-        uses = self.quota_store.charge(owner, self.quotas.for_ai_edits(ai_edits))
+        uses = self.quota_store.charge(owner, self.quotas.for_edits(1, ai_edits))
         edit = Edit(
             edit_id=new_edit_id(),
             spec=request.spec(),
