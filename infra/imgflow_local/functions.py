@@ -4,7 +4,8 @@ one invocation at a time with the function's own environment. An invocation that
 function's timeout is killed with its container, and the next one starts cold, as on Lambda.
 
 When every container is busy and the pool is full, an invocation waits for one to be free: the local
-stand-in for Lambda scaling out, which a laptop cannot do a thousand times over.
+stand-in for Lambda scaling out, which a laptop cannot do a thousand times over. Past a function's
+ReservedConcurrentExecutions, though, an invocation is throttled at once, as on Lambda.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class FunctionError(Exception):
 
 class FunctionTimeoutError(Exception):
     pass
+
+
+class FunctionThrottledError(Exception):
+    """Lambda's TooManyRequestsException: more invocations at once than the reserved concurrency allows.
+    Behind API Gateway the client gets a 500; an event source mapping retries later."""
 
 
 class ContainerExitedError(Exception):
@@ -142,7 +148,8 @@ class LocalFunction:
     ) -> None:
         self.spec = spec
         self.name = spec.logical_id
-        self.max_containers = max_containers
+        # Reserved concurrency caps the containers too; the local cap only ever lowers it.
+        self.max_containers = min(max_containers, spec.reserved_concurrency or max_containers)
         self._environment = dict(environment)
         self._container_spec = ContainerSpec(
             function_name=spec.logical_id,
@@ -159,6 +166,8 @@ class LocalFunction:
         self._idle: list[_Container] = []
         self._busy: set[_Container] = set()
         self._starting = 0
+        # Invocations running or waiting for a container: past ReservedConcurrentExecutions, Lambda throttles.
+        self._in_flight = 0
         self._stopped = False
 
     @property
@@ -192,7 +201,26 @@ class LocalFunction:
 
     def invoke(self, event: Any) -> Any:
         """Invoke synchronously; raises FunctionError (what the handler raised), FunctionTimeoutError past
-        the timeout, or ContainerExitedError when the container died."""
+        the timeout, ContainerExitedError when the container died, or FunctionThrottledError past the
+        function's reserved concurrency."""
+        with self._pool:
+            if self.spec.reserved_concurrency is not None and self._in_flight >= self.spec.reserved_concurrency:
+                error = FunctionThrottledError(f"{self.name}: Rate Exceeded (reserved concurrency reached)")
+                throttled = True
+            else:
+                self._in_flight += 1
+                throttled = False
+        if throttled:
+            if self._on_invoke:
+                self._on_invoke(Invocation(self.name, 0.0, error=error))
+            raise error
+        try:
+            return self._invoke(event)
+        finally:
+            with self._pool:
+                self._in_flight -= 1
+
+    def _invoke(self, event: Any) -> Any:
         started = time.monotonic()
         container, cold_start = self._acquire()
         request = {"event": event, "request_id": str(uuid.uuid4()), "timeout": self.spec.timeout}

@@ -105,7 +105,7 @@ class LocalRuntime:
                 spec,
                 REGION,
                 environment=self._environment(spec),
-                max_containers=spec.reserved_concurrency or self.options.max_containers,
+                max_containers=self.options.max_containers,
                 on_invoke=self._log_invocation,
                 say=self.say,
             )

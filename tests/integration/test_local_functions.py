@@ -20,7 +20,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from imgflow_local.functions import ContainerExitedError, FunctionError, FunctionTimeoutError, LocalFunction
+from imgflow_local.functions import (
+    ContainerExitedError,
+    FunctionError,
+    FunctionThrottledError,
+    FunctionTimeoutError,
+    LocalFunction,
+)
 from imgflow_local.sqs_poller import SqsPoller
 from imgflow_local.stack import FunctionSpec, SqsEventSource
 from support import FIXTURES, REGION
@@ -29,7 +35,12 @@ PROBE = FIXTURES / "functions" / "probe"
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:probe"
 
 
-def spec(code_uri: Path = PROBE, handler: str = "probe_handler.lambda_handler", timeout: int = 20) -> FunctionSpec:
+def spec(
+    code_uri: Path = PROBE,
+    handler: str = "probe_handler.lambda_handler",
+    timeout: int = 20,
+    reserved_concurrency: int | None = None,
+) -> FunctionSpec:
     return FunctionSpec(
         logical_id="ProbeFunction",
         code_uri=code_uri,
@@ -39,6 +50,7 @@ def spec(code_uri: Path = PROBE, handler: str = "probe_handler.lambda_handler", 
         environment={"PROBE_SETTING": "from-the-template"},
         sqs_sources=(),
         routes=(),
+        reserved_concurrency=reserved_concurrency,
     )
 
 
@@ -233,6 +245,25 @@ def test_given_a_full_pool_then_an_invocation_waits_for_a_free_container_instead
 
     assert [result["name"] for result in results] == ["one", "two", "three"]
     assert len({result["pid"] for result in results}) == 2
+
+
+def test_given_reserved_concurrency_when_more_invocations_come_at_once_then_the_extra_one_is_throttled(
+    make_function: Callable[..., LocalFunction], tmp_path: Path
+) -> None:
+    function = make_function(spec(reserved_concurrency=1), max_containers=4)
+
+    with ThreadPoolExecutor(1) as invokers:
+        held = invokers.submit(
+            function.invoke, {"action": "remember", "name": "held", "barrier": str(tmp_path), "wait_for": ["go"]}
+        )
+        _wait_for(lambda: (tmp_path / "held.started").exists())
+        with pytest.raises(FunctionThrottledError):
+            function.invoke({})
+        (tmp_path / "go.started").touch()
+        assert held.result()["name"] == "held"
+
+    assert function.max_containers == 1
+    assert function.invoke({})["invocations"] == 2
 
 
 def test_given_the_template_environment_then_the_handler_sees_it_with_its_context(
