@@ -29,6 +29,8 @@ def record_handler(record: EditRecordModel) -> None:
         job = edit_service().run(message)
     except TransitionRejectedError as race:
         logger.info("edit skipped", extra={"reason": race.message})
+        # A deletion meanwhile leaves what the edit wrote before its record failed.
+        edit_service().remove_leftovers(message.job_id)
         return
     except TransientError as error:
         if attempt >= settings.max_receive_count:

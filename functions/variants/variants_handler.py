@@ -25,8 +25,10 @@ def record_handler(record: VariantsRecordModel) -> None:
     try:
         job = variants_service().run(message)
     except TransitionRejectedError as race:
-        # The job ended or the task finished elsewhere meanwhile: nothing is left to do.
+        # The job ended or the task finished elsewhere meanwhile: nothing is left to do but what a
+        # deletion meanwhile leaves (the variants written before the record failed).
         logger.info("variants skipped", extra={"reason": race.message})
+        variants_service().remove_leftovers(message.job_id)
         return
     except Exception:
         if attempt >= get_settings().max_receive_count:

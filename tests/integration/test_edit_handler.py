@@ -28,6 +28,7 @@ from imgflow.operations import apply_recipe
 from imgflow.recipes import Recipe
 from imgflow.retries import retry_delay
 from imgflow.settings import get_settings
+from imgflow.storage import ObjectStorage
 from integration.helpers import (
     BAD_INPUTS,
     HOPPER,
@@ -868,3 +869,23 @@ def test_given_three_recipe_edits_when_they_run_at_once_then_all_succeed_and_the
     assert kinds.count("Job Succeeded") == 1
     assert kinds.count("Edit Succeeded") == 3
     assert kinds[-1] == "Job Succeeded"
+
+
+def test_given_the_job_is_deleted_while_its_edit_runs_then_the_edit_result_is_not_left_behind(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes(), edits=[{"operations": RECIPE}])
+    edit_id = only_edit(stored_job(aws, job_id))
+    write = ObjectStorage.write
+
+    def delete_the_job_then_write(self: ObjectStorage, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        if "/edits/" in key:
+            # The owner's DELETE lands while the edit runs: its objects go, then the edit writes its result.
+            services.uploads_service().delete_job(job_id, "alice")
+        write(self, bucket, key, data, content_type)
+
+    monkeypatch.setattr(ObjectStorage, "write", delete_the_job_then_write)
+
+    assert run_edit_event(edit_event(job_id, edit_id), lambda_context) == []
+
+    assert [key for key, _, _ in media_listing(aws) if job_id in key] == []

@@ -12,6 +12,8 @@ import variants_handler
 from imgflow import aws as clients
 from imgflow import variants
 from imgflow.models import JobStatus, TaskStatus
+from imgflow.services import uploads_service
+from imgflow.storage import ObjectStorage
 from integration.helpers import (
     HOPPER,
     accepted_api_job,
@@ -307,3 +309,26 @@ def test_given_a_job_holding_repeated_formats_when_variants_run_then_each_format
     job = stored_job(aws, job_id)
     assert job.status is JobStatus.SUCCEEDED
     assert sorted((v.preset, v.format) for v in job.variants.values()) == [("thumb", "avif"), ("thumb", "webp")]
+
+
+def test_given_the_job_is_deleted_while_its_variants_are_written_then_nothing_of_it_is_left(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, key, etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    write = ObjectStorage.write
+
+    def delete_the_job_then_write(self: ObjectStorage, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        if "/variants/" in key and stored_job_or_none(aws, job_id) is not None:
+            # The owner's DELETE lands while the task renders: its objects go, then the task writes one more.
+            uploads_service().delete_job(job_id, "alice")
+        write(self, bucket, key, data, content_type)
+
+    monkeypatch.setattr(ObjectStorage, "write", delete_the_job_then_write)
+
+    assert make_variants(variants_message_event(aws, job_id, key, etag), lambda_context) == []
+
+    assert [key for key in media_keys(aws) if job_id in key] == []
+
+
+def stored_job_or_none(aws: EmulatedAws, job_id: str) -> object:
+    return aws.table().get_item(Key={"pk": job_id}).get("Item")

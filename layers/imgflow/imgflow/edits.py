@@ -34,7 +34,7 @@ from imgflow.operations import apply_recipe
 from imgflow.queues import TaskQueue
 from imgflow.recipes import Recipe
 from imgflow.settings import Settings
-from imgflow.settling import OPEN_TASK_STATUSES, settle_if_done
+from imgflow.settling import OPEN_TASK_STATUSES, remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
 
@@ -95,10 +95,16 @@ class EditService:
     # Built only when a prompt or a translation needs it: recipes work with no provider configured.
     editor: Callable[[], ImageEditor]
 
+    def remove_leftovers(self, job_id: str) -> int:
+        return remove_leftovers(self.store, self.storage, self.settings.media_bucket, job_id)
+
     def run(self, message: EditMessage) -> Job | None:
         job = self.store.get(message.job_id)
         task_name = edit_task_name(message.edit_id)
-        if job is None or message.edit_id not in job.edits or task_name not in job.tasks:
+        if job is None:
+            self.remove_leftovers(message.job_id)
+            return None
+        if message.edit_id not in job.edits or task_name not in job.tasks:
             return None
         edit = job.edits[message.edit_id]
         if job.tasks[task_name].status not in OPEN_TASK_STATUSES:
@@ -169,8 +175,11 @@ class EditService:
         except TransitionRejectedError:
             # Finished already (a redelivery): carry on with what follows; otherwise the job cannot take it.
             current = self.store.get(job_id)
-            task = current.tasks.get(edit_task_name(edit_id)) if current else None
-            if current is None or task is None or task.status in OPEN_TASK_STATUSES:
+            if current is None:
+                self.remove_leftovers(job_id)  # deleted while the edit ran: its result has no job to go to
+                return None
+            task = current.tasks.get(edit_task_name(edit_id))
+            if task is None or task.status in OPEN_TASK_STATUSES:
                 return None
             job = current
         return self._after(job, edit_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from imgflow.errors import TransitionRejectedError
 from imgflow.job_store import JobStore
+from imgflow.keys import job_prefix
 from imgflow.lifecycle import EventPublisher, job_settled
 from imgflow.models import Job, JobStatus, TaskStatus
+from imgflow.storage import ObjectStorage
 
 OPEN_TASK_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 
@@ -33,3 +35,11 @@ def settle_if_done(store: JobStore, events: EventPublisher, job: Job) -> Job:
         return store.require(job.job_id)  # settled by another worker, which announced it
     events.publish(job_settled(settled))
     return settled
+
+
+def remove_leftovers(store: JobStore, storage: ObjectStorage, media_bucket: str, job_id: str) -> int:
+    """What a task wrote for a job that its owner deleted while the task ran (DELETE removed the objects
+    there were then; the task's later writes found no job to record them in): removed, if so."""
+    if store.get(job_id) is not None or not store.was_deleted(job_id):
+        return 0
+    return storage.delete_prefix(media_bucket, job_prefix(job_id))

@@ -21,7 +21,7 @@ from imgflow.models import (
     VariantsMessage,
 )
 from imgflow.settings import Settings
-from imgflow.settling import settle_if_done
+from imgflow.settling import remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
 TASK = "variants"
@@ -46,7 +46,10 @@ class VariantsService:
 
     def run(self, message: VariantsMessage) -> Job | None:
         job = self.store.get(message.job_id)
-        if job is None or TASK not in job.tasks:
+        if job is None:
+            self.remove_leftovers(message.job_id)
+            return None
+        if TASK not in job.tasks:
             return None
         if job.tasks[TASK].status in {TaskStatus.SUCCEEDED, TaskStatus.FAILED}:
             # A redelivery after the task finished: a failure after finishing may have cut what follows short.
@@ -71,13 +74,19 @@ class VariantsService:
                 JobError(code="upload_mismatch", message="the original changed or vanished during processing"),
             )
 
+    def remove_leftovers(self, job_id: str) -> int:
+        return remove_leftovers(self.store, self.storage, self.settings.media_bucket, job_id)
+
     def finish(self, job_id: str, error: JobError | None = None) -> Job | None:
         """Close the task (failed when `error`), announce it, and settle the job once all its tasks are done."""
         try:
             job = self.store.finish_task(job_id, TASK, error)
         except TransitionRejectedError:
             current = self.store.get(job_id)
-            if current is None or TASK not in current.tasks:
+            if current is None:
+                self.remove_leftovers(job_id)  # deleted while the variants were made
+                return None
+            if TASK not in current.tasks:
                 return None
             job = current
         return self._after_task(job)
