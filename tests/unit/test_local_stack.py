@@ -100,3 +100,28 @@ def test_given_a_route_when_matched_then_path_parameters_are_extracted(
     bound = bind(HttpRoute("GET", path), function=None)  # type: ignore[arg-type]
     match = bound.pattern.match(url)
     assert (match.groupdict() if match else None) == parameters
+
+
+def test_given_the_template_then_a_deployment_must_name_its_origins_and_no_config_allows_every_origin(
+    stack: LocalStack,
+) -> None:
+    allowed_origin = stack.template["Parameters"]["AllowedOrigin"]
+
+    assert "Default" not in allowed_origin
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert "AllowedOrigin=*" not in samconfig.replace('"', "")
+
+
+def test_given_conditions_then_fn_if_picks_the_branch_and_a_false_condition_leaves_the_resource_out() -> None:
+    local = LocalStack(ROOT / "template.yaml", "us-east-1", stack_name="imgflow-unit")
+    with_cognito = LocalStack(
+        ROOT / "template.yaml", "us-east-1", stack_name="imgflow-unit", parameter_overrides={"JwtIssuer": ""}
+    )
+
+    assert local.http_api().authorizers["OwnerJwt"].issuer == "https://imgflow.local/issuer"
+    assert local.of_type("AWS::Cognito::UserPool") == {}
+    assert list(with_cognito.of_type("AWS::Cognito::UserPool")) == ["UserPool"]
+
+
+def test_given_a_comma_delimited_list_parameter_then_a_ref_to_it_is_a_list(stack: LocalStack) -> None:
+    assert stack.http_api().cors_origins == ("http://localhost:5173",)
