@@ -12,8 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# Flags for `imgflow serve` pass through: `make run ARGS="--port 3001 --aws-port 4567"`.
+ARGS ?=
+
 run: $(STAMP)
-	$(BIN)/imgflow serve
+	$(BIN)/imgflow serve $(ARGS)
 
 test: $(STAMP) lint typecheck cfn-lint
 	bash scripts/ensure-chromium.sh
