@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import blurhash
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin
 
@@ -37,8 +36,8 @@ MANIFEST_REASONS: dict[str, ErrorCode] = {
     "format_mismatch": "unsupported_format",
 }
 
-# blurhash-python reads pixels through Image.getdata, which Pillow 13 deprecates.
-blurhash_getdata = pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")
+# A 4 x 3 blurhash: 28 characters of its base-83 alphabet.
+BLURHASH_4X3 = re.compile(r"[0-9A-Za-z#$%*+,\-.:;=?@\[\]^_{|}~]{28}")
 
 
 def manifest_rows() -> list[tuple[str, str]]:
@@ -485,7 +484,6 @@ def test_given_the_same_image_when_rendered_twice_then_the_bytes_are_identical(f
     assert (first.width, first.height) == (400, 264)
 
 
-@blurhash_getdata
 def test_given_a_solid_red_image_when_placeholdered_then_red_dominates_and_the_blurhash_is_valid() -> None:
     result = placeholder(Image.new("RGB", (300, 200), (255, 0, 0)))
 
@@ -493,18 +491,15 @@ def test_given_a_solid_red_image_when_placeholdered_then_red_dominates_and_the_b
     assert red >= 250
     assert green <= 5
     assert blue <= 5
-    assert blurhash.is_valid_blurhash(result.blurhash)
-    assert len(result.blurhash) == 28
+    assert BLURHASH_4X3.fullmatch(result.blurhash)
 
 
-@blurhash_getdata
 def test_given_a_transparent_image_when_placeholdered_then_it_is_seen_on_white() -> None:
     result = placeholder(Image.new("RGBA", (40, 40), (0, 0, 0, 0)))
 
     assert result.dominant_color == "#ffffff"
 
 
-@blurhash_getdata
 def test_given_a_tiny_image_when_placeholdered_then_the_callers_image_stays_usable() -> None:
     image = Image.new("RGB", (8, 8), (0, 128, 255))
 
@@ -513,13 +508,12 @@ def test_given_a_tiny_image_when_placeholdered_then_the_callers_image_stays_usab
     assert image.getpixel((0, 0)) == (0, 128, 255)
 
 
-@blurhash_getdata
 def test_given_a_photo_when_placeholdered_then_a_valid_blurhash_and_colour_and_the_photo_untouched() -> None:
     image = load_normalized(read(PHOTOS / "goldfish.png"), LIMITS, max_edge=600)
 
     result = placeholder(image)
 
-    assert blurhash.is_valid_blurhash(result.blurhash)
+    assert BLURHASH_4X3.fullmatch(result.blurhash)
     assert re.fullmatch(r"#[0-9a-f]{6}", result.dominant_color)
     assert image.size == (600, 396)
     assert image.getpixel((0, 0)) is not None

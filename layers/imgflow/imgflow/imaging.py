@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import NoReturn
 
-import blurhash
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from imgflow import blurhash
 from imgflow.errors import ImageRejectedError
 from imgflow.models import ImageFormat, ImageInfo, ImageLimits, OutputFormat, Placeholder
 from imgflow.structure import check_structure
@@ -148,8 +148,7 @@ def placeholder(image: Image.Image) -> Placeholder:
     """A blurhash and the dominant colour, computed on a tiny copy flattened on white."""
     tiny = _flatten_on_white(resize_to_long_edge(image, _PLACEHOLDER_EDGE))
     x_components, y_components = _BLURHASH_COMPONENTS
-    # blurhash.encode closes the image it is given.
-    hash_ = blurhash.encode(tiny.copy(), x_components, y_components)
+    hash_ = blurhash.encode(tiny, x_components, y_components)
     return Placeholder(blurhash=hash_, dominant_color=_dominant_color(tiny))
 
 
