@@ -139,7 +139,7 @@ def local_runtime() -> None:
 
     import requests
 
-    from imgflow_local.client import ApiClient
+    from imgflow_client import Client
     from imgflow_local.runtime import LocalRuntime, RuntimeOptions
 
     print("\nlocal runtime: a container per invocation (loader imports once, containers fork from it)")
@@ -149,18 +149,17 @@ def local_runtime() -> None:
     )
     # One runtime per process: the embedded emulator's state belongs to the process.
     with LocalRuntime(options) as runtime:
-        client = ApiClient(runtime.api_url, runtime.token("bench"))
+        client = Client(runtime.api_url, runtime.token("bench"))
         print("  end to end (POST /uploads, presigned POST through the policy check, long-poll), first run cold:")
         for run in range(3):
-            created = client.create_upload(PHOTO)
             started = time.perf_counter()
-            client.upload(created["upload"], PHOTO).raise_for_status()
+            job_id = client.upload(PHOTO, wait=False)["job_id"]
             uploaded = time.perf_counter()
-            view = client.wait_until_done(created["job_id"])
+            view = client.wait(job_id)
             done = time.perf_counter()
             print(
-                f"    run {run + 1}: {view['status']}; presigned POST {uploaded - started:.2f} s, "
-                f"upload -> succeeded {done - started:.2f} s"
+                f"    run {run + 1}: {view['status']}; POST /uploads + presigned POST {uploaded - started:.2f} s, "
+                f"-> succeeded {done - started:.2f} s"
             )
         for line in log:
             if " init " in line:
@@ -172,7 +171,7 @@ def local_runtime() -> None:
         print(f"  after three uploads (one container per function used): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
         print(f"    of which the runtime's own process (emulator, front door, pollers): RSS {own_rss:.0f} MB")
         api = runtime.functions["ApiFunction"]
-        pending = client.create_upload(PHOTO)["job_id"]
+        pending = client.create_upload(PHOTO.name, PHOTO.stat().st_size, content_type="image/jpeg")["job_id"]
         with ThreadPoolExecutor(api.max_containers) as pollers:
             list(
                 pollers.map(

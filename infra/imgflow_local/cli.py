@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from imgflow_client import Client
 from imgflow_local.auth import LocalIssuer
-from imgflow_local.client import process_files
+from imgflow_local.processing import WHAT_TO_PASS, expand_inputs, process_files
 from imgflow_local.runtime import REGION, LocalRuntime, RuntimeOptions, issue_token
 from imgflow_local.stack import LocalStack
 
@@ -84,7 +87,29 @@ def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
     return options
 
 
+def _refuse_busy_ports(host: str, ports: list[tuple[int, str, str]]) -> None:
+    """Say which port is taken and which flag moves it, before werkzeug's bare "Address already in use"."""
+    for port, flag, role in ports:
+        if port == 0:
+            continue
+        with socket.socket() as probe:
+            # As the servers bind: a port left in TIME_WAIT by a runtime just stopped is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise SystemExit(
+                    f"imgflow: port {port} ({role}) on {host} is not free ({error.strerror}). Stop what holds it "
+                    f"(`ss -ltnp 'sport = :{port}'` names it) or choose another: `imgflow serve {flag} {port + 1}`, "
+                    f'or `make run ARGS="{flag} {port + 1}"`.'
+                ) from error
+
+
 def serve(args: argparse.Namespace) -> int:
+    busy_checks = [(args.port, "--port", "the HTTP API and demo page")]
+    if not args.aws_endpoint:
+        busy_checks.append((args.aws_port, "--aws-port", "the AWS endpoint"))
+    _refuse_busy_ports(args.host, busy_checks)
     runtime = LocalRuntime(
         _options(
             args,
@@ -134,21 +159,29 @@ def token(args: argparse.Namespace) -> int:
 
 
 def process(args: argparse.Namespace) -> int:
-    missing = [str(path) for path in args.files if not path.is_file()]
-    if missing:
-        print(f"imgflow: no such file: {', '.join(missing)}", file=sys.stderr)
+    inputs = expand_inputs(args.files)
+    if inputs.problems or not inputs.files:
+        problems = "; ".join(inputs.problems) or "nothing to process"
+        print(f"imgflow: {problems} ({WHAT_TO_PASS})", file=sys.stderr)
         return 2
-    # Quiet runtime: the step log goes to stderr only with --verbose; stdout is kept for --json.
-    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.verbose else (lambda _line: None)
+
+    # stdout carries only results (one JSON line per file with --json); everything else goes to stderr.
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    # The runtime's step log only with --verbose: its start is announced here instead.
+    started = time.monotonic()
+    say("imgflow: starting the local runtime (AWS emulator, the template's resources, the functions)...")
+    log = say if args.verbose else lambda _line: None
     with LocalRuntime(_options(args, api_port=0, aws_port=0, log=log)) as runtime:
+        say(f"imgflow: ready after {time.monotonic() - started:.1f} s; processing {len(inputs.files)} file(s)")
         ok = process_files(
-            runtime.api_url,
-            args.files,
+            Client(runtime.api_url, runtime.token(CLI_OWNER)),
+            inputs.files,
             args.out,
             as_json=args.json,
             formats=args.format,
             edits=_edits(args),
-            token=runtime.token(CLI_OWNER),
         )
     return 0 if ok else 1
 
@@ -182,11 +215,17 @@ def main(argv: list[str] | None = None) -> int:
 
     process_parser = commands.add_parser("process", help="upload files through the local system and save the results")
     _add_runtime_options(process_parser)
-    process_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    process_parser.add_argument(
+        "files", nargs="+", metavar="PATH", help="image files, directories (their images) or quoted globs ('a/*.jpg')"
+    )
     process_parser.add_argument(
         "--out", type=Path, default=Path("imgflow-out"), help="where results go (./imgflow-out)"
     )
-    process_parser.add_argument("--json", action="store_true", help="print each job view as one JSON line")
+    process_parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print each job view as one JSON line, with the local `path` of every saved result",
+    )
     process_parser.add_argument(
         "--format", action="append", choices=["webp", "avif"], help="output format (repeatable; default webp)"
     )
