@@ -14,6 +14,7 @@ from typing import Any
 
 from imgflow_client import Client
 from imgflow_local.auth import LocalIssuer
+from imgflow_local.endpoints import AwsEndpoints, EndpointError
 from imgflow_local.processing import WHAT_TO_PASS, expand_inputs, process_files
 from imgflow_local.runtime import REGION, LocalRuntime, RuntimeOptions, issue_token
 from imgflow_local.stack import LocalStack
@@ -39,6 +40,13 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
     return parameters
 
 
+def _aws_endpoints(values: list[str]) -> AwsEndpoints:
+    try:
+        return AwsEndpoints.parse(values)
+    except EndpointError as error:
+        raise SystemExit(f"imgflow: {error}") from error
+
+
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", type=Path, help="the SAM template (default: ./template.yaml)")
     parser.add_argument(
@@ -49,7 +57,12 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="override a template parameter (repeatable)",
     )
     parser.add_argument(
-        "--aws-endpoint", help="use this running emulator (e.g. LocalStack) instead of the embedded one"
+        "--aws-endpoint",
+        action="append",
+        default=[],
+        metavar="[SERVICE=]URL",
+        help="use this running emulator (e.g. LocalStack) instead of the embedded one; SERVICE=URL for one "
+        "service, SERVICE=embedded to keep it on the embedded emulator (repeatable: e.g. URL, then dynamodb=embedded)",
     )
     parser.add_argument(
         "--schedule-interval",
@@ -75,7 +88,7 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
 def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
     options = RuntimeOptions(
         template=args.template or _find_template(),
-        aws_endpoint=args.aws_endpoint,
+        aws_endpoints=_aws_endpoints(args.aws_endpoint),
         retry_delay=args.retry_delay,
         max_containers=args.max_containers,
         schedule_interval=args.schedule_interval,
@@ -107,7 +120,7 @@ def _refuse_busy_ports(host: str, ports: list[tuple[int, str, str]]) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     busy_checks = [(args.port, "--port", "the HTTP API and demo page")]
-    if not args.aws_endpoint:
+    if _aws_endpoints(args.aws_endpoint).needs_embedded:
         busy_checks.append((args.aws_port, "--aws-port", "the AWS endpoint"))
     _refuse_busy_ports(args.host, busy_checks)
     runtime = LocalRuntime(

@@ -26,7 +26,7 @@ from typing import Any
 
 from imgflow_local.execution import ContainerSpec, receive_message, send_message
 from imgflow_local.stack import FunctionSpec
-from imgflow_local.template import ACCOUNT_ID
+from imgflow_local.template import DEFAULT_ACCOUNT_ID
 
 # Lambda retries a slow init within the invocation, so init and invoke together get the timeout; the
 # margin keeps a loaded machine's slow imports from failing the first invocation.
@@ -145,6 +145,7 @@ class LocalFunction:
         max_containers: int,
         on_invoke: Callable[[Invocation], None] | None = None,
         say: Callable[[str], None] | None = None,
+        account_id: str = DEFAULT_ACCOUNT_ID,
     ) -> None:
         self.spec = spec
         self.name = spec.logical_id
@@ -156,7 +157,7 @@ class LocalFunction:
             code_uri=str(spec.code_uri.resolve()),
             handler=spec.handler,
             memory_mb=spec.memory_mb,
-            function_arn=f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}",
+            function_arn=f"arn:aws:lambda:{region}:{account_id}:function:{spec.logical_id}",
         )
         self._on_invoke = on_invoke
         self._say = say or (lambda _line: None)

@@ -18,7 +18,6 @@ from werkzeug.wrappers import Request, Response
 from imgflow_local.auth import JwtAuthorizer, UnauthorizedError, gateway_claims, token_scopes
 from imgflow_local.functions import LocalFunction
 from imgflow_local.stack import HttpApiSpec, HttpRoute
-from imgflow_local.template import ACCOUNT_ID
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
@@ -54,8 +53,11 @@ class HttpApiApp:
         authorizers: Mapping[str, JwtAuthorizer],
         extra: dict[str, Callable[[Request], Response]] | None = None,
         open_claims: Mapping[str, Any] | None = None,
+        *,
+        account_id: str,
     ) -> None:
         self._routes = list(routes)
+        self._account_id = account_id
         self._cors = cors
         self._authorizers = authorizers
         # `imgflow serve --open`: a request without a token is served with these claims instead of a 401.
@@ -128,7 +130,7 @@ class HttpApiApp:
             "rawQueryString": request.query_string.decode(),
             "headers": headers,
             "requestContext": {
-                "accountId": ACCOUNT_ID,
+                "accountId": self._account_id,
                 "apiId": "local",
                 "domainName": request.host,
                 "domainPrefix": request.host.split(".")[0],

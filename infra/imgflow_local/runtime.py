@@ -4,6 +4,7 @@ their event sources and the HTTP API on localhost; or the same against an emulat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from imgflow_local.auth import JwtAuthorizer, LocalIssuer
+from imgflow_local.endpoints import AwsEndpoints
 from imgflow_local.front_door import FrontDoorServer, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction
 from imgflow_local.http_api import HttpApiApp, bind
@@ -58,8 +60,9 @@ class RuntimeOptions:
     api_port: int = 3000
     aws_port: int = 4566
     host: str = "127.0.0.1"
-    # An emulator that is already running (LocalStack): no embedded emulator, no front door.
-    aws_endpoint: str | None = None
+    # Emulators already running (LocalStack), for every service or some: the embedded emulator and its
+    # front door start only when a service is left to them.
+    aws_endpoints: AwsEndpoints = field(default_factory=AwsEndpoints)
     retry_delay: int | None = None
     # Run every `rate(...)` schedule this often instead (seconds); None keeps the template's rate.
     schedule_interval: int | None = None
@@ -99,6 +102,10 @@ class LocalRuntime:
         self._bind_api()
         self._start_aws()
         session = boto3.session.Session(region_name=REGION)
+        # Resources are named in the emulator's own account (LocalStack's is not moto's): S3 and
+        # EventBridge refuse to deliver to a queue ARN of another account.
+        account_id = session.client("sts").get_caller_identity()["Account"]
+        self.stack = dataclasses.replace(self.stack, account_id=account_id)
         self.stack.create(session)
         self.functions = {
             spec.logical_id: LocalFunction(
@@ -108,6 +115,7 @@ class LocalRuntime:
                 max_containers=self.options.max_containers,
                 on_invoke=self._log_invocation,
                 say=self.say,
+                account_id=account_id,
             )
             for spec in self.stack.functions()
         }
@@ -155,9 +163,8 @@ class LocalRuntime:
         )
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.pop("AWS_PROFILE", None)
-        if self.options.aws_endpoint:
-            self.aws_url = self.options.aws_endpoint
-        else:
+        endpoints = self.options.aws_endpoints
+        if endpoints.needs_embedded:
             from moto.server import ThreadedMotoServer
 
             emulator_port = free_port()
@@ -166,8 +173,11 @@ class LocalRuntime:
             app = make_front_door(f"http://127.0.0.1:{emulator_port}", {ACCESS_KEY_ID: SECRET_ACCESS_KEY}, REGION)
             self._front_door = FrontDoorServer(app, host=self.options.host, port=self.options.aws_port)
             self._front_door.start()
-            self.aws_url = self._front_door.url
-        os.environ["AWS_ENDPOINT_URL"] = self.aws_url
+        embedded_url = self._front_door.url if self._front_door else None
+        endpoints.apply(os.environ, embedded_url)
+        self.aws_url, services = endpoints.urls(embedded_url)
+        for service, url in sorted(services.items()):
+            self.say(f"{service} at {url}" + (" (the embedded emulator)" if url == embedded_url else ""))
 
     def _environment(self, spec: FunctionSpec) -> dict[str, str]:
         """A function's environment: this process's (the emulator's endpoint and credentials, keys such
@@ -199,7 +209,9 @@ class LocalRuntime:
                 if rate is None:
                     self.say(f"{function.name}: schedule {source.expression} is not emulated (only rate(...) is)")
                     continue
-                invoker = ScheduledInvoker(source, function, REGION, self.options.schedule_interval or rate)
+                invoker = ScheduledInvoker(
+                    source, function, REGION, self.stack.account_id, self.options.schedule_interval or rate
+                )
                 invoker.start()
                 self._schedules.append(invoker)
 
@@ -278,6 +290,7 @@ class LocalRuntime:
             open_claims={"sub": OPEN_OWNER, "scope": self.stack.resolver.ref("EditScope")}
             if self.options.open_access
             else None,
+            account_id=self.stack.account_id,
         )
         thread = threading.Thread(target=self._api_server.serve_forever, name="http-api", daemon=True)
         thread.start()

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from imgflow_local.functions import LocalFunction
 from imgflow_local.stack import ScheduleSource
-from imgflow_local.template import ACCOUNT_ID
 
 log = logging.getLogger(__name__)
 _UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
@@ -23,10 +22,13 @@ def rate_seconds(expression: str) -> int | None:
 
 
 class ScheduledInvoker:
-    def __init__(self, source: ScheduleSource, function: LocalFunction, region: str, interval: int) -> None:
+    def __init__(
+        self, source: ScheduleSource, function: LocalFunction, region: str, account_id: str, interval: int
+    ) -> None:
         self._source = source
         self._function = function
         self._region = region
+        self._account_id = account_id
         self._interval = interval
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"schedule-{function.name}", daemon=True)
@@ -52,9 +54,9 @@ class ScheduledInvoker:
             "id": str(uuid.uuid4()),
             "detail-type": "Scheduled Event",
             "source": "aws.events",
-            "account": ACCOUNT_ID,
+            "account": self._account_id,
             "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": self._region,
-            "resources": [f"arn:aws:events:{self._region}:{ACCOUNT_ID}:rule/{rule}"],
+            "resources": [f"arn:aws:events:{self._region}:{self._account_id}:rule/{rule}"],
             "detail": {},
         }

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 
 from imgflow_local.auth import LOCAL_AUDIENCE, LOCAL_ISSUER
-from imgflow_local.template import ACCOUNT_ID, Resolver, load_template, parameter_defaults
+from imgflow_local.template import DEFAULT_ACCOUNT_ID, Resolver, load_template, parameter_defaults
 
 # What the local stack takes where the template wants a deployment's own values: the local runtime is
 # the token issuer, and a page on this machine is the web app (the runtime adds its own demo page).
@@ -89,6 +89,8 @@ class LocalStack:
     region: str
     stack_name: str = "imgflow-local"
     parameter_overrides: Mapping[str, str] = field(default_factory=dict)
+    # The emulator's account (STS GetCallerIdentity): S3 and EventBridge refuse a queue ARN of another.
+    account_id: str = DEFAULT_ACCOUNT_ID
     template: dict[str, Any] = field(init=False)
     resolver: Resolver = field(init=False)
 
@@ -104,6 +106,7 @@ class LocalStack:
             attribute=self.attribute,
             conditions=self.template.get("Conditions", {}),
             list_parameters=frozenset(n for n, spec in declared.items() if spec["Type"] == "CommaDelimitedList"),
+            account_id=self.account_id,
         )
 
     # --- naming ------------------------------------------------------------------------------------
@@ -146,24 +149,24 @@ class LocalStack:
 
     def queue_url(self, logical_id: str) -> str:
         # The emulator answers with its own host; the name is what matters and the URL is rebuilt on use.
-        return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{self.queue_name(logical_id)}"
+        return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{self.queue_name(logical_id)}"
 
     def attribute(self, logical_id: str, attribute: str) -> str:
         resource_type = self.resources[logical_id]["Type"]
         if resource_type == "AWS::SQS::Queue":
             name = self.queue_name(logical_id)
             return {
-                "Arn": f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}",
+                "Arn": f"arn:aws:sqs:{self.region}:{self.account_id}:{name}",
                 "QueueName": name,
                 "QueueUrl": self.queue_url(logical_id),
             }[attribute]
         if resource_type == "AWS::S3::Bucket" and attribute == "Arn":
             return f"arn:aws:s3:::{self.physical_id(logical_id)}"
         if resource_type == "AWS::DynamoDB::Table" and attribute == "Arn":
-            return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{self.physical_id(logical_id)}"
+            return f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{self.physical_id(logical_id)}"
         if resource_type == "AWS::Events::EventBus" and attribute in {"Arn", "Name"}:
             name = self.physical_id(logical_id)
-            return name if attribute == "Name" else f"arn:aws:events:{self.region}:{ACCOUNT_ID}:event-bus/{name}"
+            return name if attribute == "Name" else f"arn:aws:events:{self.region}:{self.account_id}:event-bus/{name}"
         raise KeyError(f"the local runtime does not know {logical_id}.{attribute}")
 
     def queue_logical_id(self, arn: str) -> str:

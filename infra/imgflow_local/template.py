@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
-ACCOUNT_ID = "123456789012"
+# The account a stack is named in until the runtime has asked STS for the real one (the emulator's own):
+# moto's default account, which is also what template-only readers (`imgflow token`, tests) assume.
+DEFAULT_ACCOUNT_ID = "123456789012"
 # What `!Ref AWS::NoValue` resolves to: the property or list item is left out.
 NO_VALUE: Any = object()
 
@@ -56,13 +58,14 @@ class Resolver:
     conditions: Mapping[str, Any] = field(default_factory=dict)
     # Parameters of type CommaDelimitedList: a Ref to one is a list.
     list_parameters: frozenset[str] = frozenset()
+    account_id: str = DEFAULT_ACCOUNT_ID
     pseudo: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.pseudo = {
             "AWS::StackName": self.stack_name,
             "AWS::Region": self.region,
-            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::AccountId": self.account_id,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
         }
