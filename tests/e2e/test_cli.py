@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -163,12 +166,94 @@ def test_a_bad_file_exits_1_with_a_json_line_that_says_rejected(run_process: Cal
     assert view["error"]["message"]
 
 
-def test_a_missing_file_exits_2(run_process: Callable[..., CliRun], tmp_path: Path) -> None:
+def test_stdout_holds_only_json_lines_with_the_local_path_of_every_result(portrait_run: CliRun, portrait: Path) -> None:
+    (view,) = portrait_run.json_lines  # every stdout line parses: no warning or log line among them
+    folder = portrait_run.out / portrait.stem
+    assert view["file"] == str(portrait)
+    assert view["out"] == str(folder)
+    # The URLs die with the command's runtime; the paths are what stays.
+    assert {variant["path"] for variant in view["variants"]} == {str(folder / f"{p}.webp") for p in LONG_EDGES}
+    assert all(Path(variant["path"]).stat().st_size == variant["bytes"] for variant in view["variants"])
+
+
+def test_the_runtime_start_and_the_job_progress_are_told_on_stderr(portrait_run: CliRun, portrait: Path) -> None:
+    lines = portrait_run.stderr.splitlines()
+    assert lines[0].startswith("imgflow: starting the local runtime"), portrait_run.explain()
+    assert re.fullmatch(r"imgflow: ready after \d+\.\d s; processing 1 file\(s\)", lines[1]), portrait_run.explain()
+    assert any(line.startswith(f"{portrait.name}: processing (variants:") for line in lines), portrait_run.explain()
+    assert lines[-1].startswith(f"{portrait.name}: succeeded"), portrait_run.explain()
+
+
+def test_a_missing_file_exits_2_and_says_what_to_pass(run_process: Callable[..., CliRun], tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.jpg"
     run = run_process(missing)
     assert run.returncode == 2, run.explain()
-    assert str(missing) in run.stderr
+    assert f"no such file or directory: {missing}" in run.stderr
+    assert "a directory of images, or a glob such as 'photos/*.jpg'" in run.stderr
     assert run.stdout == ""
+
+
+def test_directories_give_their_images_and_globs_their_matches_and_text_is_unsupported(
+    run_process: Callable[..., CliRun], tmp_path: Path
+) -> None:
+    photos, more = tmp_path / "photos", tmp_path / "more"
+    photos.mkdir()
+    more.mkdir()
+    shutil.copy(BAD_INPUTS / "hopper.jpg", photos / "hopper.jpg")
+    (photos / "notes.md").write_text("not an image: a directory's other files are left out\n")
+    shutil.copy(BAD_INPUTS / "hopper.png", more / "hopper.png")
+    text = tmp_path / "notes.txt"
+    text.write_text("named on purpose: sent, and rejected as a renamed file is\n")
+
+    # The glob quoted, as a shell that found no match (or none at all) passes it on.
+    run = run_process(photos, str(more / "*.png"), text)
+
+    assert run.returncode == 1, run.explain()
+    by_file = {Path(view["file"]).name: view for view in run.json_lines}
+    assert sorted(by_file) == ["hopper.jpg", "hopper.png", "notes.txt"], run.explain()
+    assert by_file["hopper.jpg"]["status"] == by_file["hopper.png"]["status"] == "succeeded"
+    assert by_file["notes.txt"]["status"] == "rejected"
+    assert by_file["notes.txt"]["error"]["code"] == "unsupported_format"
+    assert "out" not in by_file["notes.txt"]
+
+
+def test_a_failure_line_says_results_only_where_results_were_written(imgflow_cli: list[str], tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    out = tmp_path / "out"
+    command = [*imgflow_cli, "process", str(text), str(BAD_INPUTS / "hopper.jpg"), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
+
+    assert done.returncode == 1, done.stderr[-4000:]
+    text_line, photo_line = done.stdout.splitlines()
+    assert text_line.startswith(f"{text}: rejected - unsupported_format: "), done.stdout
+    assert "results in" not in text_line
+    assert photo_line == f"{BAD_INPUTS / 'hopper.jpg'}: succeeded; results in {out / 'hopper'}"
+    assert not (out / "notes").exists()
+
+
+@pytest.mark.parametrize(("flag", "role"), [("--port", "the HTTP API"), ("--aws-port", "the AWS endpoint")])
+def test_serve_on_a_busy_port_names_it_and_the_flag_that_moves_it(imgflow_cli: list[str], flag: str, role: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        ports = {"--port": "0", "--aws-port": "0", flag: str(busy)}
+        started = time.monotonic()
+        done = subprocess.run(
+            [*imgflow_cli, "serve", *[item for pair in ports.items() for item in pair]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 30
+    assert f"port {busy} ({role}" in done.stderr
+    assert f"imgflow serve {flag} {busy + 1}" in done.stderr
+    assert f'make run ARGS="{flag} {busy + 1}"' in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_files_with_the_same_stem_keep_their_results_apart(run_process: Callable[..., CliRun]) -> None:
