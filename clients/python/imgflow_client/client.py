@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import requests
 
@@ -176,6 +176,38 @@ class Client:
     def delete(self, job_id: str) -> None:
         """Remove the job, its original and every result (`204`); a later call is a 404 `ApiError`."""
         self._request("DELETE", f"/jobs/{job_id}")
+
+    @overload
+    def edit(
+        self,
+        job_id: str,
+        *,
+        prompt: str | None = None,
+        translate_to: str | None = None,
+        operations: list[dict[str, Any]] | None = None,
+        parent_edit_id: str | None = None,
+        enhance_prompt: bool = False,
+        source_language: str | None = None,
+        wait: Literal[False] = False,
+        on_progress: ProgressCallback | None = None,
+        timeout: float = 900,
+    ) -> EditAccepted: ...
+
+    @overload
+    def edit(
+        self,
+        job_id: str,
+        *,
+        prompt: str | None = None,
+        translate_to: str | None = None,
+        operations: list[dict[str, Any]] | None = None,
+        parent_edit_id: str | None = None,
+        enhance_prompt: bool = False,
+        source_language: str | None = None,
+        wait: Literal[True],
+        on_progress: ProgressCallback | None = None,
+        timeout: float = 900,
+    ) -> JobView: ...
 
     def edit(
         self,
