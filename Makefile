@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: run test lint typecheck cfn-lint unit integration e2e browser bench layer-requirements schemas clean
+.PHONY: run test lint typecheck cfn-lint sam-validate unit integration e2e browser bench lock package build schemas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# SAM CLI lives in a venv of its own: its pins conflict with the project's.
+SAM_CLI := aws-sam-cli>=1.140,<2
+SAM_VENV := .venv-sam
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed-$(shell echo '$(SAM_CLI)' | md5sum | cut -c1-8)
+# sam build runs the functions' runtime (python3.13) to build them without Docker: the one on PATH, else pyenv's.
+PYTHON313_DIR = $(shell python3.13 -c 'import os, sys; print(os.path.dirname(sys.executable))' 2>/dev/null \
+	|| echo "$$(pyenv prefix 3.13 2>/dev/null)/bin")
+
+$(SAM_STAMP):
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet '$(SAM_CLI)'
+	rm -f $(SAM_VENV)/.installed-* && touch $@
+
 # Flags for `imgflow serve` pass through: `make run ARGS="--port 3001 --aws-port 4567"`.
 ARGS ?=
 
 run: $(STAMP)
 	$(BIN)/imgflow serve $(ARGS)
 
-test: $(STAMP) lint typecheck cfn-lint
+test: $(STAMP) lint typecheck cfn-lint sam-validate
 	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
@@ -41,14 +55,27 @@ typecheck: $(STAMP)
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
+# Offline once SAM CLI is installed: the SAM transform and cfn-lint, as `sam deploy` will see the template.
+sam-validate: $(SAM_STAMP)
+	$(SAM) validate --lint --template template.yaml
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
-layer-requirements: $(STAMP)
-	$(BIN)/python scripts/layer_requirements.py > layers/imgflow/requirements.txt
+# Each Lambda artifact's requirements.txt, a hashed lock for arm64 Linux and Python 3.13, from pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/python scripts/layer_requirements.py
+
+# One zip per layer and function under build/, without SAM; fails past Lambda's limits.
+package: $(STAMP)
+	$(BIN)/python scripts/package.py
+
+# sam build for arm64 on any machine, without Docker (every dependency is a locked arm64 wheel).
+build: $(SAM_STAMP)
+	PATH="$(PYTHON313_DIR):$$PATH" $(SAM) build
 
 schemas: $(STAMP)
 	$(BIN)/python -m imgflow.schemas events/schemas
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache imgflow-out
+	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache imgflow-out build .aws-sam

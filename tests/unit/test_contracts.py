@@ -1,4 +1,4 @@
-"""The files generated from code stay in step with it: event schemas and the layer's requirements."""
+"""The files generated from code stay in step with it: event schemas and the Lambda artifacts' locks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from imgflow.lifecycle import DETAIL_TYPES
 from imgflow.schemas import schema_file_name, schema_of
@@ -22,23 +26,64 @@ def test_given_a_lifecycle_event_then_its_committed_schema_matches_the_model(det
     assert committed == schema_of(detail), "run `make schemas`"
 
 
-def test_given_pyproject_then_the_layer_requirements_are_generated_from_it() -> None:
+def load_layer_requirements() -> ModuleType:
     spec = importlib.util.spec_from_file_location("layer_requirements", ROOT / "scripts" / "layer_requirements.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    assert (ROOT / "layers" / "imgflow" / "requirements.txt").read_text() == module.render(), (
-        "run `make layer-requirements`"
-    )
+    return module
 
 
-def test_given_the_api_function_when_imported_then_pillow_is_not_loaded() -> None:
-    # The api function's cold start must not pay for the imaging stack.
-    code = "import sys, api_handler; print('PIL' in sys.modules, 'imgflow_local' in sys.modules)"
+LAYER_REQUIREMENTS = load_layer_requirements()
+
+
+def locked(lock: Path) -> dict[str, tuple[Requirement, int]]:
+    """Each pinned package of a lock (by canonical name): its requirement and how many hashes it has."""
+    pins: dict[str, tuple[Requirement, int]] = {}
+    # A pin and its --hash options are one logical line, continued with backslashes.
+    for entry in lock.read_text().replace("\\\n", " ").splitlines():
+        if not entry.strip() or entry.lstrip().startswith("#"):
+            continue
+        text, *hashes = entry.split("--hash=")
+        requirement = Requirement(text.split("#")[0].strip())
+        pins[canonicalize_name(requirement.name)] = (requirement, len(hashes))
+    return pins
+
+
+@pytest.mark.parametrize("artifact", LAYER_REQUIREMENTS.ARTIFACTS, ids=lambda a: str(a.lock.relative_to(ROOT)))
+def test_given_pyproject_then_each_artifacts_lock_pins_every_runtime_dependency_in_range_with_hashes(
+    artifact: Any,
+) -> None:
+    pins = locked(artifact.lock)
+
+    for declared in map(Requirement, LAYER_REQUIREMENTS.declared(artifact)):
+        assert canonicalize_name(declared.name) in pins, f"{declared.name} is not locked: run `make lock`"
+        pin, _ = pins[canonicalize_name(declared.name)]
+        (version,) = (spec.version for spec in pin.specifier if spec.operator == "==")
+        assert declared.specifier.contains(version, prereleases=True), f"{pin} is outside {declared}: run `make lock`"
+        assert declared.extras <= pin.extras, f"{pin} lacks the extras of {declared}: run `make lock`"
+    unhashed = [name for name, (pin, hashes) in pins.items() if hashes == 0 or not str(pin.specifier).startswith("==")]
+    assert unhashed == []
+
+
+def test_given_the_locks_then_a_package_shipped_by_two_artifacts_has_one_version() -> None:
+    versions: dict[str, set[str]] = {}
+    for artifact in LAYER_REQUIREMENTS.ARTIFACTS:
+        for name, (pin, _) in locked(artifact.lock).items():
+            versions.setdefault(name, set()).add(str(pin.specifier))
+
+    assert {name: found for name, found in versions.items() if len(found) > 1} == {}
+
+
+def test_given_the_api_function_when_imported_then_neither_pillow_nor_gemini_is_loaded() -> None:
+    # Its artifact carries neither (only the shared layer), and its cold start must not pay for them.
+    code = "import sys, api_handler; print(*(m in sys.modules for m in ('PIL', 'google.genai', 'imgflow_local')))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/imgflow", "functions/api"))}
     output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert output.split() == ["False", "False"]
+    assert output.split() == ["False", "False", "False"]
 
 
 def test_given_the_layer_then_it_never_imports_the_local_runtime() -> None:

@@ -1,0 +1,128 @@
+"""Builds what `sam build` builds, without SAM: one zip per layer and per function of template.yaml under
+build/ (`make package`), with each artifact's locked requirements installed for Lambda's platform (arm64
+Linux, CPython 3.13) from wheels only. Prints each artifact's zipped and unzipped size and fails past
+Lambda's limits, or if a function carries a package it must not (the api function: Pillow, google-genai).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from layer_requirements import LAMBDA_PYTHON_VERSION, PIP_PLATFORMS
+
+from imgflow_local.template import load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+MB = 1024 * 1024
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+MAX_ZIPPED_BYTES = 50 * MB  # a zip uploaded directly
+MAX_UNZIPPED_BYTES = 250 * MB  # a function and all its layers, unzipped
+MAX_LAYERS = 5
+# Where each function must not reach (its own code or any of its layers): the api function's cold start
+# and its attack surface stay free of the imaging stack and the Gemini SDK, and so do the sweeper's.
+FORBIDDEN = {
+    "ApiFunction": ("PIL", "google/genai"),
+    "ExpireFunction": ("PIL", "google/genai"),
+}
+PIP_TARGET = (
+    *(option for platform in PIP_PLATFORMS for option in ("--platform", platform)),
+    *("--implementation", "cp", "--python-version", LAMBDA_PYTHON_VERSION),
+    # Wheels only, every one checked against the lock's hashes; no .pyc for this machine's Python.
+    *("--only-binary=:all:", "--require-hashes", "--no-compile"),
+)
+# What SAM leaves out of a build too.
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    root: Path  # what the zip holds, as Lambda extracts it (a layer's root becomes /opt)
+    packages: Path  # where its modules are imported from (a layer's python/)
+    zipped_bytes: int
+
+    @property
+    def unzipped_bytes(self) -> int:
+        return sum(path.stat().st_size for path in self.root.rglob("*") if path.is_file())
+
+
+def build(name: str, source: Path, root: Path, packages: Path) -> Artifact:
+    """Copies source into packages, installs source's requirements.txt there, and zips root."""
+    shutil.copytree(source, packages, ignore=IGNORED)
+    requirements = source / "requirements.txt"
+    if requirements.exists():
+        install = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(packages), *PIP_TARGET]
+        subprocess.run([*install, "--requirement", str(requirements)], check=True)
+    archive = BUILD / f"{name}.zip"
+    zip_folder(root, archive)
+    return Artifact(name, root, packages, archive.stat().st_size)
+
+
+def zip_folder(folder: Path, archive: Path) -> None:
+    # Sorted entries and a fixed timestamp: the same lock and code make the same zip.
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                info = zipfile.ZipInfo(str(path.relative_to(folder)), date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = (path.stat().st_mode & 0o777) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zipped.writestr(info, path.read_bytes())
+
+
+def refs(value: Any) -> list[str]:
+    return [item["Ref"] for item in value or []]
+
+
+def main() -> int:
+    template = load_template(ROOT / "template.yaml")
+    resources: dict[str, Any] = template["Resources"]
+    global_layers = refs(template.get("Globals", {}).get("Function", {}).get("Layers"))
+    shutil.rmtree(BUILD, ignore_errors=True)
+    BUILD.mkdir()
+
+    layers = {
+        name: build(name, ROOT / resource["Properties"]["ContentUri"], BUILD / name, BUILD / name / "python")
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::LayerVersion"
+    }
+    functions = {
+        name: build(name, ROOT / resource["Properties"]["CodeUri"], BUILD / name, BUILD / name)
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    function_layers = {name: global_layers + refs(resources[name]["Properties"].get("Layers")) for name in functions}
+
+    problems: list[str] = []
+    print(f"{'artifact':<48} {'zipped MB':>10} {'unzipped MB':>12}")
+    for artifact in [*layers.values(), *functions.values()]:
+        print(f"{artifact.name:<48} {artifact.zipped_bytes / MB:>10.2f} {artifact.unzipped_bytes / MB:>12.2f}")
+        if artifact.zipped_bytes > MAX_ZIPPED_BYTES:
+            problems.append(
+                f"{artifact.name}: {artifact.zipped_bytes / MB:.1f} MB zipped, over {MAX_ZIPPED_BYTES // MB}"
+            )
+    print(f"\n{'function + its layers':<48} {'unzipped MB':>12}")
+    for name, layer_names in function_layers.items():
+        parts = [functions[name], *(layers[layer] for layer in layer_names)]
+        total = sum(part.unzipped_bytes for part in parts)
+        print(f"{' + '.join(part.name for part in parts):<48} {total / MB:>12.2f}")
+        if total > MAX_UNZIPPED_BYTES:
+            problems.append(f"{name}: {total / MB:.1f} MB unzipped with its layers, over {MAX_UNZIPPED_BYTES // MB}")
+        if len(layer_names) > MAX_LAYERS:
+            problems.append(f"{name}: {len(layer_names)} layers, over {MAX_LAYERS}")
+        for forbidden in FORBIDDEN.get(name, ()):
+            if any((part.packages / forbidden).exists() for part in parts):
+                problems.append(f"{name} carries {forbidden}")
+    for problem in problems:
+        print(f"FAIL {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
