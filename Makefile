@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: run test lint typecheck cfn-lint sam-validate unit integration e2e browser bench lock package build schemas clean
+.PHONY: run test localstack-venv lint typecheck cfn-lint sam-validate unit integration e2e browser bench lock package build schemas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,13 @@ ARGS ?=
 run: $(STAMP)
 	$(BIN)/imgflow serve $(ARGS)
 
-test: $(STAMP) lint typecheck cfn-lint sam-validate
+test: $(STAMP) lint typecheck cfn-lint sam-validate localstack-venv
 	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest
+
+# LocalStack in host mode for the `localstack` test (Python >= 3.12; without one the test skips).
+localstack-venv:
+	bash scripts/localstack-venv.sh
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
