@@ -10,6 +10,7 @@ import hmac
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from imgflow.keys import owner_segment
 from imgflow_local.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 HOPPER = (ROOT / "tests" / "fixtures" / "images" / "bad-inputs" / "hopper.jpg").read_bytes()
 UPLOADS_PER_HOUR = 3
+# Owner of the objects dropped straight into the uploads bucket, as the `owned` runtime is configured.
+DROP_OWNER = "partner-backend"
 ROUTES = [
     ("POST", "/uploads"),
     ("POST", "/uploads/batch"),
@@ -43,8 +47,19 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 def owned(serve_imgflow: Callable[..., AbstractContextManager[Pipeline]]) -> Iterator[Pipeline]:
-    with serve_imgflow("--parameter", f"UploadsPerHourPerOwner={UPLOADS_PER_HOUR}") as served:
+    with serve_imgflow(
+        "--parameter", f"UploadsPerHourPerOwner={UPLOADS_PER_HOUR}", "--parameter", f"DirectDropOwner={DROP_OWNER}"
+    ) as served:
         yield served
+
+
+def _keys_with(pipeline: Pipeline, text: str) -> list[str]:
+    """Every key in either bucket that holds `text` (a job id)."""
+    found = []
+    for bucket in (pipeline.uploads_bucket, pipeline.media_bucket):
+        for page in pipeline.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            found += [f"{bucket}/{o['Key']}" for o in page.get("Contents", []) if text in o["Key"]]
+    return found
 
 
 def _b64(data: bytes) -> str:
@@ -179,9 +194,7 @@ def test_given_a_finished_job_when_deleted_then_no_object_of_it_is_left_and_a_se
     deleted = owned.api("DELETE", f"/jobs/{upload.job_id}", owner="deleter")
 
     assert deleted.status_code == 204
-    for bucket, prefix in ((owned.uploads_bucket, f"uploads/{upload.job_id}/"), (owned.media_bucket, "jobs/")):
-        keys = [o["Key"] for o in owned.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-        assert not [key for key in keys if upload.job_id in key], keys
+    assert _keys_with(owned, upload.job_id) == []
     assert owned.job(upload.job_id, "deleter").status_code == 404
     assert owned.api("DELETE", f"/jobs/{upload.job_id}", owner="deleter").status_code == 404
     owned.wait_for_events(upload.job_id, {"Job Deleted"})
@@ -217,6 +230,37 @@ def test_given_a_job_deleted_before_its_upload_when_its_form_is_used_then_the_up
     owned.wait_until_idle("IngestQueue")
     assert owned.jobs_for_key(key) == []
     assert owned.job(created["job_id"], "deleter").status_code == 404
+
+
+def test_given_objects_of_two_owners_then_each_owners_keys_are_under_its_own_prefix_only(owned: Pipeline) -> None:
+    jobs = {
+        owner: owned.upload("mine.jpg", HOPPER, "image/jpeg", owner=owner).job_id
+        for owner in ("prefix-alice", "prefix-bob")
+    }
+    for owner, job_id in jobs.items():
+        assert owned.wait_for_job(job_id, owner=owner).final["status"] == "succeeded"
+
+    for owner, job_id in jobs.items():
+        keys = _keys_with(owned, job_id)
+        assert keys, f"no object of {owner}'s job"
+        assert all(f"/{owner_segment(owner)}/{job_id}/" in key for key in keys), keys
+
+
+def test_given_a_configured_drop_owner_then_its_token_lists_and_deletes_drops_with_the_dropped_object(
+    owned: Pipeline,
+) -> None:
+    key = f"uploads/partner/{uuid.uuid4().hex}/hopper.jpg"
+    owned.s3.put_object(Bucket=owned.uploads_bucket, Key=key, Body=HOPPER, ContentType="image/jpeg")
+    job_id = owned.wait_for_drop_job(key)["job_id"]
+    assert owned.wait_for_job(job_id, owner=DROP_OWNER).final["owner"] == DROP_OWNER
+    listed = owned.api("GET", "/jobs", owner=DROP_OWNER).json()["jobs"]
+    assert job_id in [job["job_id"] for job in listed]
+    assert owned.job(job_id, "alice").status_code == 404
+
+    assert owned.api("DELETE", f"/jobs/{job_id}", owner=DROP_OWNER).status_code == 204
+
+    assert _keys_with(owned, job_id) == []
+    assert owned.s3.list_objects_v2(Bucket=owned.uploads_bucket, Prefix=key).get("KeyCount", 0) == 0
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ import pytest
 import requests
 from PIL import Image
 
+from imgflow.keys import job_prefix, original_key, upload_key, upload_prefix, variant_key
+
 if TYPE_CHECKING:
     from e2e.conftest import JobWatch, OutputImage, Pipeline, Upload
 
@@ -135,17 +137,19 @@ def test_the_job_publishes_each_lifecycle_event_once(pipeline: Pipeline, photo_j
 
 def test_the_emulator_holds_the_original_the_variants_and_the_job(pipeline: Pipeline, photo_job: PhotoJob) -> None:
     job_id = photo_job.upload.job_id
-    assert photo_job.upload.key == f"uploads/{job_id}/original"
+    owner = photo_job.watch.final["owner"]
+    # Every key of the job is under its owner's prefix, in both buckets.
+    assert photo_job.upload.key == upload_key(owner, job_id)
     # Accepted, the original is frozen in the media bucket and the upload key released (a reused form
     # can no longer change what the job serves).
-    uploads = pipeline.s3.list_objects_v2(Bucket=pipeline.uploads_bucket, Prefix=f"uploads/{job_id}/")
+    uploads = pipeline.s3.list_objects_v2(Bucket=pipeline.uploads_bucket, Prefix=upload_prefix(owner, job_id))
     assert uploads.get("KeyCount", 0) == 0
-    original = pipeline.s3.head_object(Bucket=pipeline.media_bucket, Key=f"jobs/{job_id}/original")
+    original = pipeline.s3.head_object(Bucket=pipeline.media_bucket, Key=original_key(owner, job_id))
     assert original["ContentLength"] == photo_job.size
 
-    listed = pipeline.s3.list_objects_v2(Bucket=pipeline.media_bucket, Prefix=f"jobs/{job_id}/variants/")
+    listed = pipeline.s3.list_objects_v2(Bucket=pipeline.media_bucket, Prefix=f"{job_prefix(owner, job_id)}variants/")
     keys = sorted(item["Key"] for item in listed.get("Contents", []))
-    assert keys == sorted(f"jobs/{job_id}/variants/{preset}.webp" for preset in PRESETS)
+    assert keys == sorted(variant_key(owner, job_id, preset, "webp") for preset in PRESETS)
     for key in keys:
         assert pipeline.s3.head_object(Bucket=pipeline.media_bucket, Key=key)["ContentType"] == "image/webp"
 

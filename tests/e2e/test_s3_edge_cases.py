@@ -21,7 +21,7 @@ import pytest
 import requests
 from PIL import Image
 
-from imgflow.models import ANONYMOUS
+from imgflow.keys import upload_key, upload_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
-# Objects dropped straight into the bucket belong to this owner (no token made them).
-DROP_OWNER = ANONYMOUS
+# Objects dropped straight into the bucket belong to this owner (no token made them): DirectDropOwner's default.
+DROP_OWNER = "system"
+# The owner of the jobs `Pipeline.create_upload` makes (e2e/conftest.py's DEFAULT_OWNER).
+API_OWNER = "e2e"
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HOPPER = (FIXTURES / "images" / "bad-inputs" / "hopper.jpg").read_bytes()
@@ -72,7 +74,7 @@ def create(pipeline: Pipeline, size: int, content_type: str = "image/jpeg") -> d
 
 def assert_still_awaiting_upload(pipeline: Pipeline, created: dict[str, Any]) -> None:
     job_id = created["job_id"]
-    assert stored_keys(pipeline, f"uploads/{job_id}/") == [], "S3 stored an upload it refused"
+    assert stored_keys(pipeline, upload_prefix(API_OWNER, job_id)) == [], "S3 stored an upload it refused"
     view = pipeline.view(job_id)
     assert (view["status"], view["version"]) == ("awaiting_upload", 1), view
     assert pipeline.events(job_id) == []
@@ -113,7 +115,7 @@ def test_the_presigned_post_pins_the_key_the_type_and_the_size_and_expires_in_mi
     fields = created["upload"]["fields"]
     policy = json.loads(base64.b64decode(fields["policy"]))
     conditions = policy["conditions"]
-    assert {"key": f"uploads/{created['job_id']}/original"} in conditions
+    assert {"key": upload_key(API_OWNER, created["job_id"])} in conditions
     assert {"Content-Type": "image/jpeg"} in conditions
     assert ["content-length-range", 1, LIMIT] in conditions
     assert fields["Content-Type"] == "image/jpeg"

@@ -31,6 +31,10 @@ IMAGES = FIXTURES / "images"
 BAD_INPUTS = IMAGES / "bad-inputs"
 HOPPER = BAD_INPUTS / "hopper.jpg"
 LIFECYCLE_TAP = "lifecycle-tap"
+# The `sub` of the token in events/api_*.json: the owner of every job the sample API events make.
+API_OWNER = "alice"
+# Settings' default owner of direct drops (DIRECT_DROP_OWNER is not set in the tests' environment).
+DROP_OWNER = "system"
 
 
 # --- speed ------------------------------------------------------------------------------------------------

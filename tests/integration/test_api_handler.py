@@ -20,9 +20,11 @@ from PIL import Image
 import api_handler
 import ingest_handler
 import variants_handler
+from imgflow.keys import upload_key, variant_key
 from imgflow.models import JobStatus
 from imgflow.services import uploads_service
 from integration.helpers import (
+    API_OWNER,
     BAD_INPUTS,
     HOPPER,
     accepted_api_job,
@@ -73,7 +75,7 @@ def test_given_an_image_to_upload_when_an_upload_is_created_then_a_presigned_pos
     job_id = body["job_id"]
     assert len(job_id) == 32
     assert int(job_id, 16) >= 0
-    key = f"uploads/{job_id}/original"
+    key = upload_key(API_OWNER, job_id)
     upload = body["upload"]
     assert aws.uploads_bucket in upload["url"]
     fields = upload["fields"]
@@ -224,7 +226,7 @@ def test_given_a_processed_job_when_it_is_asked_for_then_its_variants_come_with_
     for variant in view["variants"]:
         url = urlparse(variant["url"])
         assert aws.media_bucket in url.netloc + url.path
-        assert url.path.endswith(f"jobs/{job_id}/variants/{variant['preset']}.webp")
+        assert url.path.endswith(variant_key(API_OWNER, job_id, variant["preset"], "webp"))
         assert "X-Amz-Signature" in parse_qs(url.query)
         download = requests.get(variant["url"], timeout=5)
         assert download.status_code == 200
@@ -266,7 +268,7 @@ def rejected_job(aws: EmulatedAws, lambda_context: FakeLambdaContext) -> str:
     """A rejected job: a PNG arrived where hopper.jpg (6412 bytes) was announced."""
     job_id: str = call_api(create_upload_event(), lambda_context)[1]["job_id"]
     png = (BAD_INPUTS / "hopper.png").read_bytes()
-    key = f"uploads/{job_id}/original"
+    key = upload_key(API_OWNER, job_id)
     etag = put_upload(aws, key, png, "image/png")
     notification = upload_notification(aws, key, etag, len(png))
     assert reported_failures(ingest_handler.lambda_handler, notification, lambda_context) == []

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import api_handler
+from imgflow.keys import upload_key
+from integration.helpers import API_OWNER
 from support import EmulatedAws, FakeLambdaContext, load_event
 
 
@@ -35,7 +37,7 @@ def test_given_three_files_and_an_edit_when_a_batch_is_asked_then_each_gets_its_
     uploads = json.loads(response["body"])["uploads"]
     assert len({upload["job_id"] for upload in uploads}) == 3
     assert [upload["upload"]["fields"]["key"] for upload in uploads] == [
-        f"uploads/{upload['job_id']}/original" for upload in uploads
+        upload_key(API_OWNER, upload["job_id"]) for upload in uploads
     ]
     stored = {item["pk"]: item for item in jobs_in_table(aws)}
     for upload, file in zip(uploads, files, strict=True):

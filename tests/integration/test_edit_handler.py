@@ -23,6 +23,7 @@ from fakes.fake_gemini import IMAGE_MODEL, TEXT_MODEL, FakeGemini
 from imgflow import aws as clients
 from imgflow import services
 from imgflow.imaging import ImageLimits, load_normalized
+from imgflow.keys import edit_key, edit_text_key, job_prefix
 from imgflow.models import Job, JobStatus, TaskStatus, edit_task_name
 from imgflow.operations import apply_recipe
 from imgflow.recipes import Recipe
@@ -30,6 +31,7 @@ from imgflow.retries import retry_delay
 from imgflow.settings import get_settings
 from imgflow.storage import ObjectStorage
 from integration.helpers import (
+    API_OWNER,
     BAD_INPUTS,
     HOPPER,
     accepted_api_job,
@@ -246,7 +248,7 @@ def test_given_a_recipe_when_its_edit_runs_then_the_stored_webp_has_exactly_the_
     )
     result = job.edits[edit_id].result
     assert result is not None
-    assert result.key == f"jobs/{job_id}/edits/{edit_id}.webp"
+    assert result.key == edit_key(API_OWNER, job_id, edit_id)
     assert (result.width, result.height, result.content_type) == (80, 100, "image/webp")
     assert (job.edits[edit_id].provider, job.edits[edit_id].provider_calls) == (None, 0)
     stored = media_bytes(aws, result.key)
@@ -258,7 +260,7 @@ def test_given_a_recipe_when_its_edit_runs_then_the_stored_webp_has_exactly_the_
     shown = edit_view(view, edit_id)
     assert (shown["status"], shown["kind"], shown["width"], shown["height"]) == ("succeeded", "recipe", 80, 100)
     assert shown["url"]
-    assert f"jobs/{job_id}/edits/{edit_id}.webp" in shown["url"]
+    assert edit_key(API_OWNER, job_id, edit_id) in shown["url"]
     assert view["tasks"][edit_task_name(edit_id)]["status"] == "succeeded"
 
     events = lifecycle_events(aws, job_id)
@@ -396,7 +398,7 @@ def test_given_no_gemini_key_when_a_prompt_edit_runs_then_it_fails_unavailable_a
     assert recipe_view["url"] is not None
     assert prompt_view["url"] is None
     assert prompt_view["error"]["code"] == "provider_unavailable"
-    stored = media_bytes(aws, f"jobs/{job_id}/edits/{kinds['recipe']}.webp")
+    stored = media_bytes(aws, edit_key(API_OWNER, job_id, kinds["recipe"]))
     assert_same_pixels(decoded(stored), expected_recipe(original, RECIPE))
 
     events = lifecycle_events(aws, job_id)
@@ -543,7 +545,7 @@ def test_given_a_translation_when_it_runs_then_the_image_and_the_text_pairs_are_
     assert job.tasks[edit_task_name(edit_id)].status is TaskStatus.SUCCEEDED
     assert (edit.provider, edit.model, edit.provider_calls) == ("gemini", IMAGE_MODEL, 2)
     assert edit.result is not None
-    assert edit.result.text_key == f"jobs/{job_id}/edits/{edit_id}.text.json"
+    assert edit.result.text_key == edit_text_key(API_OWNER, job_id, edit_id)
     assert json.loads(media_bytes(aws, edit.result.text_key)) == {"pairs": pairs}
     assert decoded(media_bytes(aws, edit.result.key)).size == (128, 128)
     shown = edit_view(api_view(job_id, lambda_context), edit_id)
@@ -719,7 +721,11 @@ def test_given_a_permanent_answer_when_the_edit_runs_then_it_fails_at_once_witho
     assert task.error.code == code
     assert message in task.error.message
     assert job.edits[edit_id].result is None
-    assert not aws.client("s3").list_objects_v2(Bucket=aws.media_bucket, Prefix=f"jobs/{job_id}/edits/").get("Contents")
+    assert (
+        not aws.client("s3")
+        .list_objects_v2(Bucket=aws.media_bucket, Prefix=f"{job_prefix(API_OWNER, job_id)}edits/")
+        .get("Contents")
+    )
     events = lifecycle_events(aws, job_id)
     assert detail_types(events) == ["Edit Failed"]
     assert events[0]["detail"]["error"]["code"] == code

@@ -15,9 +15,13 @@ import edit_handler
 import ingest_handler
 import variants_handler
 from imgflow import aws as clients
+from imgflow import services
+from imgflow.keys import original_key, upload_key
 from imgflow.models import ImageInfo, JobStatus, TaskStatus, VariantsMessage, edit_task_name
 from integration.helpers import (
+    API_OWNER,
     BAD_INPUTS,
+    DROP_OWNER,
     HOPPER,
     accepted_api_job,
     as_lambda_event,
@@ -55,13 +59,13 @@ def fan_out(aws: EmulatedAws) -> list[VariantsMessage]:
     return [VariantsMessage.model_validate_json(message["Body"]) for message in aws.drain("VariantsQueue")]
 
 
-def frozen_key(job_id: str) -> str:
+def frozen_key(job_id: str, owner: str = API_OWNER) -> str:
     """Where ingest freezes a job's accepted original in the media bucket."""
-    return f"jobs/{job_id}/original"
+    return original_key(owner, job_id)
 
 
-def frozen_original(aws: EmulatedAws, job_id: str) -> tuple[bytes, str]:
-    response = aws.client("s3").get_object(Bucket=aws.media_bucket, Key=frozen_key(job_id))
+def frozen_original(aws: EmulatedAws, job_id: str, owner: str = API_OWNER) -> tuple[bytes, str]:
+    response = aws.client("s3").get_object(Bucket=aws.media_bucket, Key=frozen_key(job_id, owner))
     return response["Body"].read(), response["ContentType"]
 
 
@@ -78,7 +82,7 @@ def media_keys(aws: EmulatedAws) -> list[str]:
 def api_upload(aws: EmulatedAws, context: FakeLambdaContext, data: bytes | None = None) -> tuple[str, str, str]:
     """A job created through POST /uploads and its original stored where the presigned POST puts it."""
     job_id: str = create_api_job(context)["job_id"]
-    key = f"uploads/{job_id}/original"
+    key = upload_key(API_OWNER, job_id)
     etag = put_upload(aws, key, data if data is not None else HOPPER.read_bytes())
     return job_id, key, etag
 
@@ -221,7 +225,7 @@ def test_given_a_drop_when_the_notifications_the_bucket_sent_are_delivered_twice
     assert job.source is not None
     assert (job.source.key, job.source.sequencer) == (key, None)
     assert job.status is JobStatus.PROCESSING
-    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id)]
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id, DROP_OWNER)]
 
 
 def test_given_a_drop_when_its_fan_out_message_is_handled_then_the_job_succeeds(
@@ -264,7 +268,7 @@ def test_given_a_form_encoded_key_when_ingested_then_the_job_names_the_decoded_k
     assert job.source.key == key
     assert job.status is JobStatus.PROCESSING
     assert job.filename == key.rsplit("/", 1)[-1]
-    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id)]
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id, DROP_OWNER)]
 
 
 def test_given_a_key_with_dot_dot_segments_when_ingested_then_nothing_is_read_and_no_job_is_made(
@@ -372,7 +376,7 @@ def test_given_a_notification_with_two_records_when_ingested_then_each_object_ge
     assert sorted(job.source.key for job in jobs if job.source) == keys
     assert {job.status for job in jobs} == {JobStatus.PROCESSING}
     assert len({job.job_id for job in jobs}) == 2
-    assert sorted(message.key for message in fan_out(aws)) == sorted(frozen_key(job.job_id) for job in jobs)
+    assert sorted(message.key for message in fan_out(aws)) == sorted(frozen_key(job.job_id, DROP_OWNER) for job in jobs)
     assert detail_types(lifecycle_events(aws)) == ["Job Accepted", "Job Accepted"]
 
 
@@ -393,7 +397,7 @@ def test_given_a_batch_with_poison_messages_when_ingested_then_only_the_poison_o
     assert job.source is not None
     assert job.source.key == key
     assert job.status is JobStatus.PROCESSING
-    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id)]
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id, DROP_OWNER)]
 
 
 # --- bad images dropped straight into the bucket -------------------------------------------------------
@@ -673,6 +677,43 @@ def test_given_a_drop_when_accepted_then_its_original_is_frozen_and_the_dropped_
 
     [job] = stored_jobs(aws)
     assert job.status is JobStatus.PROCESSING
-    assert frozen_original(aws, job.job_id) == (HOPPER.read_bytes(), "image/jpeg")
+    assert job.owner == DROP_OWNER
+    assert frozen_original(aws, job.job_id, DROP_OWNER) == (HOPPER.read_bytes(), "image/jpeg")
     # Its key is its owner's, not the job's: a later write there is a drop with a job of its own.
     assert upload_keys(aws) == [key]
+
+
+# --- owners' prefixes ----------------------------------------------------------------------------------
+
+
+def test_given_alices_job_when_its_upload_lands_under_another_owners_prefix_then_it_is_no_upload_of_that_job(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id: str = create_api_job(lambda_context)["job_id"]
+    key = upload_key("bob", job_id)
+    etag = put_upload(aws, key, HOPPER)
+
+    assert ingest(upload_notification(aws, key, etag, HOPPER_SIZE), lambda_context) == []
+
+    assert stored_job(aws, job_id).status is JobStatus.AWAITING_UPLOAD
+    [message] = fan_out(aws)
+    drop = stored_job(aws, message.job_id)
+    assert drop.job_id != job_id
+    assert (drop.owner, drop.source and drop.source.key) == (DROP_OWNER, key)
+    assert media_keys(aws) == [frozen_key(drop.job_id, DROP_OWNER)]
+
+
+def test_given_a_configured_drop_owner_when_an_object_is_dropped_then_its_job_and_objects_are_that_owners(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIRECT_DROP_OWNER", "partner-backend")
+    services.reset()
+    key = "uploads/partner/hopper.jpg"
+    etag = put_upload(aws, key, HOPPER)
+
+    assert ingest(upload_notification(aws, key, etag, HOPPER_SIZE), lambda_context) == []
+
+    [job] = stored_jobs(aws)
+    assert job.owner == "partner-backend"
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id, "partner-backend")]
+    assert media_keys(aws) == [original_key("partner-backend", job.job_id)]

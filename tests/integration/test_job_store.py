@@ -6,6 +6,7 @@ import pytest
 
 from imgflow.errors import TransitionRejectedError
 from imgflow.job_store import JobStore
+from imgflow.keys import upload_key, variant_key
 from imgflow.models import (
     ImageInfo,
     Job,
@@ -21,12 +22,12 @@ from support import EmulatedAws
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 NOW = 1_795_780_800
-SOURCE = SourceObject(bucket="uploads", key=f"uploads/{JOB_ID}/original", size=6412, etag="e", sequencer="01")
+SOURCE = SourceObject(bucket="uploads", key=upload_key("alice", JOB_ID), size=6412, etag="e", sequencer="01")
 IMAGE = ImageInfo(format="JPEG", width=128, height=128)
 VARIANT = Variant(
     preset="thumb",
     format="webp",
-    key=f"jobs/{JOB_ID}/variants/thumb.webp",
+    key=variant_key("alice", JOB_ID, "thumb", "webp"),
     width=128,
     height=128,
     bytes=900,

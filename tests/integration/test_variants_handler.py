@@ -11,10 +11,12 @@ from PIL import Image
 import variants_handler
 from imgflow import aws as clients
 from imgflow import variants
-from imgflow.models import JobStatus, TaskStatus
+from imgflow.keys import original_key, variant_key
+from imgflow.models import JobStatus, OutputFormat, TaskStatus
 from imgflow.services import uploads_service
 from imgflow.storage import ObjectStorage
 from integration.helpers import (
+    API_OWNER,
     HOPPER,
     accepted_api_job,
     detail_types,
@@ -63,10 +65,10 @@ def test_given_an_accepted_job_when_its_variants_message_is_handled_then_every_p
     failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
 
     assert failures == []
-    variant_keys = [f"jobs/{job_id}/variants/{preset}.webp" for preset in PRESETS]
-    assert media_keys(aws) == sorted([f"jobs/{job_id}/original", *variant_keys])
+    variant_keys = [variant_key(API_OWNER, job_id, preset, "webp") for preset in PRESETS]
+    assert media_keys(aws) == sorted([original_key(API_OWNER, job_id), *variant_keys])
     for preset, long_edge in PRESETS.items():
-        data, content_type = media_object(aws, f"jobs/{job_id}/variants/{preset}.webp")
+        data, content_type = media_object(aws, variant_key(API_OWNER, job_id, preset, "webp"))
         assert content_type == "image/webp"
         with Image.open(io.BytesIO(data)) as image:
             assert image.format == "WEBP"
@@ -119,7 +121,7 @@ def test_given_a_corrupt_original_when_its_variants_are_made_then_the_job_fails_
     job_id, key, etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
     # Ingest froze bytes it validated; should the frozen original still not decode, a retry would not help.
     truncated = HOPPER.read_bytes()[: len(HOPPER.read_bytes()) // 2]
-    aws.client("s3").put_object(Bucket=aws.media_bucket, Key=f"jobs/{job_id}/original", Body=truncated)
+    aws.client("s3").put_object(Bucket=aws.media_bucket, Key=original_key(API_OWNER, job_id), Body=truncated)
     lifecycle_events(aws)
 
     failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
@@ -134,7 +136,7 @@ def test_given_a_corrupt_original_when_its_variants_are_made_then_the_job_fails_
     assert task.error is not None
     assert task.error.code == "corrupt_image"
     assert task.attempts == 1
-    assert media_keys(aws) == [f"jobs/{job_id}/original"]
+    assert media_keys(aws) == [original_key(API_OWNER, job_id)]
     events = lifecycle_events(aws, job_id)
     assert detail_types(events) == ["Job Failed"]
     assert events[0]["detail"]["error"]["code"] == "corrupt_image"
@@ -153,7 +155,7 @@ def test_given_the_upload_key_was_written_again_after_acceptance_when_variants_r
     assert failures == []
     job = stored_job(aws, job_id)
     assert job.status is JobStatus.SUCCEEDED
-    data, _ = media_object(aws, f"jobs/{job_id}/variants/thumb.webp")
+    data, _ = media_object(aws, variant_key(API_OWNER, job_id, "thumb", "webp"))
     with Image.open(io.BytesIO(data)) as image:
         assert (image.format, image.size) == ("WEBP", (128, 128))
 
@@ -214,10 +216,11 @@ def test_given_webp_and_avif_asked_at_upload_when_variants_run_then_every_preset
     failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
 
     assert failures == []
-    expected = [f"jobs/{job_id}/variants/{preset}.{fmt}" for preset in PRESETS for fmt in ("webp", "avif")]
-    assert media_keys(aws) == sorted([f"jobs/{job_id}/original", *expected])
-    for fmt, pillow_format in (("webp", "WEBP"), ("avif", "AVIF")):
-        data, content_type = media_object(aws, f"jobs/{job_id}/variants/thumb.{fmt}")
+    expected = [variant_key(API_OWNER, job_id, preset, fmt) for preset in PRESETS for fmt in ("webp", "avif")]
+    assert media_keys(aws) == sorted([original_key(API_OWNER, job_id), *expected])
+    formats: tuple[tuple[OutputFormat, str], ...] = (("webp", "WEBP"), ("avif", "AVIF"))
+    for fmt, pillow_format in formats:
+        data, content_type = media_object(aws, variant_key(API_OWNER, job_id, "thumb", fmt))
         assert content_type == f"image/{fmt}"
         with Image.open(io.BytesIO(data)) as image:
             assert image.format == pillow_format
@@ -242,7 +245,7 @@ def test_given_an_exif_rotated_original_when_variants_run_then_they_are_upright(
     failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
 
     assert failures == []
-    data, _ = media_object(aws, f"jobs/{job_id}/variants/thumb.webp")
+    data, _ = media_object(aws, variant_key(API_OWNER, job_id, "thumb", "webp"))
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == (1, 2)
         assert not image.getexif()

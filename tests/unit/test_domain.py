@@ -6,7 +6,7 @@ import pytest
 
 from imgflow.ingest import drop_job_id
 from imgflow.job_store import sequencer_order_key
-from imgflow.keys import is_safe_upload_key, upload_key, variant_key
+from imgflow.keys import is_safe_upload_key, job_prefix, owner_segment, upload_key, variant_key
 from imgflow.models import ANONYMOUS, Job, JobStatus, SourceObject, Task, TaskStatus, VariantsRequest
 from imgflow.settings import Settings
 from imgflow.settling import settle_status
@@ -48,9 +48,30 @@ def test_given_a_key_when_checked_then_only_plain_keys_under_the_prefix_are_safe
     assert is_safe_upload_key(key) is safe
 
 
-def test_given_a_job_id_when_keys_are_made_then_they_are_deterministic() -> None:
-    assert upload_key("ab" * 16) == f"uploads/{'ab' * 16}/original"
-    assert variant_key("ab" * 16, "thumb", "webp") == f"jobs/{'ab' * 16}/variants/thumb.webp"
+def test_given_a_job_id_when_keys_are_made_then_they_are_deterministic_and_under_the_owners_prefix() -> None:
+    alice = owner_segment("alice")
+    assert upload_key("alice", "ab" * 16) == f"uploads/{alice}/{'ab' * 16}/original"
+    assert variant_key("alice", "ab" * 16, "thumb", "webp") == f"jobs/{alice}/{'ab' * 16}/variants/thumb.webp"
+    assert job_prefix("alice", "ab" * 16) == f"jobs/{alice}/{'ab' * 16}/"
+
+
+@pytest.mark.parametrize(
+    "owner",
+    ["alice", "auth0|5f7c8ec7c33c6c004bbafe82", "alice@example.com", "../bob", "a/b", "x" * 256, "ünïcødé", "."],
+)
+def test_given_any_owner_when_its_segment_is_made_then_it_is_one_plain_key_segment_of_fixed_length(
+    owner: str,
+) -> None:
+    segment = owner_segment(owner)
+    assert len(segment) == 32
+    assert segment.isalnum()
+    assert segment == owner_segment(owner)
+    assert is_safe_upload_key(upload_key(owner, "ab" * 16))
+
+
+def test_given_two_owners_when_their_segments_are_made_then_they_differ_also_by_case() -> None:
+    assert owner_segment("alice") != owner_segment("bob")
+    assert owner_segment("alice") != owner_segment("Alice")
 
 
 def test_given_the_same_write_twice_when_a_drop_job_id_is_derived_then_it_is_the_same_and_differs_per_write() -> None:

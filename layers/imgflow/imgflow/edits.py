@@ -223,7 +223,9 @@ class EditService:
                 raise EditError("edit_failed", "the job has no accepted image to edit")
             # The copy ingest froze at acceptance: the upload key may be gone, or hold what a reused form wrote.
             data = self.storage.read(
-                self.settings.media_bucket, original_key(job.job_id), max_bytes=self.settings.max_upload_bytes
+                self.settings.media_bucket,
+                original_key(job.owner, job.job_id),
+                max_bytes=self.settings.max_upload_bytes,
             )
             limits = self.settings.image_limits
         # Recipes work on the image at the size the job view shows, so their coordinates mean what the
@@ -281,11 +283,11 @@ class EditService:
             icc_profile=b"",
         )
         data = buffer.getvalue()
-        key = edit_key(job.job_id, edit.edit_id)
+        key = edit_key(job.owner, job.job_id, edit.edit_id)
         self.storage.write(self.settings.media_bucket, key, data, "image/webp")
         text_key = None
         if output.text_pairs is not None:
-            text_key = edit_text_key(job.job_id, edit.edit_id)
+            text_key = edit_text_key(job.owner, job.job_id, edit.edit_id)
             body = json.dumps({"pairs": output.text_pairs}, ensure_ascii=False, indent=2).encode()
             self.storage.write(self.settings.media_bucket, text_key, body, "application/json")
         return EditResult(

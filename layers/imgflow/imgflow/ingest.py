@@ -18,10 +18,9 @@ from enum import StrEnum
 from imgflow.errors import ErrorCode, ImageRejectedError, TransientError, TransitionRejectedError
 from imgflow.imaging import inspect_image
 from imgflow.job_store import JobStore, open_tasks
-from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key, original_key, upload_key
+from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key, original_key, owner_segment, upload_key
 from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected, job_settled
 from imgflow.models import (
-    ANONYMOUS,
     EditMessage,
     Job,
     JobError,
@@ -37,7 +36,7 @@ from imgflow.settings import Settings
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
 VARIANTS_TASK = "variants"
-_API_UPLOAD_KEY = re.compile(r"^uploads/(?P<job_id>[0-9a-f]{32})/original$")
+_API_UPLOAD_KEY = re.compile(r"^uploads/(?P<owner_segment>[0-9a-f]{32})/(?P<job_id>[0-9a-f]{32})/original$")
 # Direct drops get a job id derived from the object's identity, so a redelivery finds the same job.
 _DROP_NAMESPACE = uuid.UUID("6f1d9a4e-3c1b-4d8e-9a53-0c2f6f4b7e21")
 
@@ -131,7 +130,7 @@ class IngestService:
                 source.bucket,
                 source.key,
                 self.settings.media_bucket,
-                original_key(job.job_id),
+                original_key(job.owner, job.job_id),
                 etag=source.etag,
                 version_id=source.version_id,
                 content_type=f"image/{image.format.lower()}",
@@ -181,7 +180,7 @@ class IngestService:
         A drop's object is left where its owner put it: its key is not the job's, a later write to it is a
         drop of its own, and a new object with the same bytes could not be told from it by its eTag.
         """
-        if source.key != upload_key(job.job_id):
+        if source.key != upload_key(job.owner, job.job_id):
             return None
         try:
             self.storage.delete(source.bucket, source.key, etag=source.etag, version_id=source.version_id)
@@ -215,7 +214,9 @@ class IngestService:
         if job.source is None:
             raise ValueError(f"job {job.job_id} has no source object to fan out")
         self.variants_queue.send(
-            VariantsMessage(job_id=job.job_id, bucket=self.settings.media_bucket, key=original_key(job.job_id))
+            VariantsMessage(
+                job_id=job.job_id, bucket=self.settings.media_bucket, key=original_key(job.owner, job.job_id)
+            )
         )
         # Edits on the original start now; edits on edits start when their parent succeeds.
         for edit in job.edits.values():
@@ -226,14 +227,18 @@ class IngestService:
         match = _API_UPLOAD_KEY.match(source.key)
         if match:
             job = self.store.get(match["job_id"])
-            if job is not None:
+            # Only under its owner's prefix: a job id under another prefix is no upload of that job (it can
+            # only be a drop, as every form pins its owner's key).
+            if job is not None and owner_segment(job.owner) == match["owner_segment"]:
                 return job
         return self.store.get(drop_job_id(source))
 
     def _deleted_job_of(self, source: SourceObject) -> str | None:
         """The id of a deleted job whose presigned form made this upload, if that is what it is."""
         match = _API_UPLOAD_KEY.match(source.key)
-        return match["job_id"] if match and self.store.was_deleted(match["job_id"]) else None
+        if match is None or (owner := self.store.deleted_owner(match["job_id"])) is None:
+            return None
+        return match["job_id"] if owner_segment(owner) == match["owner_segment"] else None
 
     def _remove_upload_of_deleted_job(self, job_id: str, source: SourceObject) -> IngestResult:
         # The owner deleted the job: its form must not bring the upload back as a drop of someone else's.
@@ -245,7 +250,7 @@ class IngestService:
         now = self.store.now()
         job = Job(
             job_id=job_id,
-            owner=ANONYMOUS,
+            owner=self.settings.direct_drop_owner,
             status=JobStatus.AWAITING_UPLOAD,
             created_at=now,
             updated_at=now,

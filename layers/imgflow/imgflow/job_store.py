@@ -104,7 +104,9 @@ class JobStore:
         """Remove the job's item; the job as it was, or None when it is not there (or not the owner's).
 
         A tombstone (`pk` = `deleted#<job id>`) stays until `remember_until`: the job's presigned form may
-        still be used, and ingest must then remove the upload rather than take it for a drop of its own."""
+        still be used, and ingest must then remove the upload rather than take it for a drop of its own. It
+        keeps the owner (not as `owner`, which would list it in the owner index), whose prefix holds the keys
+        a task still running may write to."""
         try:
             response = self._table.delete_item(
                 Key={"pk": job_id},
@@ -120,11 +122,13 @@ class JobStore:
         item = response.get("Attributes")
         if not item:
             return None
-        self._table.put_item(Item={"pk": _tombstone(job_id), "expires_at": remember_until})
+        self._table.put_item(Item={"pk": _tombstone(job_id), "expires_at": remember_until, "deleted_owner": owner})
         return Job.model_validate(item)
 
-    def was_deleted(self, job_id: str) -> bool:
-        return "Item" in self._table.get_item(Key={"pk": _tombstone(job_id)}, ConsistentRead=True)
+    def deleted_owner(self, job_id: str) -> str | None:
+        """The owner of a job deleted lately (see `delete`), or None when no such job was deleted."""
+        item = self._table.get_item(Key={"pk": _tombstone(job_id)}, ConsistentRead=True).get("Item")
+        return str(item["deleted_owner"]) if item else None
 
     # --- creation ----------------------------------------------------------------------------------
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     max_side: PositiveInt = 16_384
     max_frames: PositiveInt = 300
 
+    # Whose jobs objects dropped straight into the uploads bucket make: a backend that drops them can sign
+    # in with a token of this `sub` to list and delete them through the API.
+    direct_drop_owner: Annotated[str, Field(min_length=1, max_length=256)] = "system"
+
     upload_url_ttl_seconds: Annotated[int, Field(ge=60, le=3600)] = 900
     download_url_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
     job_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30

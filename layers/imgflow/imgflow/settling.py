@@ -40,6 +40,7 @@ def settle_if_done(store: JobStore, events: EventPublisher, job: Job) -> Job:
 def remove_leftovers(store: JobStore, storage: ObjectStorage, media_bucket: str, job_id: str) -> int:
     """What a task wrote for a job that its owner deleted while the task ran (DELETE removed the objects
     there were then; the task's later writes found no job to record them in): removed, if so."""
-    if store.get(job_id) is not None or not store.was_deleted(job_id):
+    owner = store.deleted_owner(job_id)
+    if owner is None or store.get(job_id) is not None:
         return 0
-    return storage.delete_prefix(media_bucket, job_prefix(job_id))
+    return storage.delete_prefix(media_bucket, job_prefix(owner, job_id))

@@ -156,7 +156,7 @@ class UploadsService:
         self.store.create(job)
         post = self.storage.presigned_post(
             s.uploads_bucket,
-            upload_key(job_id),
+            upload_key(owner, job_id),
             request.content_type,
             s.max_upload_bytes,
             s.upload_url_ttl_seconds,
@@ -225,8 +225,15 @@ class UploadsService:
         if job is None:
             raise JobNotFoundError(job_id)
         # The item goes first, so no task can record new results; then the objects, all of them.
-        self.storage.delete_prefix(self.settings.uploads_bucket, upload_prefix(job_id))
-        self.storage.delete_prefix(self.settings.media_bucket, job_prefix(job_id))
+        self.storage.delete_prefix(self.settings.uploads_bucket, upload_prefix(owner, job_id))
+        self.storage.delete_prefix(self.settings.media_bucket, job_prefix(owner, job_id))
+        source = job.source
+        if source is not None and source.key != upload_key(owner, job_id):
+            # A drop's object, which stays where it was dropped while its job lives, goes with the job (only
+            # that very object: a later write to its key is a drop of its own).
+            self.storage.delete(
+                self.settings.uploads_bucket, source.key, etag=source.etag, version_id=source.version_id
+            )
         self.events.publish(job_deleted(job))
 
     def add_edit(

@@ -63,7 +63,9 @@ class VariantsService:
             # The copy ingest froze at acceptance, whatever the message names: one queued before originals
             # were frozen names the upload key, which a reused form may have written since.
             data = self.storage.read(
-                self.settings.media_bucket, original_key(job.job_id), max_bytes=self.settings.max_upload_bytes
+                self.settings.media_bucket,
+                original_key(job.owner, job.job_id),
+                max_bytes=self.settings.max_upload_bytes,
             )
             return self._render_all(job, data)
         except ImageRejectedError as rejection:
@@ -109,7 +111,7 @@ class VariantsService:
         for done, (preset, fmt) in enumerate(steps, start=1):
             quality = s.webp_quality if fmt == "webp" else s.avif_quality
             rendered = render_variant(image, preset.long_edge, fmt, quality)
-            key = variant_key(job.job_id, preset.name, fmt)
+            key = variant_key(job.owner, job.job_id, preset.name, fmt)
             self.storage.write(s.media_bucket, key, rendered.data, rendered.content_type)
             variant = Variant(
                 preset=preset.name,
