@@ -608,6 +608,47 @@ def test_given_an_upload_when_a_recipe_crops_it_then_the_crop_is_in_the_pixels_t
     assert (result.width, result.height) == (64, 64)
 
 
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [{"op": "crop", "left": 100, "top": 100, "width": 64, "height": 64}],  # reaches outside 128x128
+        [{"op": "resize", "width": 64}, {"op": "crop", "left": 0, "top": 0, "width": 100, "height": 10}],
+    ],
+    ids=["crop-outside", "crop-outside-after-resize"],
+)
+def test_given_an_accepted_image_when_a_recipe_cannot_work_on_it_then_400_naming_the_step_and_nothing_charged(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, operations: list[dict[str, Any]]
+) -> None:
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    before = stored_job(aws, job_id)
+    quota_before = aws.table().scan(ConsistentRead=True)["Items"]
+
+    status, body = add_edit(lambda_context, job_id, {"operations": operations})
+
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    assert f"operation {len(operations)} (crop)" in body["error"]["message"]
+    assert "128x128" in body["error"]["message"]
+    assert stored_job(aws, job_id) == before
+    assert aws.table().scan(ConsistentRead=True)["Items"] == quota_before
+    assert aws.drain("EditQueue") == []
+
+
+def test_given_a_parent_edit_with_a_result_when_a_child_recipe_reaches_outside_it_then_400(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, _, _ = accepted_api_job(
+        aws, lambda_context, HOPPER.read_bytes(), edits=[{"operations": [{"op": "resize", "width": 100}]}]
+    )
+    parent_id = only_edit(stored_job(aws, job_id))
+    run_queued_edits(aws, lambda_context)
+    outside = [{"op": "crop", "left": 90, "top": 90, "width": 20, "height": 20}]  # fits 128x128, not 100x100
+
+    status, body = add_edit(lambda_context, job_id, {"operations": outside, "parent_edit_id": parent_id})
+
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    assert "100x100" in body["error"]["message"]
+
+
 def test_given_a_job_with_very_many_edits_when_another_is_added_then_a_clear_4xx_not_a_crash(
     aws: EmulatedAws, lambda_context: FakeLambdaContext
 ) -> None:

@@ -30,6 +30,7 @@ from imgflow.lifecycle import EventPublisher, job_deleted, job_expired
 from imgflow.models import Edit, EditMessage, Job, JobStatus, Task, TaskStatus, edit_task_name
 from imgflow.queues import TaskQueue
 from imgflow.quotas import Quotas, QuotaStore, QuotaUse
+from imgflow.recipes import Recipe
 from imgflow.settings import Settings
 from imgflow.storage import ObjectStorage
 
@@ -105,6 +106,28 @@ def _check_job_id(job_id: str) -> None:
     if len(job_id) > _MAX_JOB_ID_LENGTH:
         # No job has such an id, and DynamoDB refuses keys past 2 KB with an error (a 500) rather than a miss.
         raise JobNotFoundError(job_id[:_MAX_JOB_ID_LENGTH] + "...")
+
+
+def _check_recipe_fits(job: Job, request: AddEditRequest) -> None:
+    """Refuse a recipe that cannot work on the image it would edit, where that image's size is known now:
+    the accepted original (as the job view shows it), or the result of the edit it builds on. An image not
+    there yet is checked by the edit function, which fails such an edit at once."""
+    spec = request.spec()
+    if spec.kind != "recipe":
+        return
+    size: tuple[int, int] | None = None
+    if request.parent_edit_id is None:
+        size = (job.image.width, job.image.height) if job.image else None
+    elif (result := job.edits[request.parent_edit_id].result) is not None:
+        size = (result.width, result.height)
+    if size is None:
+        return
+    try:
+        Recipe(operations=spec.operations or []).output_size(size)
+    except ValueError as error:
+        raise InvalidUploadRequestError(
+            f"operations: {error} (the image it would edit is {size[0]}x{size[1]})"
+        ) from error
 
 
 def new_edit_id() -> str:
@@ -263,6 +286,7 @@ class UploadsService:
             raise ChainTooLongError(
                 f"this edit would be number {depth} in a chain; the limit is {self.settings.max_edit_chain}"
             )
+        _check_recipe_fits(job, request)
         uses = self.quota_store.charge(owner, self.quotas.for_edits(1, ai_edits))
         edit = Edit(
             edit_id=new_edit_id(),
