@@ -18,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 from imgflow_local.auth import JwtAuthorizer, UnauthorizedError, gateway_claims, token_scopes
 from imgflow_local.functions import LocalFunction
 from imgflow_local.stack import HttpApiSpec, HttpRoute
+from imgflow_local.throttle import TokenBucket
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
@@ -57,6 +58,11 @@ class HttpApiApp:
         account_id: str,
     ) -> None:
         self._routes = list(routes)
+        # Route throttling as the stage's DefaultRouteSettings set it: a bucket per route, as on AWS.
+        throttle = cors.throttle
+        self._buckets = {
+            bound.route_key: TokenBucket(throttle.rate, throttle.burst) for bound in self._routes if throttle
+        }
         self._account_id = account_id
         self._cors = cors
         self._authorizers = authorizers
@@ -79,6 +85,10 @@ class HttpApiApp:
         for bound in self._routes:
             match = bound.pattern.match(request.path)
             if match and bound.route.method in {request.method, "ANY"}:
+                bucket = self._buckets.get(bound.route_key)
+                if bucket is not None and not bucket.take():
+                    # API Gateway's own answer, before the authorizer or the function.
+                    return _json_response(429, {"message": "Too Many Requests"})
                 return self._invoke(bound, match.groupdict(), request)
         return Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
 

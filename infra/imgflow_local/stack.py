@@ -74,6 +74,14 @@ class JwtAuthorizerSpec:
 
 
 @dataclass(frozen=True)
+class RouteThrottle:
+    """The stage's DefaultRouteSettings: each route takes `rate` requests a second, in bursts up to `burst`."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class HttpApiSpec:
     cors_origins: tuple[str, ...]
     cors_methods: tuple[str, ...]
@@ -81,6 +89,7 @@ class HttpApiSpec:
     cors_max_age: int
     cors_expose_headers: tuple[str, ...] = ()
     authorizers: Mapping[str, JwtAuthorizerSpec] = field(default_factory=dict)
+    throttle: RouteThrottle | None = None
 
 
 @dataclass
@@ -247,6 +256,13 @@ class LocalStack:
         properties = self._http_api_properties()
         cors = self.resolver.resolve(properties.get("CorsConfiguration", {}))
         authorizers = self.resolver.resolve(properties.get("Auth", {}).get("Authorizers", {}))
+        route_settings = self.resolver.resolve(properties.get("DefaultRouteSettings", {}))
+        throttle = None
+        if "ThrottlingRateLimit" in route_settings or "ThrottlingBurstLimit" in route_settings:
+            throttle = RouteThrottle(
+                rate=float(route_settings.get("ThrottlingRateLimit", 0)),
+                burst=int(route_settings.get("ThrottlingBurstLimit", 0)),
+            )
         return HttpApiSpec(
             cors_origins=tuple(cors.get("AllowOrigins", [])),
             cors_methods=tuple(cors.get("AllowMethods", [])),
@@ -261,6 +277,7 @@ class LocalStack:
                 for name, authorizer in authorizers.items()
                 if "JwtConfiguration" in authorizer
             },
+            throttle=throttle,
         )
 
     # --- creation ----------------------------------------------------------------------------------

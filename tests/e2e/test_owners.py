@@ -303,3 +303,18 @@ def test_given_an_open_runtime_then_tokenless_requests_speak_for_local_with_ever
     assert edit.status_code == 202
     assert view.json()["owner"] == "local"
     assert forged.status_code == 401  # a token that is sent is still checked
+
+
+def test_given_a_throttled_stage_then_a_route_past_its_burst_is_429_as_api_gateway_answers_and_others_still_serve(
+    serve_imgflow: Callable[..., AbstractContextManager[Pipeline]],
+) -> None:
+    # One token per 100 s after a burst of 3: nothing comes back while the test runs.
+    with serve_imgflow("--parameter", "ApiThrottleRate=0.01", "--parameter", "ApiThrottleBurst=3") as throttled:
+        answers = [throttled.api("GET", "/jobs").status_code for _ in range(4)]
+        unauthenticated = throttled.api("GET", "/jobs", owner=None)
+        health = throttled.api("GET", "/health")
+
+    assert answers == [200, 200, 200, 429]
+    # Throttling comes before the authorizer, and its answer is API Gateway's own.
+    assert (unauthenticated.status_code, unauthenticated.json()) == (429, {"message": "Too Many Requests"})
+    assert health.status_code == 200  # each route has its own bucket

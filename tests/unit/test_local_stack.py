@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from imgflow_local.http_api import bind
-from imgflow_local.stack import HttpRoute, LocalStack
+from imgflow_local.stack import HttpRoute, LocalStack, RouteThrottle
 from imgflow_local.template import Resolver, parameter_defaults
+from imgflow_local.throttle import TokenBucket
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,3 +126,43 @@ def test_given_conditions_then_fn_if_picks_the_branch_and_a_false_condition_leav
 
 def test_given_a_comma_delimited_list_parameter_then_a_ref_to_it_is_a_list(stack: LocalStack) -> None:
     assert stack.http_api().cors_origins == ("http://localhost:5173",)
+
+
+def test_given_the_template_then_the_stage_throttle_comes_from_its_parameters() -> None:
+    default = LocalStack(ROOT / "template.yaml", "us-east-1", stack_name="imgflow-unit").http_api()
+    assert default.throttle == RouteThrottle(rate=100.0, burst=200)
+    overridden = LocalStack(
+        ROOT / "template.yaml",
+        "us-east-1",
+        stack_name="imgflow-unit",
+        parameter_overrides={"ApiThrottleRate": "0.5", "ApiThrottleBurst": "3"},
+    ).http_api()
+    assert overridden.throttle == RouteThrottle(rate=0.5, burst=3)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_given_a_token_bucket_then_a_burst_passes_the_next_is_throttled_and_tokens_come_back_at_the_rate() -> None:
+    clock = _Clock()
+    bucket = TokenBucket(rate=2, burst=3, clock=clock)
+
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    clock.now = 0.4  # 0.8 of a token: not yet
+    assert bucket.take() is False
+    clock.now = 0.5
+    assert [bucket.take(), bucket.take()] == [True, False]
+    clock.now = 100  # never more than the burst
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+def test_given_a_zero_limit_then_every_request_is_throttled() -> None:
+    clock = _Clock()
+    bucket = TokenBucket(rate=0, burst=0, clock=clock)
+    clock.now = 1000
+    assert bucket.take() is False
