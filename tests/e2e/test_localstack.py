@@ -34,6 +34,15 @@ PHOTO = ROOT / "tests" / "fixtures" / "images" / "photos" / "friends_by_Aitzol_B
 PRESETS = {"thumb": 150, "small": 600, "large": 1200, "full": 4096}
 SERVICES = ("s3", "sqs", "events", "sts")
 STARTUP_SECONDS = 60
+# LocalStack's own entry point, less one DNS look-up: at start it resolves `s3.<its host>` to choose between
+# virtual-host and path-style URLs for its internal clients, a query off this machine (seen with strace)
+# for a name nobody needs here. Everything else it sends stays on loopback with the settings below.
+LAUNCH = """
+from localstack.utils.aws import aws_stack
+aws_stack.CACHE_S3_HOSTNAME_DNS_STATUS = False
+from localstack.runtime.main import main
+main()
+"""
 STOP_SECONDS = 20
 # LocalStack's start, `imgflow serve`'s and one photo's job take about 30 s on a quiet machine.
 TEST_SECONDS = 240
@@ -87,7 +96,7 @@ def localstack_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = root / "localstack.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"],
+            [str(LOCALSTACK_PYTHON), "-c", LAUNCH],
             cwd=root,
             env=_localstack_environment(port, root),
             stdin=subprocess.DEVNULL,
