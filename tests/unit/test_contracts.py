@@ -26,18 +26,19 @@ def test_given_a_lifecycle_event_then_its_committed_schema_matches_the_model(det
     assert committed == schema_of(detail), "run `make schemas`"
 
 
-def load_layer_requirements() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("layer_requirements", ROOT / "scripts" / "layer_requirements.py")
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up in sys.modules.
+    # Its dataclasses, and the scripts that import it, look it up in sys.modules.
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-LAYER_REQUIREMENTS = load_layer_requirements()
+LAYER_REQUIREMENTS = load_script("layer_requirements")
+PACKAGE = load_script("package")
 
 
 def locked(lock: Path) -> dict[str, tuple[Requirement, int]]:
@@ -76,6 +77,32 @@ def test_given_the_locks_then_a_package_shipped_by_two_artifacts_has_one_version
             versions.setdefault(name, set()).add(str(pin.specifier))
 
     assert {name: found for name, found in versions.items() if len(found) > 1} == {}
+
+
+def test_given_the_template_then_the_lean_functions_are_built_from_no_lock_with_pillow_or_gemini() -> None:
+    application = PACKAGE.read_application(ROOT / "template.yaml")
+
+    for name in PACKAGE.LEAN_FUNCTIONS:
+        sources = [
+            application.functions[name],
+            *(application.layers[layer] for layer in application.function_layers[name]),
+        ]
+        pinned = {
+            package
+            for source in sources
+            if (source / "requirements.txt").exists()
+            for package in locked(source / "requirements.txt")
+        }
+        assert pinned.isdisjoint(PACKAGE.FORBIDDEN_IN_LEAN), name
+
+
+def test_given_the_template_then_every_artifact_with_requirements_is_locked_and_no_function_has_over_5_layers() -> None:
+    application = PACKAGE.read_application(ROOT / "template.yaml")
+    sources = [*application.layers.values(), *application.functions.values()]
+
+    with_requirements = {source / "requirements.txt" for source in sources if (source / "requirements.txt").exists()}
+    assert with_requirements == {artifact.lock for artifact in LAYER_REQUIREMENTS.ARTIFACTS}
+    assert all(len(layers) <= PACKAGE.MAX_LAYERS for layers in application.function_layers.values())
 
 
 def test_given_the_api_function_when_imported_then_neither_pillow_nor_gemini_is_loaded() -> None:
