@@ -15,6 +15,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+import webhook_routes
+from callers import UnauthorizedError, caller_of
 from imgflow.api_models import (
     AddEditRequest,
     BatchUploadRequest,
@@ -31,7 +33,7 @@ from imgflow.api_models import (
     UploadResponse,
 )
 from imgflow.api_responses import as_answered, responses
-from imgflow.errors import JobNotFoundError
+from imgflow.errors import InvalidWebhookError, JobNotFoundError, WebhookLimitError, WebhookNotFoundError
 from imgflow.models import MAX_OWNER_LENGTH, JobStatus
 from imgflow.observability import logger, metrics, tracer
 from imgflow.quotas import QuotaExceededError, QuotaUse, ratelimit_headers
@@ -104,25 +106,11 @@ def _json_body(text: str) -> Any:
 
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
-
-
-class UnauthorizedError(Exception):
-    """No verified token reached the function: API Gateway's authorizer is missing from the route."""
+app.include_router(webhook_routes.router)
 
 
 def _caller() -> Caller:
-    """Who sends the request, from the claims API Gateway's JWT authorizer verified; never from the body."""
-    authorizer = app.current_event.request_context.authorizer
-    claims = authorizer.jwt_claim
-    owner = claims.get("sub")
-    if not owner:
-        raise UnauthorizedError("this route needs a token: send Authorization: Bearer <token>")
-    if len(owner) > MAX_OWNER_LENGTH:
-        # Owners are stored on every job and in keys that DynamoDB bounds; no issuer makes a `sub` this long.
-        raise UnauthorizedError(f"the token's sub is longer than {MAX_OWNER_LENGTH} characters")
-    # API Gateway passes the scopes when the route asks for some; else they are in the `scope` claim.
-    scopes = authorizer.jwt_scopes or str(claims.get("scope", claims.get("scp", ""))).strip("[]").split()
-    return Caller(owner=str(owner), scopes=frozenset(scopes))
+    return caller_of(app.current_event)
 
 
 def _owner() -> str:
@@ -290,6 +278,21 @@ def quota_exceeded(error: QuotaExceededError) -> Response[str]:
 @app.exception_handler(JobNotFoundError)
 def job_not_found(error: JobNotFoundError) -> Response[str]:
     return _error(404, "not_found", error.message)
+
+
+@app.exception_handler(WebhookNotFoundError)
+def webhook_not_found(error: WebhookNotFoundError) -> Response[str]:
+    return _error(404, "not_found", error.message)
+
+
+@app.exception_handler(InvalidWebhookError)
+def invalid_webhook(error: InvalidWebhookError) -> Response[str]:
+    return _error(400, "invalid_request", error.message)
+
+
+@app.exception_handler(WebhookLimitError)
+def too_many_webhooks(error: WebhookLimitError) -> Response[str]:
+    return _error(409, "conflict", error.message)
 
 
 @app.exception_handler(UploadTooLargeError)

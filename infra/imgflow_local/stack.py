@@ -24,6 +24,8 @@ LOCAL_PARAMETERS = {
     "JwtIssuer": LOCAL_ISSUER,
     "JwtAudience": LOCAL_AUDIENCE,
     "AllowedOrigin": "http://localhost:5173",
+    # Tests and developers receive webhooks on loopback.
+    "WebhookPrivateTargets": "true",
 }
 
 
@@ -287,6 +289,7 @@ class LocalStack:
         self._create_queues(session.client("sqs"))
         self._create_tables(session.client("dynamodb"))
         self._create_buses(session.client("events"))
+        self._create_rules(session.client("events"))
         self._create_buckets(session.client("s3"))
 
     def _create_queues(self, sqs: Any) -> None:
@@ -318,8 +321,9 @@ class LocalStack:
                 "KeySchema": props["KeySchema"],
                 "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
             }
-            if "GlobalSecondaryIndexes" in props:
-                arguments["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            for indexes in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+                if indexes in props:
+                    arguments[indexes] = props[indexes]
             dynamodb.create_table(**arguments)
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):
@@ -331,6 +335,17 @@ class LocalStack:
     def _create_buses(self, events: Any) -> None:
         for logical_id in self.of_type("AWS::Events::EventBus"):
             events.create_event_bus(Name=self.physical_id(logical_id))
+
+    def _create_rules(self, events: Any) -> None:
+        """Rules that route a bus's events to queues (the emulator delivers them, as EventBridge does)."""
+        for logical_id in self.of_type("AWS::Events::Rule"):
+            props = self.resolver.resolve(self.properties(logical_id))
+            name, bus = self.physical_id(logical_id), props.get("EventBusName", "default")
+            events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(props["EventPattern"]))
+            targets = [{"Id": target["Id"], "Arn": target["Arn"]} for target in props.get("Targets", [])]
+            if any(":sqs:" not in target["Arn"] for target in targets):
+                raise ValueError(f"{logical_id}: the local runtime routes events to SQS queues only")
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
 
     def _create_buckets(self, s3: Any) -> None:
         for logical_id in self.of_type("AWS::S3::Bucket"):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from imgflow.webhooks import DELIVERY_ATTEMPTS, RETRY_SCHEDULE
 from imgflow_local.http_api import bind
 from imgflow_local.stack import HttpRoute, LocalStack, RouteThrottle
 from imgflow_local.template import Resolver, parameter_defaults
@@ -21,7 +22,15 @@ def stack() -> LocalStack:
 
 def test_given_the_template_then_every_function_and_its_event_sources_are_read(stack: LocalStack) -> None:
     functions = {f.logical_id: f for f in stack.functions()}
-    assert set(functions) == {"IngestFunction", "VariantsFunction", "ApiFunction", "ExpireFunction", "EditFunction"}
+    assert set(functions) == {
+        "IngestFunction",
+        "VariantsFunction",
+        "ApiFunction",
+        "ExpireFunction",
+        "EditFunction",
+        "WebhookFanOutFunction",
+        "WebhookDeliveryFunction",
+    }
     [ingest_source] = functions["IngestFunction"].sqs_sources
     assert ingest_source.queue_arn.endswith(":imgflow-unit-IngestQueue")
     assert ingest_source.report_batch_item_failures
@@ -166,3 +175,11 @@ def test_given_a_zero_limit_then_every_request_is_throttled() -> None:
     bucket = TokenBucket(rate=0, burst=0, clock=clock)
     clock.now = 1000
     assert bucket.take() is False
+
+
+def test_given_the_webhook_queue_then_its_attempts_are_the_schedules(stack: LocalStack) -> None:
+    # One place says how often a delivery is tried: the schedule; the queue's redrive must let it finish.
+    redrive = stack.resolver.resolve(stack.properties("WebhookDeliveryQueue"))["RedrivePolicy"]
+    assert int(redrive["maxReceiveCount"]) == DELIVERY_ATTEMPTS
+    retention = int(stack.resolver.resolve(stack.properties("WebhookDeliveryQueue"))["MessageRetentionPeriod"])
+    assert retention > sum(RETRY_SCHEDULE)

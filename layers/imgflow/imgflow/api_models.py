@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -239,3 +239,81 @@ class ErrorResponse(ApiModel):
 
 class Health(ApiModel):
     status: str = "ok"
+
+
+# --- webhooks ---------------------------------------------------------------------------------------------
+
+# The lifecycle events' detail-types (imgflow.lifecycle.DETAIL_TYPES; a unit test keeps the two in step).
+EventType = Literal[
+    "Job Accepted",
+    "Job Rejected",
+    "Variants Ready",
+    "Job Succeeded",
+    "Job Failed",
+    "Edit Succeeded",
+    "Edit Failed",
+    "Job Expired",
+    "Job Deleted",
+]
+
+
+class WebhookRequest(ApiModel):
+    url: Annotated[str, StringConstraints(min_length=8, max_length=2048)] = Field(
+        description="Where to POST each event: a public https URL (the local runtime also takes http and loopback)"
+    )
+    events: list[EventType] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(get_args(EventType)),
+        description="Detail-types to deliver (repeats count once); every lifecycle event when absent",
+    )
+    description: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _distinct(cls, events: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(events)) if events else events
+
+
+class WebhookView(ApiModel):
+    id: str
+    url: str
+    events: list[str] | None = None
+    description: str | None = None
+    created_at: str
+
+
+class WebhookCreated(WebhookView):
+    secret: str = Field(description="whsec_...: verifies each delivery's webhook-signature (Standard Webhooks)")
+
+
+class WebhookList(ApiModel):
+    webhooks: list[WebhookView]
+
+
+class DeliveryView(ApiModel):
+    message_id: str = Field(description="The webhook-id header: the same on every attempt and replay")
+    type: str
+    job_id: str
+    status: str = Field(description="pending, succeeded, failed (schedule exhausted) or refused (never sendable)")
+    attempts: int
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class DeliveryList(ApiModel):
+    deliveries: list[DeliveryView]
+    next_cursor: str | None = None
+
+
+class ReplayRequest(ApiModel):
+    since: Annotated[int, Field(ge=0, lt=2**40)] = Field(
+        description="Epoch seconds: deliver again every event recorded for the webhook since then"
+    )
+
+
+class ReplayAccepted(ApiModel):
+    replayed: int
+    more: bool = Field(description="More events than one replay takes remain: replay again from the last one")

@@ -16,8 +16,8 @@ _ERRORS = {
     400: "invalid_request, empty_file or chain_too_long: the request cannot be served as sent",
     401: "unauthorized: no token, or one API Gateway's JWT authorizer refuses (see WWW-Authenticate)",
     403: "forbidden: the token lacks a scope the request needs (AI edits need EditScope)",
-    404: "not_found: no such job for this caller (another owner's job is a 404 too)",
-    409: "conflict: the job cannot take this change (an edit of a rejected or expired job)",
+    404: "not_found: no such job or webhook for this caller (another owner's is a 404 too)",
+    409: "conflict: the job cannot take this change (an edit of a rejected job), or the owner has all its webhooks",
     413: "too_large_bytes: the announced file is larger than MaxUploadBytes",
     429: "quota_exceeded: a quota of the caller (or everyone's AI edit quota) is used up",
 }

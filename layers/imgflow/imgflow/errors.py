@@ -73,3 +73,15 @@ class EditError(ImgflowError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code: ErrorCode = code
+
+
+class WebhookNotFoundError(ImgflowError):
+    """The caller has no webhook of that id."""
+
+
+class InvalidWebhookError(ImgflowError):
+    """A webhook that cannot be registered (its URL), or a request about one that cannot be served."""
+
+
+class WebhookLimitError(ImgflowError):
+    """The owner has as many webhooks as one may."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from imgflow.ingest import IngestService
     from imgflow.uploads import UploadsService
     from imgflow.variants import VariantsService
+    from imgflow.webhooks import WebhookService
 
 
 def job_store() -> JobStore:
@@ -117,8 +118,30 @@ def uploads_service() -> UploadsService:
     )
 
 
+@lru_cache(maxsize=1)
+def webhook_service() -> WebhookService:
+    from imgflow.queues import TaskQueue
+    from imgflow.webhook_store import WebhookStore
+    from imgflow.webhooks import WebhookService
+
+    settings = get_settings()
+    return WebhookService(
+        store=WebhookStore(aws.dynamodb().Table(settings.webhooks_table)),
+        delivery_queue=TaskQueue(aws.sqs(), settings.webhook_delivery_queue_url),
+        settings=settings,
+    )
+
+
 def reset() -> None:
     """Forget every service, client and setting (tests and the local runtime call this)."""
-    for cached in (ingest_service, variants_service, uploads_service, edit_service, image_editor, get_settings):
+    for cached in (
+        ingest_service,
+        variants_service,
+        uploads_service,
+        edit_service,
+        webhook_service,
+        image_editor,
+        get_settings,
+    ):
         cached.cache_clear()
     aws.reset_clients()

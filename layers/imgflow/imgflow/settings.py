@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     edit_queue_url: str = ""
     event_bus_name: str = "default"
 
+    # Webhooks (imgflow.webhooks). Private targets (loopback, the VPC) only where the deployment says so:
+    # the local runtime, whose tests and developers receive on loopback.
+    webhooks_table: str = ""
+    webhook_delivery_queue_url: str = ""
+    webhook_private_targets: bool = False
+    max_webhooks_per_owner: Annotated[int, Field(ge=1, le=100)] = 10
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 10.0
+
     # Limits of an upload: bytes are also pinned by the presigned POST policy.
     max_upload_bytes: PositiveInt = 25 * 1024 * 1024
     max_pixels: PositiveInt = 60_000_000
