@@ -60,11 +60,15 @@ class AwsEndpoints(BaseModel):
 
     def urls(self, embedded_url: str | None) -> tuple[str, dict[str, str]]:
         """The endpoint of every service without one of its own, and those of the others."""
-        if self.needs_embedded and embedded_url is None:
-            raise ValueError("some services stay on the embedded emulator: its URL is needed")
-        default = self.default or embedded_url
-        assert default is not None
-        return default, {service: url or embedded_url or default for service, url in self.services.items()}
+
+        def located(url: str | None) -> str:
+            if url is not None:
+                return url
+            if embedded_url is None:
+                raise ValueError("a service stays on the embedded emulator: its URL is needed")
+            return embedded_url
+
+        return located(self.default), {service: located(url) for service, url in self.services.items()}
 
     def apply(self, environ: MutableMapping[str, str], embedded_url: str | None) -> None:
         """Point boto3 in `environ` (and so in every process started with it) at these endpoints."""
