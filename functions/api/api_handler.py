@@ -22,8 +22,10 @@ from imgflow.api_models import (
     BatchUploadRequest,
     BatchUploadResponse,
     EditAccepted,
+    EditView,
     ErrorBody,
     ErrorResponse,
+    FeedbackRequest,
     Health,
     JobList,
     JobView,
@@ -33,7 +35,13 @@ from imgflow.api_models import (
     UploadResponse,
 )
 from imgflow.api_responses import as_answered, responses
-from imgflow.errors import InvalidWebhookError, JobNotFoundError, WebhookLimitError, WebhookNotFoundError
+from imgflow.errors import (
+    EditNotFoundError,
+    InvalidWebhookError,
+    JobNotFoundError,
+    WebhookLimitError,
+    WebhookNotFoundError,
+)
 from imgflow.models import MAX_OWNER_LENGTH, JobStatus
 from imgflow.observability import logger, metrics, tracer
 from imgflow.quotas import QuotaExceededError, QuotaUse, ratelimit_headers
@@ -239,6 +247,20 @@ def add_edit(job_id: str, request: Annotated[AddEditRequest, Body()]) -> Respons
     return _limited(202, EditAccepted(edit_id=edit_id, status_url=status_url), uses)
 
 
+@app.post(
+    "/jobs/<job_id>/edits/<edit_id>/feedback",
+    responses=responses(200, "The edit, with the feedback recorded", EditView, 400, 404, 409),
+)
+@tracer.capture_method
+def give_feedback(job_id: str, edit_id: str, request: Annotated[FeedbackRequest, Body()]) -> EditView:
+    logger.append_keys(job_id=job_id, edit_id=edit_id)
+    service = uploads_service()
+    job = service.give_feedback(job_id, _owner(), edit_id, request.rating, request.text)
+    logger.info("edit feedback", extra={"rating": request.rating})
+    metrics.add_metric(name=f"EditFeedback_{request.rating}", unit="Count", value=1)
+    return service.edit_view(job, edit_id)
+
+
 @app.get("/health")
 def health() -> Health:
     return Health()
@@ -277,6 +299,11 @@ def quota_exceeded(error: QuotaExceededError) -> Response[str]:
 
 @app.exception_handler(JobNotFoundError)
 def job_not_found(error: JobNotFoundError) -> Response[str]:
+    return _error(404, "not_found", error.message)
+
+
+@app.exception_handler(EditNotFoundError)
+def edit_not_found(error: EditNotFoundError) -> Response[str]:
     return _error(404, "not_found", error.message)
 
 

@@ -27,6 +27,7 @@ from integration.helpers import (
     reported_failures,
     stored_job,
     stored_jobs,
+    tap_lifecycle_events,
     upload_notification,
 )
 from integration.test_edit_handler import (
@@ -709,3 +710,86 @@ def test_given_max_edits_per_job_three_when_a_fourth_is_added_then_400_and_nothi
     assert (status, body["error"]["code"]) == (400, "invalid_request")
     assert "the limit is 3" in body["error"]["message"]
     assert services.uploads_service().quota_usage("alice") == charged
+
+
+# --- feedback on edits -----------------------------------------------------------------------------------
+
+
+def feedback(
+    context: FakeLambdaContext, job_id: str, edit_id: str, body: dict[str, Any], sub: str = "alice"
+) -> tuple[int, dict[str, Any]]:
+    event = add_edit_event(job_id, body)
+    path = f"/jobs/{job_id}/edits/{edit_id}/feedback"
+    route = "POST /jobs/{job_id}/edits/{edit_id}/feedback"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["routeKey"] = event["requestContext"]["routeKey"] = route
+    event["pathParameters"] = {"job_id": job_id, "edit_id": edit_id}
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
+    return call_api(event, context)
+
+
+def finished_recipe_edit(aws: EmulatedAws, context: FakeLambdaContext) -> tuple[str, str]:
+    tap_lifecycle_events(aws)
+    job_id, _, _ = accepted_api_job(aws, context, HOPPER.read_bytes(), edits=[{"operations": ROTATE}])
+    edit_id = only_edit(stored_job(aws, job_id))
+    run_queued_edits(aws, context)
+    lifecycle_events(aws)
+    return job_id, edit_id
+
+
+def test_given_a_finished_edit_when_rated_then_the_view_shows_it_an_event_says_so_and_a_new_rating_replaces_it(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, edit_id = finished_recipe_edit(aws, lambda_context)
+    version = stored_job(aws, job_id).version
+
+    status, view = feedback(lambda_context, job_id, edit_id, {"rating": "up"})
+
+    assert status == 200, view
+    assert (view["edit_id"], view["feedback"]["rating"], view["feedback"].get("text")) == (edit_id, "up", None)
+    [event] = lifecycle_events(aws, job_id)
+    assert event["detail-type"] == "Edit Feedback"
+    assert event["detail"]["rating"] == "up"
+    assert event["detail"]["version"] == version + 1
+
+    status, view = feedback(lambda_context, job_id, edit_id, {"rating": "down", "text": "the horizon tilts"})
+
+    assert (status, view["feedback"]["rating"], view["feedback"]["text"]) == (200, "down", "the horizon tilts")
+    shown = edit_view(api_view(job_id, lambda_context), edit_id)
+    assert shown["feedback"]["text"] == "the horizon tilts"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"rating": "down"},
+        {"rating": "down", "text": "   "},
+        {"rating": "meh"},
+        {"rating": "up", "text": "x" * 2001},
+        {"rating": "up", "extra": 1},
+    ],
+)
+def test_given_feedback_that_cannot_be_then_400_and_nothing_recorded(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, body: dict[str, Any]
+) -> None:
+    job_id, edit_id = finished_recipe_edit(aws, lambda_context)
+    before = stored_job(aws, job_id)
+
+    status, answer = feedback(lambda_context, job_id, edit_id, body)
+
+    assert (status, answer["error"]["code"]) == (400, "invalid_request")
+    assert stored_job(aws, job_id) == before
+    assert lifecycle_events(aws, job_id) == []
+
+
+def test_given_feedback_on_what_is_not_the_callers_finished_edit_then_404_or_409(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, edit_id = finished_recipe_edit(aws, lambda_context)
+    pending = added(lambda_context, job_id, {"operations": FLIP})
+
+    assert feedback(lambda_context, job_id, edit_id, {"rating": "up"}, sub="bob")[0] == 404
+    assert feedback(lambda_context, job_id, "0" * 12, {"rating": "up"})[0] == 404
+    status, answer = feedback(lambda_context, job_id, pending, {"rating": "up"})
+    assert (status, answer["error"]["code"]) == (409, "conflict")
+    assert stored_job(aws, job_id).edits[edit_id].feedback is None

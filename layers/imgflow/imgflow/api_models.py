@@ -10,6 +10,7 @@ from imgflow.models import (
     EditId,
     EditKind,
     EditSpec,
+    FeedbackRating,
     ImageInfo,
     JobError,
     JobStatus,
@@ -168,6 +169,25 @@ class VariantView(ApiModel):
     url: str
 
 
+class FeedbackRequest(ApiModel):
+    rating: FeedbackRating
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = Field(
+        default=None, description="What was wrong or right; required with a down rating"
+    )
+
+    @model_validator(mode="after")
+    def _down_says_why(self) -> FeedbackRequest:
+        if self.rating == "down" and not (self.text and self.text.strip()):
+            raise ValueError("text: a down rating needs a text saying what is wrong")
+        return self
+
+
+class FeedbackView(ApiModel):
+    rating: FeedbackRating
+    text: str | None = None
+    given_at: str
+
+
 class EditView(ApiModel):
     edit_id: str
     kind: EditKind
@@ -187,6 +207,7 @@ class EditView(ApiModel):
     url: str | None = None
     text_url: str | None = None
     error: JobError | None = None
+    feedback: FeedbackView | None = None
 
 
 class JobView(ApiModel):
@@ -252,6 +273,7 @@ EventType = Literal[
     "Job Failed",
     "Edit Succeeded",
     "Edit Failed",
+    "Edit Feedback",
     "Job Expired",
     "Job Deleted",
 ]

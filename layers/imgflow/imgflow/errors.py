@@ -85,3 +85,7 @@ class InvalidWebhookError(ImgflowError):
 
 class WebhookLimitError(ImgflowError):
     """The owner has as many webhooks as one may."""
+
+
+class EditNotFoundError(ImgflowError):
+    """The caller's job has no edit of that id."""

@@ -20,6 +20,7 @@ from imgflow.errors import JobNotFoundError, TransitionRejectedError
 from imgflow.models import (
     TERMINAL_STATUSES,
     Edit,
+    EditFeedback,
     ImageInfo,
     Job,
     JobError,
@@ -250,6 +251,22 @@ class JobStore:
         if max_edits is not None:
             conditions.append(("size(edits)", "<=", max_edits - len(edits)))
         return self._update(job_id, "add edits", changes, allowed=EDITABLE, conditions=conditions)
+
+    def give_feedback(self, job_id: str, owner: str, edit_id: str, feedback: EditFeedback) -> Job:
+        """Record (or replace) the owner's feedback on an edit whose task has finished, in whatever state
+        the job is; TransitionRejectedError when the job is not the owner's or the edit is still open."""
+        task = f"tasks.{edit_task_name(edit_id)}.status"
+        return self._update(
+            job_id,
+            f"feedback on edit {edit_id}",
+            {f"edits.{edit_id}.feedback": feedback},
+            allowed=set(JobStatus),
+            conditions=[
+                ("owner", "=", owner),
+                (task, "<>", TaskStatus.PENDING.value),
+                (task, "<>", TaskStatus.RUNNING.value),
+            ],
+        )
 
     # --- task progress -----------------------------------------------------------------------------
 

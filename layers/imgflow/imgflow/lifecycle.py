@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 from imgflow.models import (
     EditKind,
     EditResult,
+    FeedbackRating,
     ImageInfo,
     Job,
     JobError,
@@ -95,6 +96,16 @@ class JobDeleted(LifecycleDetail):
     detail_type = "Job Deleted"
 
 
+class EditFeedbackGiven(LifecycleDetail):
+    """The owner rated an edit's result (again: the newest rating counts)."""
+
+    detail_type = "Edit Feedback"
+    edit_id: str
+    kind: EditKind
+    rating: FeedbackRating
+    text: str | None = None
+
+
 DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (
     JobAccepted,
     JobRejected,
@@ -105,6 +116,7 @@ DETAIL_TYPES: tuple[type[LifecycleDetail], ...] = (
     JobDeleted,
     EditSucceeded,
     EditFailed,
+    EditFeedbackGiven,
 )
 
 
@@ -134,6 +146,21 @@ def job_expired(job: Job) -> JobExpired:
 
 def job_deleted(job: Job) -> JobDeleted:
     return JobDeleted.model_validate({**_common(job), "version": job.version + 1})
+
+
+def edit_feedback(job: Job, edit_id: str) -> EditFeedbackGiven:
+    edit = job.edits[edit_id]
+    if edit.feedback is None:
+        raise ValueError(f"edit {edit_id} has no feedback")
+    return EditFeedbackGiven.model_validate(
+        {
+            **_common(job),
+            "edit_id": edit_id,
+            "kind": edit.spec.kind,
+            "rating": edit.feedback.rating,
+            "text": edit.feedback.text,
+        }
+    )
 
 
 def edit_finished(job: Job, edit_id: str) -> EditSucceeded | EditFailed:

@@ -19,6 +19,7 @@ JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 EditId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
 LanguageName = Annotated[str, StringConstraints(min_length=2, max_length=40, pattern=r"^[A-Za-z][A-Za-z \-()]*$")]
 EditKind = Literal["prompt", "translate", "recipe"]
+FeedbackRating = Literal["up", "down"]
 PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OutputFormat = Literal["webp", "avif"]
 ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF"]
@@ -165,6 +166,15 @@ class Edit(Model):
     provider_calls: int = 0
     duration_ms: int | None = None
     result: EditResult | None = None
+    feedback: EditFeedback | None = None
+
+
+class EditFeedback(Model):
+    """The owner's verdict on an edit's result: what prompt authors tune on."""
+
+    rating: FeedbackRating
+    text: str | None = None
+    given_at: int
 
 
 def edit_task_name(edit_id: str) -> str:

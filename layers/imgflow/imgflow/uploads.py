@@ -16,6 +16,7 @@ from typing import NoReturn
 from imgflow.api_models import (
     AddEditRequest,
     EditView,
+    FeedbackView,
     JobView,
     PresignedUpload,
     TaskView,
@@ -23,11 +24,21 @@ from imgflow.api_models import (
     UploadResponse,
     VariantView,
 )
-from imgflow.errors import ImgflowError, JobNotFoundError, TransitionRejectedError
+from imgflow.errors import EditNotFoundError, ImgflowError, JobNotFoundError, TransitionRejectedError
 from imgflow.job_store import EDIT_RUNNABLE, JobStore, open_tasks
 from imgflow.keys import job_prefix, upload_key, upload_prefix
-from imgflow.lifecycle import EventPublisher, job_deleted, job_expired
-from imgflow.models import Edit, EditMessage, Job, JobStatus, Task, TaskStatus, edit_task_name
+from imgflow.lifecycle import EventPublisher, edit_feedback, job_deleted, job_expired
+from imgflow.models import (
+    Edit,
+    EditFeedback,
+    EditMessage,
+    FeedbackRating,
+    Job,
+    JobStatus,
+    Task,
+    TaskStatus,
+    edit_task_name,
+)
 from imgflow.queues import TaskQueue
 from imgflow.quotas import Quotas, QuotaStore, QuotaUse
 from imgflow.recipes import Recipe
@@ -347,6 +358,21 @@ class UploadsService:
                 f"this deployment offers {', '.join(offered)}"
             )
 
+    def give_feedback(self, job_id: str, owner: str, edit_id: str, rating: FeedbackRating, text: str | None) -> Job:
+        """Record the owner's rating of a finished edit (replacing an earlier one) and announce it."""
+        job = self.get_job(job_id, owner)
+        if edit_id not in job.edits:
+            raise EditNotFoundError(f"the job has no edit {edit_id}")
+        if job.tasks[edit_task_name(edit_id)].status in {TaskStatus.PENDING, TaskStatus.RUNNING}:
+            raise JobNotEditableError(f"edit {edit_id} has not finished: rate its result once it has one")
+        feedback = EditFeedback(rating=rating, text=text, given_at=self.store.now())
+        try:
+            updated = self.store.give_feedback(job_id, owner, edit_id, feedback)
+        except TransitionRejectedError:
+            raise JobNotFoundError(job_id) from None  # deleted meanwhile
+        self.events.publish(edit_feedback(updated, edit_id))
+        return updated
+
     def get_job(self, job_id: str, owner: str) -> Job:
         _check_job_id(job_id)
         job = self.store.get(job_id)
@@ -413,14 +439,18 @@ class UploadsService:
                 for v in variants
             ],
             placeholder=job.placeholder,
-            edits=[self._edit_view(job, edit) for edit in sorted(job.edits.values(), key=lambda e: (e.seq, e.edit_id))],
+            edits=[
+                self.edit_view(job, edit.edit_id)
+                for edit in sorted(job.edits.values(), key=lambda e: (e.seq, e.edit_id))
+            ],
             error=job.error,
         )
 
     def _download_url(self, key: str) -> str:
         return self.storage.presigned_get(self.settings.media_bucket, key, self.settings.download_url_ttl_seconds)
 
-    def _edit_view(self, job: Job, edit: Edit) -> EditView:
+    def edit_view(self, job: Job, edit_id: str) -> EditView:
+        edit = job.edits[edit_id]
         task = job.tasks.get(edit_task_name(edit.edit_id), Task())
         result = edit.result
         return EditView(
@@ -442,4 +472,9 @@ class UploadsService:
             url=self._download_url(result.key) if result else None,
             text_url=self._download_url(result.text_key) if result and result.text_key else None,
             error=task.error,
+            feedback=FeedbackView(
+                rating=edit.feedback.rating, text=edit.feedback.text, given_at=iso(edit.feedback.given_at)
+            )
+            if edit.feedback
+            else None,
         )
