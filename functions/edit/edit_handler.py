@@ -57,6 +57,8 @@ def record_handler(record: EditRecordModel) -> None:
         raise
     if job is not None:
         metrics.add_metric(name="EditDone", unit="Count", value=1)
+        # Gemini calls are what an edit costs: the dashboard's spend estimate is built on them.
+        metrics.add_metric(name="ProviderCalls", unit="Count", value=job.edits[message.edit_id].provider_calls)
 
 
 def _postpone(record: EditRecordModel, attempt: int, retry_after: float | None, reason: str) -> None:

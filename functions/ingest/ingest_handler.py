@@ -42,6 +42,8 @@ def _ingest_once() -> Any:
         if result.warning:
             logger.warning(result.warning, extra={"job_id": result.job_id, "key": source.key, "etag": source.etag})
         metrics.add_metric(name=f"Ingest_{result.outcome}", unit="Count", value=1)
+        if result.code:
+            metrics.add_metric(name=f"Rejected_{result.code}", unit="Count", value=1)
         return {"outcome": result.outcome, "job_id": result.job_id}
 
     return ingest_once

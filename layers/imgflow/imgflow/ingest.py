@@ -58,6 +58,8 @@ class IngestResult:
     job_id: str | None = None
     # What an operator should hear of although the outcome is fine (an abuse, a leftover): logged as a warning.
     warning: str | None = None
+    # Why a job was rejected (its error code), for the outcome-by-code metrics.
+    code: str | None = None
 
 
 def drop_job_id(source: SourceObject) -> str:
@@ -193,7 +195,7 @@ class IngestService:
     def _reject(self, job: Job, code: ErrorCode, message: str) -> IngestResult:
         rejected = self.store.reject(job.job_id, JobError(code=code, message=message), open_tasks(job))
         self.events.publish(job_rejected(rejected))
-        return IngestResult(IngestOutcome.REJECTED, job.job_id)
+        return IngestResult(IngestOutcome.REJECTED, job.job_id, code=code)
 
     def _check_declared(self, job: Job, source: SourceObject) -> None:
         """Reject what the notification already tells us is wrong, without downloading anything."""
