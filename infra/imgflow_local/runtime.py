@@ -21,6 +21,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from imgflow_local.auth import JwtAuthorizer, LocalIssuer
+from imgflow_local.demo import DEMO_OWNER, DemoPages, ai_edits_configured
 from imgflow_local.endpoints import AwsEndpoints
 from imgflow_local.front_door import FrontDoorServer, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction
@@ -33,9 +34,7 @@ REGION = "us-east-1"
 # The emulator's credentials: the front door verifies presigned POSTs with this secret, as S3 would with yours.
 ACCESS_KEY_ID = "imgflow-local"
 SECRET_ACCESS_KEY = "imgflow-local-secret"
-STATIC = Path(__file__).parent / "static"
-# Whom the demo page signs in as, and whom tokenless requests speak for with `imgflow serve --open`.
-DEMO_OWNER = "demo"
+# Whom tokenless requests speak for with `imgflow serve --open`.
 OPEN_OWNER = "local"
 
 
@@ -282,7 +281,10 @@ class LocalRuntime:
             api,
             self._authorizers(api),
             extra={
-                "/": self._demo_page,
+                **DemoPages(
+                    lambda: self.token(DEMO_OWNER, ttl=12 * 3600),
+                    ai_edits_configured(self._environment(function.spec) for function in self.functions.values()),
+                ).routes(),
                 "/_local/events": self._events_page,
                 "/.well-known/jwks.json": self._jwks,
             },
@@ -300,13 +302,6 @@ class LocalRuntime:
 
     def token(self, sub: str, scopes: list[str] | None = None, ttl: int = 3600) -> str:
         return issue_token(self.stack, self.issuer, sub, scopes, ttl)
-
-    def _demo_page(self, _: Request) -> Response:
-        # The page signs in as the local user `demo`: its token comes with the page, as an app's login would.
-        page = (STATIC / "index.html").read_text()
-        meta = f'<meta name="imgflow-token" content="{self.token(DEMO_OWNER, ttl=12 * 3600)}">'
-        page = page.replace("<head>", f"<head>\n{meta}", 1)
-        return Response(page, content_type="text/html; charset=utf-8")
 
     def _jwks(self, _: Request) -> Response:
         return Response(json.dumps(self.issuer.jwks()), content_type="application/json")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, ViewportSize, expect, sync_playwright
 
 if TYPE_CHECKING:
     from e2e.conftest import Pipeline
+
+# Whom the runtime's demo page signs in as (imgflow_local.demo.DEMO_OWNER).
+DEMO_OWNER = "demo"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -71,13 +75,34 @@ def browser(chromium_path: Path) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, browser_runtime: Pipeline) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
+def owner(browser_runtime: Pipeline) -> str:
+    """Whom the page signs in as (the runtime's `demo`), with no jobs left by earlier tests: the page lists
+    the owner's jobs, and each test sees only its own."""
+    listed = browser_runtime.api("GET", "/jobs", owner=DEMO_OWNER, params={"limit": 100})
+    for job in listed.json()["jobs"]:
+        browser_runtime.api("DELETE", f"/jobs/{job['job_id']}", owner=DEMO_OWNER)
+    return DEMO_OWNER
+
+
+@pytest.fixture
+def viewport() -> ViewportSize:
+    return {"width": 1100, "height": 900}
+
+
+def load(page: Page, runtime: Pipeline) -> None:
+    """Open (or reload) the demo page and wait until it has listed the owner's jobs."""
+    page.goto(runtime.api_url + "/")
+    expect(page.locator("#jobs")).to_have_attribute("data-loaded", "true")
+
+
+@pytest.fixture
+def page(browser: Browser, browser_runtime: Pipeline, owner: str, viewport: ViewportSize) -> Iterator[Page]:
+    context = browser.new_context(viewport=viewport)
     opened = context.new_page()
     opened.set_default_timeout(WAIT_MS)
     uncaught: list[str] = []
     opened.on("pageerror", lambda error: uncaught.append(str(error)))
-    opened.goto(browser_runtime.api_url + "/")
+    load(opened, browser_runtime)
     try:
         yield opened
     finally:
@@ -85,10 +110,29 @@ def page(browser: Browser, browser_runtime: Pipeline) -> Iterator[Page]:
     assert not uncaught, f"the page threw: {uncaught}\nruntime log:\n{runtime_log(browser_runtime)}"
 
 
-def test_the_page_is_served_at_the_api_origin(page: Page) -> None:
+def test_the_page_is_served_at_the_api_origin(page: Page, owner: str) -> None:
     expect(page).to_have_title(re.compile("imgflow"))
     expect(page.locator("input#file[type=file]")).to_have_count(1)
     expect(page.get_by_text("Choose images")).to_be_visible()
+    expect(page.locator('[data-role="owner"]')).to_contain_text(f"Signed in locally as {owner}")
+
+
+def test_the_icon_is_served_and_nothing_the_page_loads_is_missing(browser: Browser, browser_runtime: Pipeline) -> None:
+    context = browser.new_context()
+    opened = context.new_page()
+    failed: list[str] = []
+    opened.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    try:
+        opened.goto(browser_runtime.api_url + "/")
+        expect(opened.locator("#jobs")).to_have_attribute("data-loaded", "true", timeout=WAIT_MS)
+        icon = opened.locator('link[rel="icon"]').get_attribute("href")
+        answer = opened.request.get(browser_runtime.api_url + (icon or "/favicon.ico"))
+        assert answer.status == 200
+        assert answer.headers["content-type"] == "image/x-icon"
+        assert Image.open(io.BytesIO(answer.body())).format == "ICO"
+    finally:
+        context.close()
+    assert not failed, failed
 
 
 def test_an_image_goes_through_to_its_variants(page: Page, browser_runtime: Pipeline) -> None:
@@ -190,6 +234,20 @@ def _wait_until_loaded(page: Page, image: Locator) -> None:
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=WAIT_MS)
 
 
+def _css_color(page: Page, value: str) -> str:
+    color: str = page.evaluate(
+        """(value) => {
+            const probe = document.body.appendChild(document.createElement("span"));
+            probe.style.color = value;
+            const color = getComputedStyle(probe).color;
+            probe.remove();
+            return color;
+        }""",
+        value,
+    )
+    return color
+
+
 def _finished_card(page: Page, filename: str, status: str = "succeeded") -> Locator:
     card = page.locator(f'#jobs .job[data-filename="{filename}"]')
     expect(card).to_have_attribute("data-status", status, timeout=WAIT_MS)
@@ -225,25 +283,96 @@ def test_an_upload_with_the_grayscale_recipe_shows_its_grey_result(page: Page) -
     assert len({p for p in samples}) > 3, "the result should still be a picture, not a flat grey"
 
 
-def test_ai_edits_without_a_gemini_key_fail_while_the_variants_stay(page: Page) -> None:
-    page.fill("#upload-prompt", "make it look like a watercolour")
-    page.fill("#upload-translate", "German")
-    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+def test_without_a_gemini_key_the_page_says_so_before_a_prompt_is_typed(page: Page) -> None:
+    # The session's runtime has no GEMINI_API_KEYS: the page knows, and AI inputs are off with the reason shown.
+    expect(page.locator('[data-role="ai-off"]')).to_be_visible()
+    expect(page.locator('[data-role="ai-off"]')).to_contain_text("GEMINI_API_KEYS=your-key make run")
+    for field in ("#upload-prompt", "#upload-translate"):
+        expect(page.locator(field)).to_be_disabled()
+        expect(page.locator(field)).to_have_attribute("placeholder", re.compile("Gemini key"))
+    expect(page.locator("#upload-recipe")).to_be_enabled()  # recipes need no key
 
-    # An edit failing ends the job failed with the edit's error; the variants are still shown.
-    card = _finished_card(page, "hopper.jpg", "failed")
-    for kind in ("prompt", "translate"):
-        edit = _edit(card, kind=kind)
-        expect(edit).to_have_attribute("data-status", "failed", timeout=WAIT_MS)
-        error = edit.locator('[data-role="edit-error"]')
-        expect(error).to_be_visible()
-        expect(error).to_have_attribute("data-code", "provider_unavailable")
-        expect(error).to_contain_text("provider_unavailable: no Gemini API key is configured")
-        expect(edit.locator('img[data-role="edit-image"]')).to_be_hidden()
-    expect(_edit(card, kind="prompt")).to_contain_text("make it look like a watercolour")
-    expect(_edit(card, kind="translate")).to_contain_text("German")
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+    card = _finished_card(page, "hopper.jpg")
+    expect(card.locator('form[data-role="add-edit"] input[name="prompt"]')).to_be_disabled()
+
+
+def test_a_job_whose_variants_are_ready_but_an_ai_edit_failed_is_shown_for_what_it_is(
+    page: Page, browser_runtime: Pipeline, owner: str
+) -> None:
+    # As an API client without the page's warning would ask: a recipe and a prompt, with no Gemini key here.
+    edits = [{"operations": [{"op": "grayscale"}]}, {"prompt": "make it look like a watercolour"}]
+    data = (BAD_INPUTS / "hopper.jpg").read_bytes()
+    job_id = browser_runtime.upload("hopper.jpg", data, "image/jpeg", owner=owner, edits=edits).job_id
+    assert browser_runtime.wait_for_job(job_id, owner=owner).final["status"] == "failed"
+
+    load(page, browser_runtime)  # the page lists the owner's jobs on load
+    card = page.locator(f'#jobs .job[data-job-id="{job_id}"]')
+    expect(card).to_have_attribute("data-outcome", "partial", timeout=WAIT_MS)
+    expect(card).to_have_attribute("data-status", "failed")  # the API's status, unchanged
+    expect(card.locator('[data-role="status"]')).to_have_text("variants ready, one edit failed")
+    expect(card.locator('[data-role="error"]')).to_be_hidden()
     expect(card.locator('a[data-role="variant"]')).to_have_count(4)
-    expect(card.locator('[data-role="error"]')).to_have_attribute("data-code", "provider_unavailable")
+    expect(_edit(card, kind="recipe")).to_have_attribute("data-status", "succeeded")
+    prompt = _edit(card, kind="prompt")
+    expect(prompt).to_have_attribute("data-status", "failed")
+    error = prompt.locator('[data-role="edit-error"]')
+    expect(error).to_have_attribute("data-code", "provider_unavailable")
+    expect(error).to_contain_text("provider_unavailable: no Gemini API key is configured")
+    # Amber (--warn), not the red (--bad) of a job that produced nothing.
+    border = card.evaluate("el => getComputedStyle(el).borderLeftColor")
+    assert border == _css_color(page, "var(--warn)") != _css_color(page, "var(--bad)")
+
+
+def test_jobs_are_listed_again_after_a_reload(page: Page, browser_runtime: Pipeline) -> None:
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+    card = _finished_card(page, "hopper.jpg")
+    job_id = card.get_attribute("data-job-id")
+
+    load(page, browser_runtime)
+    again = page.locator(f'#jobs .job[data-job-id="{job_id}"]')
+    expect(again).to_have_attribute("data-status", "succeeded")
+    expect(again.locator('[data-role="name"]')).to_have_text("hopper.jpg")
+    expect(again.locator('a[data-role="variant"]')).to_have_count(4)
+    expect(page.locator("#jobs .job")).to_have_count(1)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
+def test_a_card_fits_a_390_px_wide_phone(page: Page, tmp_path: Path) -> None:
+    long_name = tmp_path / ("a-long-file-name-without-any-space-in-it-" * 3 + ".jpg")
+    shutil.copy(BAD_INPUTS / "hopper.jpg", long_name)
+    page.select_option("#upload-recipe", "grayscale")
+    page.set_input_files("#file", str(long_name))
+    card = _finished_card(page, long_name.name)
+    expect(_edit(card, kind="recipe")).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    overflowing = page.evaluate(
+        """() => [...document.querySelectorAll('.job, .job *')]
+            .filter((el) => el.getBoundingClientRect().right > 390.5 && el.getClientRects().length)
+            .map((el) => el.tagName + '.' + el.className + '[' + (el.dataset.role || '') + ']')"""
+    )
+    assert overflowing == [], overflowing
+
+
+def test_the_api_docs_are_a_page_rendered_from_the_openapi_document(page: Page, browser_runtime: Pipeline) -> None:
+    expect(page.locator('[data-role="openapi"]')).to_have_attribute("href", "/docs")
+    elsewhere: list[str] = []
+    local = (browser_runtime.api_url, "blob:")
+    page.on("request", lambda request: None if request.url.startswith(local) else elsewhere.append(request.url))
+    page.locator('[data-role="openapi"]').click()
+
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page).to_have_title(re.compile("HTTP API"))
+    upload = page.locator('[data-role="operation"][data-method="POST"][data-path="/uploads"]')
+    expect(upload).to_contain_text("UploadRequest")
+    expect(upload.locator('tr[data-status="201"]')).to_contain_text("UploadResponse")
+    job = page.locator('[data-role="operation"][data-method="GET"][data-path="/jobs/{job_id}"]')
+    expect(job).to_contain_text("wait")
+    expect(job).to_contain_text("since")
+    expect(page.locator('[data-role="schema"][data-name="JobView"]')).to_contain_text("variants")
+    expect(page.locator('[data-role="operation"][data-path="/health"]')).to_contain_text("No token needed.")
+    assert elsewhere == [], elsewhere
 
 
 def test_edits_added_to_a_finished_job_and_chained_on_an_edit(page: Page, tmp_path: Path) -> None:
