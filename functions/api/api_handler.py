@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -29,8 +30,10 @@ from imgflow.api_models import (
     Health,
     JobList,
     JobView,
+    QueueDepthView,
     QuotaReport,
     QuotaView,
+    StatsReport,
     UploadRequest,
     UploadResponse,
 )
@@ -45,7 +48,8 @@ from imgflow.errors import (
 from imgflow.models import MAX_OWNER_LENGTH, JobStatus
 from imgflow.observability import logger, metrics, tracer
 from imgflow.quotas import QuotaExceededError, QuotaUse, ratelimit_headers
-from imgflow.services import uploads_service
+from imgflow.services import stats_service, uploads_service
+from imgflow.settings import get_settings
 from imgflow.uploads import (
     MAX_WAIT_SECONDS,
     Caller,
@@ -259,6 +263,23 @@ def give_feedback(job_id: str, edit_id: str, request: Annotated[FeedbackRequest,
     logger.info("edit feedback", extra={"rating": request.rating})
     metrics.add_metric(name=f"EditFeedback_{request.rating}", unit="Count", value=1)
     return service.edit_view(job, edit_id)
+
+
+@app.get("/stats", responses=responses(200, "The figures of the dashboard, for the caller or everyone", StatsReport))
+@tracer.capture_method
+def get_stats(hours: Annotated[int, Query(ge=1, le=24 * 14)] = 24) -> StatsReport:
+    caller = _caller()
+    everyone = get_settings().admin_scope in caller.scopes
+    stats = stats_service().report(caller.owner, everyone, int(time.time()) - hours * 3600)
+    return StatsReport(
+        scope="everyone" if everyone else "owner",
+        owner=stats.owner,
+        since=iso(stats.since),
+        truncated=stats.truncated,
+        **asdict(stats.jobs),
+        webhook_deliveries_by_status=stats.deliveries_by_status,
+        queues=[QueueDepthView(**vars(depth)) for depth in stats.queues] if stats.queues is not None else None,
+    )
 
 
 @app.get("/health")

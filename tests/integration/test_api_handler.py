@@ -627,3 +627,44 @@ def test_given_a_refused_request_on_a_limited_route_then_it_still_carries_the_ra
     assert refused["headers"]["RateLimit"].startswith('"uploads-hour";r=99;t=')
     assert '"uploads-hour";q=100;w=3600' in refused["headers"]["RateLimit-Policy"]
     assert "RateLimit" not in health["headers"]
+
+
+# --- GET /stats ---------------------------------------------------------------------------------------------
+
+
+def stats_event(sub: str, scope: str = "openid", **query: str) -> dict[str, Any]:
+    event = get_event("/stats")
+    claims = {**create_upload_event()["requestContext"]["authorizer"]["jwt"]["claims"], "sub": sub, "scope": scope}
+    event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    event["queryStringParameters"] = query or None
+    return event
+
+
+def test_given_jobs_of_two_owners_then_stats_show_the_callers_and_an_admin_sees_everyone_and_the_queues(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    accepted = create_api_job(lambda_context)["job_id"]
+    rejected_job(aws, lambda_context)
+    bob = create_upload_event()
+    bob["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "bob"
+    assert call_api(bob, lambda_context)[0] == 201
+
+    status, mine = call_api(stats_event("alice"), lambda_context)
+
+    assert status == 200, mine
+    assert (mine["scope"], mine["owner"], mine["uploads"]) == ("owner", "alice", 2)
+    assert mine["jobs_by_status"] == {"awaiting_upload": 1, "rejected": 1}
+    assert mine["errors_by_code"] == {"upload_mismatch": 1}
+    assert mine["queues"] is None
+    assert accepted
+
+    status, everyone = call_api(stats_event("ops", "openid imgflow/admin"), lambda_context)
+
+    assert (status, everyone["scope"], everyone["owner"], everyone["uploads"]) == (200, "everyone", None, 3)
+    names = {queue["name"] for queue in everyone["queues"]}
+    assert {"ingest", "variants", "edit", "webhook-deliveries", "edit-dlq"} <= names
+
+
+def test_given_a_window_out_of_bounds_then_stats_are_400(lambda_context: FakeLambdaContext) -> None:
+    status, body = call_api(stats_event("alice", hours="0"), lambda_context)
+    assert (status, body["error"]["code"]) == (400, "invalid_request")

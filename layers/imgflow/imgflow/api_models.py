@@ -339,3 +339,37 @@ class ReplayRequest(ApiModel):
 class ReplayAccepted(ApiModel):
     replayed: int
     more: bool = Field(description="More events than one replay takes remain: replay again from the last one")
+
+
+# --- stats --------------------------------------------------------------------------------------------------
+
+
+class QueueDepthView(ApiModel):
+    name: str
+    waiting: int
+    in_flight: int
+    delayed: int
+
+
+class StatsReport(ApiModel):
+    """What the dashboard shows, from the jobs created since `since`: the caller's, or everyone's for a
+    token with the admin scope (which also sees the queues)."""
+
+    scope: Literal["owner", "everyone"]
+    owner: str | None = None
+    since: str
+    truncated: bool = Field(description="More jobs than one report reads: the figures cover the newest")
+    uploads: int
+    jobs_by_status: dict[str, int]
+    errors_by_code: dict[str, int]
+    edits_by_kind: dict[str, int]
+    edits_by_status: dict[str, int]
+    provider_calls: int
+    spend_estimate_usd: float
+    feedback: dict[str, int]
+    job_seconds_p50: int | None = Field(description="Upload asked to job ended, of the jobs that ended")
+    job_seconds_p95: int | None
+    edit_ms_p50: int | None
+    edit_ms_p95: int | None
+    webhook_deliveries_by_status: dict[str, int]
+    queues: list[QueueDepthView] | None = None

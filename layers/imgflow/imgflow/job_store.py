@@ -101,6 +101,30 @@ class JobStore:
         jobs = [Job.model_validate(item) for item in response.get("Items", [])]
         return jobs, response.get("LastEvaluatedKey")
 
+    def created_since(self, since: int, owner: str | None, limit: int) -> tuple[list[Job], bool]:
+        """Jobs created at or after `since` (the owner's, or everyone's), at most `limit`; and whether more
+        were left out. The owner's come from the owner index; everyone's from a scan, for operators."""
+        jobs: list[Job] = []
+        arguments: dict[str, Any] = {"ExpressionAttributeValues": {":since": since}}
+        if owner is not None:
+            arguments |= {
+                "IndexName": OWNER_INDEX,
+                "KeyConditionExpression": "#owner = :owner AND created_at >= :since",
+                "ExpressionAttributeNames": {"#owner": "owner"},
+            }
+            arguments["ExpressionAttributeValues"][":owner"] = owner
+        else:
+            # Quota counters and tombstones share the table: a job is what has a job_id.
+            arguments["FilterExpression"] = "created_at >= :since AND attribute_exists(job_id)"
+        while True:
+            response: Any = self._table.query(**arguments) if owner is not None else self._table.scan(**arguments)
+            jobs += [Job.model_validate(item) for item in response.get("Items", [])]
+            if len(jobs) > limit:
+                return jobs[:limit], True
+            if "LastEvaluatedKey" not in response:
+                return jobs, False
+            arguments["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def delete(self, job_id: str, owner: str, remember_until: int) -> Job | None:
         """Remove the job's item; the job as it was, or None when it is not there (or not the owner's).
 

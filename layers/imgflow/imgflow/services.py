@@ -18,6 +18,7 @@ from imgflow.storage import ObjectStorage
 if TYPE_CHECKING:
     from imgflow.edits import EditService, ImageEditor
     from imgflow.ingest import IngestService
+    from imgflow.stats import StatsService
     from imgflow.uploads import UploadsService
     from imgflow.variants import VariantsService
     from imgflow.webhooks import WebhookService
@@ -132,6 +133,20 @@ def webhook_service() -> WebhookService:
     )
 
 
+@lru_cache(maxsize=1)
+def stats_service() -> StatsService:
+    from imgflow.stats import StatsService
+    from imgflow.webhook_store import WebhookStore
+
+    settings = get_settings()
+    return StatsService(
+        store=job_store(),
+        webhooks=WebhookStore(aws.dynamodb().Table(settings.webhooks_table)),
+        sqs=aws.sqs(),
+        settings=settings,
+    )
+
+
 def reset() -> None:
     """Forget every service, client and setting (tests and the local runtime call this)."""
     for cached in (
@@ -140,6 +155,7 @@ def reset() -> None:
         uploads_service,
         edit_service,
         webhook_service,
+        stats_service,
         image_editor,
         get_settings,
     ):

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     edit_queue_url: str = ""
     event_bus_name: str = "default"
 
+    # GET /stats: a token with this scope sees everyone's figures and the queues; the spend estimate's price.
+    admin_scope: str = "imgflow/admin"
+    gemini_cost_per_call: Annotated[float, Field(ge=0)] = 0.039
+    # name=url pairs, comma-separated: the queues whose depths operators see in GET /stats.
+    monitored_queues: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
     # Webhooks (imgflow.webhooks). Private targets (loopback, the VPC) only where the deployment says so:
     # the local runtime, whose tests and developers receive on loopback.
     webhooks_table: str = ""
@@ -99,6 +105,14 @@ class Settings(BaseSettings):
             name, _, edge = item.strip().partition("=")
             presets.append(VariantPreset(name=name, long_edge=int(edge)))
         return tuple(presets)
+
+    @field_validator("monitored_queues", mode="before")
+    @classmethod
+    def _parse_queues(cls, raw: object) -> object:
+        if not isinstance(raw, str):
+            return raw
+        pairs = (item.strip().partition("=") for item in raw.split(",") if item.strip())
+        return {name.strip(): url.strip() for name, _, url in pairs}
 
     @field_validator("gemini_api_keys", mode="before")
     @classmethod
