@@ -347,10 +347,14 @@ def test_a_card_fits_a_390_px_wide_phone(page: Page, tmp_path: Path) -> None:
     expect(_edit(card, kind="recipe")).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
 
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    # Nothing of the card may stick out of the list's column (into the page's margin, or off the screen).
     overflowing = page.evaluate(
-        """() => [...document.querySelectorAll('.job, .job *')]
-            .filter((el) => el.getBoundingClientRect().right > 390.5 && el.getClientRects().length)
-            .map((el) => el.tagName + '.' + el.className + '[' + (el.dataset.role || '') + ']')"""
+        """() => {
+            const column = document.querySelector('#jobs').getBoundingClientRect().right;
+            return [...document.querySelectorAll('.job, .job *')]
+                .filter((el) => el.getClientRects().length && el.getBoundingClientRect().right > column + 0.5)
+                .map((el) => `${el.tagName}.${el.className}[${el.dataset.role || ''}]`);
+        }"""
     )
     assert overflowing == [], overflowing
 
