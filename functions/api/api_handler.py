@@ -48,7 +48,7 @@ from imgflow.errors import (
 from imgflow.models import MAX_OWNER_LENGTH, JobStatus
 from imgflow.observability import logger, metrics, tracer
 from imgflow.quotas import QuotaExceededError, QuotaUse, ratelimit_headers
-from imgflow.services import stats_service, uploads_service
+from imgflow.services import stats_service, uploads_service, webhook_service
 from imgflow.settings import get_settings
 from imgflow.uploads import (
     MAX_WAIT_SECONDS,
@@ -146,6 +146,14 @@ def _error(status: int, code: str, message: str) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
 
 
+def _notify(owner: str, uploads: list[UploadResponse], url: str | None) -> None:
+    """Deliver each new job's events to `url` too, for as long as the job is kept."""
+    if url:
+        until = int(time.time()) + get_settings().job_retention_days * 86400
+        for upload in uploads:
+            webhook_service().watch_job(owner, upload.job_id, url, until)
+
+
 @app.post(
     "/uploads",
     responses=responses(201, "The job and its presigned POST", UploadResponse, 400, 403, 413, limited=True),
@@ -154,8 +162,11 @@ def _error(status: int, code: str, message: str) -> Response[str]:
 def create_upload(request: Annotated[UploadRequest, Body()]) -> Response[UploadResponse]:
     service, caller = uploads_service(), _caller()
     service.check_upload(request)
+    if request.notify_url:
+        webhook_service().check_target(request.notify_url, "notify_url")
     uses = service.charge_uploads(caller, [request])
     response = service.create_upload(request, caller.owner, _status_url)
+    _notify(caller.owner, [response], request.notify_url)
     logger.append_keys(job_id=response.job_id)
     logger.info("upload created", extra={"upload_filename": request.filename, "size": request.size})
     metrics.add_metric(name="UploadsCreated", unit="Count", value=1)
@@ -173,8 +184,11 @@ def create_uploads(request: Annotated[BatchUploadRequest, Body()]) -> Response[B
     requests = request.per_file()
     for one in requests:
         service.check_upload(one)
+    if request.notify_url:
+        webhook_service().check_target(request.notify_url, "notify_url")
     uses = service.charge_uploads(caller, requests)
     body = BatchUploadResponse(uploads=[service.create_upload(one, caller.owner, _status_url) for one in requests])
+    _notify(caller.owner, body.uploads, request.notify_url)
     logger.info("batch of uploads created", extra={"job_ids": [u.job_id for u in body.uploads]})
     metrics.add_metric(name="UploadsCreated", unit="Count", value=len(body.uploads))
     return _limited(201, body, uses)

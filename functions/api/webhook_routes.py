@@ -10,6 +10,7 @@ from callers import caller_of
 from imgflow.api_models import (
     DeliveryList,
     DeliveryView,
+    NotifySecret,
     ReplayAccepted,
     ReplayRequest,
     WebhookCreated,
@@ -62,6 +63,13 @@ def create_webhook(request: Annotated[WebhookRequest, Body()]) -> Response[Webho
     metrics.add_metric(name="WebhooksRegistered", unit="Count", value=1)
     body = WebhookCreated(**_view(endpoint).model_dump(), secret=endpoint.secret)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@router.get("/webhooks/secret", responses=responses(200, "The caller's notify secret", NotifySecret))
+@tracer.capture_method
+def get_notify_secret() -> NotifySecret:
+    """What verifies the deliveries to the notify_url of the caller's jobs (made on first use, then kept)."""
+    return NotifySecret(secret=webhook_service().notify_secret(_owner()))
 
 
 @router.get("/webhooks", responses=responses(200, "The caller's webhooks, oldest first", WebhookList))

@@ -189,3 +189,42 @@ def test_given_a_forged_deliveries_cursor_then_400(pipeline: Pipeline, receiver:
     cursor = base64.urlsafe_b64encode(forged).decode()
     answer = pipeline.api("GET", f"/webhooks/{webhook['id']}/deliveries", owner=owner, params={"cursor": cursor})
     assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_request")
+
+
+def test_given_a_notify_url_then_that_jobs_events_arrive_there_signed_with_the_owners_notify_secret(
+    pipeline: Pipeline,
+) -> None:
+    owner = f"oneoff-{uuid.uuid4().hex[:8]}"
+    receiver = Receiver()
+    try:
+        secret = pipeline.api("GET", "/webhooks/secret", owner=owner).json()["secret"]
+        assert pipeline.api("GET", "/webhooks/secret", owner=owner).json()["secret"] == secret  # kept
+        assert pipeline.api("GET", "/webhooks/secret", owner="someone-else").json()["secret"] != secret
+
+        watched = pipeline.upload("watched.jpg", HOPPER, "image/jpeg", owner=owner, notify_url=receiver.url)
+        unwatched = pipeline.upload("unwatched.jpg", HOPPER, "image/jpeg", owner=owner)
+        for job_id in (watched.job_id, unwatched.job_id):
+            pipeline.wait_for_job(job_id, owner=owner)
+
+        def arrived() -> list[tuple[str, dict[str, Any]]] | None:
+            received = receiver.received(secret)  # verified with the notify secret, or it raises
+            return received if {payload["type"] for _, payload in received} >= UPLOAD_EVENTS else None
+
+        received = pipeline.eventually(arrived, 60, lambda: f"received {len(receiver.deliveries)}")
+        pipeline.wait_until_idle("WebhookDeliveryQueue")
+        assert {payload["data"]["job_id"] for _, payload in receiver.received(secret)} == {watched.job_id}
+        assert received
+        assert pipeline.api("GET", "/webhooks", owner=owner).json()["webhooks"] == []  # not a registered webhook
+        answer = pipeline.api("DELETE", f"/webhooks/job_{watched.job_id}", owner=owner)
+        assert answer.status_code == 404
+    finally:
+        receiver.close()
+
+
+def test_given_a_notify_url_that_cannot_receive_then_the_upload_is_400_and_nothing_is_made(pipeline: Pipeline) -> None:
+    owner = f"badnotify-{uuid.uuid4().hex[:8]}"
+    answer = pipeline.create_upload("x.jpg", "image/jpeg", len(HOPPER), owner=owner, notify_url="ftp://127.0.0.1/x")
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_request")
+    assert "notify_url" in answer.json()["error"]["message"]
+    assert pipeline.api("GET", "/jobs", owner=owner).json()["jobs"] == []

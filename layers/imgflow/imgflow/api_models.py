@@ -37,6 +37,16 @@ MAX_LISTED_VARIANTS = 16
 _Listed = TypeVar("_Listed")
 
 
+NotifyUrl = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=2048),
+    Field(
+        description="Where to POST this job's lifecycle events, signed like webhooks with the owner's "
+        "notify secret (GET /webhooks/secret)"
+    ),
+]
+
+
 class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -114,6 +124,7 @@ class UploadRequest(ApiModel):
     edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(
         default_factory=list, description="Edits of the uploaded image, each applied to the original."
     )
+    notify_url: NotifyUrl | None = None
 
 
 class BatchFile(ApiModel):
@@ -123,12 +134,13 @@ class BatchFile(ApiModel):
 
 
 class BatchUploadRequest(ApiModel):
-    """Several files at once; the same variants, metadata and edits are asked of each."""
+    """Several files at once; the same variants, metadata, edits and notify_url are asked of each."""
 
     files: Annotated[list[BatchFile], Field(min_length=1, max_length=10)]
     variants: VariantsRequestBody | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
     edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(default_factory=list)
+    notify_url: NotifyUrl | None = None
 
     def per_file(self) -> list[UploadRequest]:
         shared = self.model_dump(exclude={"files"})
@@ -307,6 +319,10 @@ class WebhookView(ApiModel):
 
 class WebhookCreated(WebhookView):
     secret: str = Field(description="whsec_...: verifies each delivery's webhook-signature (Standard Webhooks)")
+
+
+class NotifySecret(ApiModel):
+    secret: str = Field(description="whsec_...: verifies what is POSTed to the notify_url of the caller's jobs")
 
 
 class WebhookList(ApiModel):

@@ -19,6 +19,9 @@ class WebhookEndpoint(Model):
     description: str | None = None
     secret: str
     created_at: int
+    # A job's notify_url: only that job's events, signed with the owner's notify secret, gone with the job.
+    job_id: str | None = None
+    expires_at: int | None = None
 
 
 class DeliveryStatus(StrEnum):

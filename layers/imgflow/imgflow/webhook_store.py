@@ -69,6 +69,21 @@ class WebhookStore:
         item = {"pk": _owner_key(endpoint.owner), "sk": _endpoint_key(endpoint.webhook_id)}
         self._table.put_item(Item={**item, **endpoint.model_dump(mode="json", exclude_none=True)})
 
+    def add_for_job(self, endpoint: WebhookEndpoint) -> None:
+        """Store a job's notify_url endpoint: outside the owner's count, expiring with the job."""
+        item = {"pk": _owner_key(endpoint.owner), "sk": _endpoint_key(endpoint.webhook_id)}
+        self._table.put_item(Item={**item, **endpoint.model_dump(mode="json", exclude_none=True)})
+
+    def owner_secret(self, owner: str, new_secret: str) -> str:
+        """The owner's notify secret: `new_secret` the first time, the same one ever after."""
+        key = {"pk": _owner_key(owner), "sk": "notify-secret"}
+        try:
+            self._table.put_item(Item={**key, "secret": new_secret}, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if not _condition_failed(error):
+                raise
+        return str(self._table.get_item(Key=key, ConsistentRead=True)["Item"]["secret"])
+
     def get(self, owner: str, webhook_id: str) -> WebhookEndpoint | None:
         key = {"pk": _owner_key(owner), "sk": _endpoint_key(webhook_id)}
         item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")

@@ -99,11 +99,31 @@ class WebhookService:
 
     # --- what owners do through the API ---------------------------------------------------------------
 
-    def register(self, owner: str, url: str, events: list[str] | None, description: str | None) -> WebhookEndpoint:
+    def check_target(self, url: str, field: str = "url") -> None:
         try:
             parse_target(url, allow_private=self.settings.webhook_private_targets)
         except TargetRefusedError as refused:
-            raise InvalidWebhookError(f"url: {refused}") from refused
+            raise InvalidWebhookError(f"{field}: {refused}") from refused
+
+    def notify_secret(self, owner: str) -> str:
+        return self.store.owner_secret(owner, new_secret())
+
+    def watch_job(self, owner: str, job_id: str, url: str, expires_at: int) -> None:
+        """Deliver the job's events to its notify_url too, signed with the owner's notify secret."""
+        self.store.add_for_job(
+            WebhookEndpoint(
+                webhook_id=f"job_{job_id}",
+                owner=owner,
+                url=url,
+                secret=self.notify_secret(owner),
+                created_at=self._now(),
+                job_id=job_id,
+                expires_at=expires_at,
+            )
+        )
+
+    def register(self, owner: str, url: str, events: list[str] | None, description: str | None) -> WebhookEndpoint:
+        self.check_target(url)
         endpoint = WebhookEndpoint(
             webhook_id=f"wh_{uuid.uuid4().hex}",
             owner=owner,
@@ -121,15 +141,18 @@ class WebhookService:
         return endpoint
 
     def endpoints(self, owner: str) -> list[WebhookEndpoint]:
-        return sorted(self.store.endpoints(owner), key=lambda endpoint: endpoint.created_at)
+        """The owner's registered webhooks (not their jobs' notify_urls), oldest first."""
+        registered = [endpoint for endpoint in self.store.endpoints(owner) if endpoint.job_id is None]
+        return sorted(registered, key=lambda endpoint: endpoint.created_at)
 
     def endpoint(self, owner: str, webhook_id: str) -> WebhookEndpoint:
         endpoint = self.store.get(owner, webhook_id)
-        if endpoint is None:
+        if endpoint is None or endpoint.job_id is not None:
             raise WebhookNotFoundError(f"no webhook {webhook_id}")
         return endpoint
 
     def remove(self, owner: str, webhook_id: str) -> None:
+        self.endpoint(owner, webhook_id)  # a job's notify_url goes with its job, not by this
         if not self.store.remove(owner, webhook_id):
             raise WebhookNotFoundError(f"no webhook {webhook_id}")
 
@@ -159,7 +182,12 @@ class WebhookService:
         owner, job_id = envelope.detail.get("owner"), envelope.detail.get("job_id")
         if envelope.source != SOURCE or not isinstance(owner, str) or not isinstance(job_id, str):
             return 0
-        wanted = [e for e in self.store.endpoints(owner) if e.events is None or envelope.detail_type in e.events]
+        wanted = [
+            endpoint
+            for endpoint in self.store.endpoints(owner)
+            if (endpoint.events is None or envelope.detail_type in endpoint.events)
+            and endpoint.job_id in (None, job_id)
+        ]
         now, queued = self._now(), 0
         for endpoint in wanted:
             delivery = Delivery(
