@@ -199,6 +199,31 @@ def process(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def events(args: argparse.Namespace) -> int:
+    from imgflow_local.event_tail import BusSource, EventFilter, LocalSource, describe, tail
+
+    event_filter = EventFilter(job_id=args.job, types=frozenset(args.type))
+    source: LocalSource | BusSource
+    try:
+        if args.bus:
+            import boto3
+
+            source = BusSource(boto3.session.Session(), args.bus, event_filter)
+        else:
+            # Following everything starts from now; a job's history, or a one-off read, from the start.
+            source = LocalSource(args.api, from_start=bool(args.job) or not args.follow)
+    except Exception as error:
+        where = f"the bus {args.bus}" if args.bus else f"the local runtime at {args.api} (is `imgflow serve` running?)"
+        print(f"imgflow events: cannot read {where}: {error}", file=sys.stderr)
+        return 1
+    try:
+        for event in tail(source, event_filter, follow=args.follow):
+            print(json.dumps(event) if args.json else describe(event), flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgflow", description="imgflow's local runtime and tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +282,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     process_parser.add_argument("--verbose", action="store_true", help="print the runtime's step log on stderr")
     process_parser.set_defaults(run=process)
+
+    events_parser = commands.add_parser(
+        "events", help="print lifecycle events: the local runtime's, or a deployed stack's with --bus"
+    )
+    events_parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
+    events_parser.add_argument("--job", metavar="ID", help="only this job's events (all of them, then new ones)")
+    events_parser.add_argument(
+        "--type", action="append", default=[], metavar="DETAIL_TYPE", help="only this detail-type (repeatable)"
+    )
+    events_parser.add_argument("--json", action="store_true", help="one EventBridge event as JSON per line")
+    events_parser.add_argument(
+        "--api", default="http://127.0.0.1:3000", help="the running local runtime (default http://127.0.0.1:3000)"
+    )
+    events_parser.add_argument(
+        "--bus",
+        metavar="NAME",
+        help="a deployed stack's event bus (its Output EventBusName), with your AWS credentials: a temporary "
+        "rule and queue carry its events here and are removed on exit",
+    )
+    events_parser.set_defaults(run=events)
 
     args = parser.parse_args(argv)
     code: int = args.run(args)

@@ -308,7 +308,10 @@ class LocalRuntime:
 
     def _events_page(self, request: Request) -> Response:
         job_id = request.args.get("job_id")
-        events = [e for e in list(self.lifecycle_events) if job_id is None or e["detail"].get("job_id") == job_id]
+        # `after`: how many events the reader has seen already (`imgflow events --follow` reads on from there).
+        after = request.args.get("after", "0")
+        recorded = list(self.lifecycle_events)[int(after) if after.isdigit() else 0 :]
+        events = [e for e in recorded if job_id is None or e["detail"].get("job_id") == job_id]
         return Response(json.dumps(events), content_type="application/json")
 
     # --- the step log ------------------------------------------------------------------------------
