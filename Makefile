@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: run test localstack-venv lint typecheck cfn-lint sam-validate unit integration e2e browser bench lock package build schemas clean
+.PHONY: run test types js-check localstack-venv lint typecheck cfn-lint sam-validate unit integration e2e browser bench lock package build schemas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ ARGS ?=
 run: $(STAMP)
 	$(BIN)/imgflow serve $(ARGS)
 
-test: $(STAMP) lint typecheck cfn-lint sam-validate localstack-venv
+test: $(STAMP) lint typecheck cfn-lint sam-validate js-check localstack-venv
 	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
@@ -81,5 +81,15 @@ build: $(SAM_STAMP)
 schemas: $(STAMP)
 	$(BIN)/python -m imgflow.schemas events/schemas
 
+# The browser client's TypeScript types, from the API's OpenAPI document (a unit test keeps them in step).
+types: $(STAMP)
+	$(BIN)/python scripts/openapi_types.py
+
+# tsc (from the npm registry, into .node-tools) type-checks the types and an example that uses the client.
+JS_TOOLS := .node-tools
+js-check:
+	test -x $(JS_TOOLS)/node_modules/.bin/tsc || npm install --silent --no-audit --no-fund --prefix $(JS_TOOLS) typescript@5
+	$(JS_TOOLS)/node_modules/.bin/tsc --noEmit --strict --lib es2022,dom clients/js/example.ts clients/js/imgflow.d.ts
+
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache imgflow-out build .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(JS_TOOLS) .pytest_cache .mypy_cache .ruff_cache imgflow-out build .aws-sam

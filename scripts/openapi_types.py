@@ -1,0 +1,163 @@
+"""Write clients/js/imgflow.d.ts: TypeScript types of the API's bodies, generated from the OpenAPI document
+the api function serves, and the declarations of clients/js/imgflow.js. `make types`; a test keeps it in step.
+
+Usage: python scripts/openapi_types.py [OUTPUT]   (default: clients/js/imgflow.d.ts)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "clients" / "js" / "imgflow.d.ts"
+# Powertools' own models of a 422, which the API never answers (it answers 400 in its own shape).
+_NOT_ANSWERED = {"HTTPValidationError", "ValidationError", "ResponseValidationError"}
+
+# What imgflow.js exports, in terms of the generated types.
+_MODULE = """
+export type Progress =
+  | { phase: "upload"; loaded: number; total: number; jobId: string }
+  | { phase: "processing"; job: JobView };
+
+export interface UploadOptions {
+  filename?: string;
+  edits?: EditRequest[];
+  variants?: VariantsRequestBody;
+  metadata?: Record<string, string>;
+  notifyUrl?: string;
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+}
+
+export declare class ImgflowError extends Error {
+  /** The API's stable error code (`invalid_request`, `quota_exceeded`, ...), or S3's (`EntityTooLarge`). */
+  code: string;
+  status: number;
+}
+
+export declare function isSettled(view: JobView): boolean;
+
+export declare class Client {
+  constructor(options?: { apiUrl?: string; token?: string; fetch?: typeof fetch });
+  apiUrl: string;
+  token: string;
+  upload(file: Blob & { name?: string }, options?: UploadOptions & { wait?: true }): Promise<JobView>;
+  upload(file: Blob & { name?: string }, options: UploadOptions & { wait: false }): Promise<UploadResponse>;
+  job(jobId: string, options?: { wait?: number; since?: number; signal?: AbortSignal }): Promise<JobView>;
+  waitFor(
+    jobId: string,
+    options?: { onProgress?: (progress: Progress) => void; signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<JobView>;
+  jobs(options?: { status?: JobStatus; limit?: number; cursor?: string; signal?: AbortSignal }): Promise<JobList>;
+  delete(jobId: string, options?: { signal?: AbortSignal }): Promise<null>;
+  edit(jobId: string, edit: AddEditRequest, options?: { wait?: false; signal?: AbortSignal }): Promise<EditAccepted>;
+  edit(
+    jobId: string,
+    edit: AddEditRequest,
+    options: { wait: true; onProgress?: (progress: Progress) => void; signal?: AbortSignal },
+  ): Promise<JobView>;
+  feedback(jobId: string, editId: string, rating: "up" | "down", text?: string): Promise<EditView>;
+  stats(options?: { hours?: number; signal?: AbortSignal }): Promise<StatsReport>;
+}
+
+export declare function postForm(
+  upload: PresignedUpload,
+  file: Blob,
+  onBytes?: (loaded: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<void>;
+
+/** Upload one file and wait for its job. */
+export declare function upload(
+  file: Blob & { name?: string },
+  options?: UploadOptions & { token?: string; apiUrl?: string },
+): Promise<JobView>;
+"""
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value)
+
+
+def ts_type(schema: dict[str, Any], indent: str = "") -> str:
+    """The TypeScript type of a JSON Schema (the subset pydantic writes)."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "const" in schema:
+        return _literal(schema["const"])
+    if "enum" in schema:
+        return " | ".join(_literal(value) for value in schema["enum"])
+    for union in ("anyOf", "oneOf"):
+        if union in schema:
+            return " | ".join(dict.fromkeys(ts_type(option, indent) for option in schema[union]))
+    kind = schema.get("type")
+    if kind == "string":
+        return "string"
+    if kind in {"integer", "number"}:
+        return "number"
+    if kind == "boolean":
+        return "boolean"
+    if kind == "null":
+        return "null"
+    if kind == "array":
+        item = ts_type(schema.get("items", {}), indent)
+        return f"({item})[]" if "|" in item else f"{item}[]"
+    if kind == "object" or "properties" in schema:
+        if "properties" in schema:
+            return _object(schema, indent)
+        extra = schema.get("additionalProperties")
+        return f"Record<string, {ts_type(extra, indent) if isinstance(extra, dict) else 'unknown'}>"
+    return "unknown"
+
+
+def _object(schema: dict[str, Any], indent: str) -> str:
+    required = set(schema.get("required", []))
+    lines = ["{"]
+    for name, prop in schema["properties"].items():
+        if "description" in prop:
+            lines.append(f"{indent}  /** {prop['description']} */")
+        optional = "" if name in required else "?"
+        lines.append(f"{indent}  {name}{optional}: {ts_type(prop, indent + '  ')};")
+    lines.append(f"{indent}}}")
+    return "\n".join(lines)
+
+
+def declarations(document: dict[str, Any]) -> str:
+    parts = [
+        "// Generated by scripts/openapi_types.py from the API's OpenAPI document (`make types`): do not edit.",
+        f"// {document['info']['title']} {document['info']['version']}",
+        "",
+    ]
+    for name, schema in sorted(document["components"]["schemas"].items()):
+        if name in _NOT_ANSWERED:
+            continue
+        if "description" in schema:
+            parts.append(f"/** {' '.join(schema['description'].split())} */")
+        if "properties" in schema:
+            parts.append(f"export interface {name} {_object(schema, '')}")
+        else:
+            parts.append(f"export type {name} = {ts_type(schema)};")
+        parts.append("")
+    return "\n".join(parts) + _MODULE
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document `GET /openapi.json` serves, made by the api function's own code."""
+    for path in ("layers/imgflow", "functions/api"):
+        sys.path.insert(0, str(ROOT / path))
+    import api_handler
+
+    document: dict[str, Any] = api_handler.openapi()
+    return document
+
+
+def main() -> None:
+    output = Path(sys.argv[1]) if len(sys.argv) > 1 else OUTPUT
+    output.write_text(declarations(openapi_document()))
+
+
+if __name__ == "__main__":
+    main()
