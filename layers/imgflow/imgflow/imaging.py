@@ -17,15 +17,27 @@ from dataclasses import dataclass
 from functools import cache
 from typing import NoReturn
 
+import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from imgflow import blurhash
 from imgflow.errors import ImageRejectedError
+from imgflow.isobmff import read_header, sniff_brand
 from imgflow.models import ImageFormat, ImageInfo, ImageLimits, OutputFormat, Placeholder
-from imgflow.structure import check_structure
+from imgflow.structure import MAX_ISO_BOXES, check_structure
 
-ACCEPTED_FORMATS = "JPEG, PNG, WebP, GIF"
-_DISPLAY_NAMES: dict[ImageFormat, str] = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF"}
+ACCEPTED_FORMATS = "JPEG, PNG, WebP, GIF, HEIC, AVIF"
+_DISPLAY_NAMES: dict[ImageFormat, str] = {
+    "JPEG": "JPEG",
+    "PNG": "PNG",
+    "WEBP": "WebP",
+    "GIF": "GIF",
+    "HEIF": "HEIC",
+    "AVIF": "AVIF",
+}
+# Containers whose parser is a library's (libheif, libavif): a file they cannot open at all, once its
+# brands have said what it is, is damaged rather than of another format.
+_ISO_FORMATS: frozenset[ImageFormat] = frozenset({"HEIF", "AVIF"})
 
 # Only used to name what was uploaded instead; none of these parsers is ever run.
 _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -83,7 +95,7 @@ def sniff_format(data: bytes) -> ImageFormat | None:
         return "WEBP"
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
-    return None
+    return sniff_brand(data)
 
 
 def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
@@ -165,6 +177,8 @@ def _opened(data: bytes, limits: ImageLimits) -> Iterator[tuple[ImageFile.ImageF
     fmt = sniff_format(data)
     if fmt is None:
         _reject_foreign(data)
+    if fmt == "HEIF":
+        _register_heif_opener()
     # Pillow reads a file's structure before its pixels, some of it in Python, and so does
     # _declared_size: count the parts first.
     check_structure(data, fmt)
@@ -198,6 +212,8 @@ def _rejecting_decode_errors(fmt: ImageFormat, limits: ImageLimits) -> Iterator[
             f"the image declares far more pixels than the limit of {_megapixels(limits.max_pixels)} MP",
         ) from exc
     except UnidentifiedImageError as exc:
+        if fmt in _ISO_FORMATS:
+            raise ImageRejectedError("corrupt_image", f"the {name} image is corrupt or truncated") from exc
         raise ImageRejectedError(
             "unsupported_format", f"the file has a {name} signature but is not a readable {name} image"
         ) from exc
@@ -208,7 +224,7 @@ def _rejecting_decode_errors(fmt: ImageFormat, limits: ImageLimits) -> Iterator[
 def _reject_foreign(data: bytes) -> NoReturn:
     kind = next((kind for magic, kind in _FOREIGN_SIGNATURES if data.startswith(magic)), None)
     if kind is None and data[4:8] == b"ftyp":
-        kind = "a HEIC/AVIF image"
+        kind = "an ISO media file (a video, or a HEIF image in a codec other than HEVC or AV1)"
     if kind is None:
         message = f"the file is not an image in an accepted format ({ACCEPTED_FORMATS})"
     else:
@@ -239,6 +255,10 @@ def _declared_size(data: bytes, fmt: ImageFormat) -> tuple[int, int] | None:
         return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
     if fmt == "WEBP":
         return _webp_size(data)
+    if fmt in _ISO_FORMATS:
+        # The largest image the container declares (the primary, its tiles, thumbnails, depth maps):
+        # every one of them is something libheif or libavif may allocate.
+        return read_header(data, MAX_ISO_BOXES).largest_size
     return _jpeg_size(data)
 
 
@@ -281,10 +301,20 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 
 def _frame_count(image: Image.Image) -> int:
     # Pillow opens a JPEG with an MPO index (phones add gain maps, depth maps, previews) as several
-    # frames; only the first is ever shown, so a JPEG is one frame.
-    if image.format == "MPO":
+    # frames; only the first is ever shown, so a JPEG is one frame. pillow-heif likewise shows a HEIC's
+    # top-level images (a burst, an edit beside its original) as frames, and the primary one is the
+    # picture; how many items a HEIC may hold is bounded from its header (structure.MAX_ISO_ITEMS).
+    if image.format in ("MPO", "HEIF"):
         return 1
     return int(getattr(image, "n_frames", 1))
+
+
+@cache
+def _register_heif_opener() -> None:
+    # Once, on first use rather than at import. Thumbnails, depth and auxiliary images are never used:
+    # not listing them saves libheif's work on each. The decoder stays strict (its security limits on,
+    # incorrect headers refused), and 10-bit and 12-bit images come out as 8-bit.
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
 def _orientation(image: Image.Image) -> int:

@@ -22,7 +22,7 @@ EditKind = Literal["prompt", "translate", "recipe"]
 FeedbackRating = Literal["up", "down"]
 PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OutputFormat = Literal["webp", "avif"]
-ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF"]
+ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF"]
 MAX_OWNER_LENGTH = 256
 Owner = Annotated[str, StringConstraints(min_length=1, max_length=MAX_OWNER_LENGTH)]
 ANONYMOUS = "anonymous"

@@ -9,6 +9,9 @@ write a handful of these parts, so a file with far more is refused (`too_complex
 The walk only counts: a structure it cannot follow (truncated, malformed) is left to the decoder,
 which rejects it as corrupt.
 
+HEIF and AVIF are walked as far as their `meta` box (imgflow.isobmff): libheif and libavif build an
+object per box and per item while parsing, before any pixel.
+
 GIF and WebP are not walked. WebP's chunks are parsed by libwebp in C (two million empty chunks, or
 half a million frames, take ~0.1 s), and the GIF parser's worst case stays linear in the bytes, so
 the byte limit bounds it (25 MB of empty comment blocks or frames takes ~3 s).
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 
 from imgflow.errors import ImageRejectedError
+from imgflow.isobmff import read_header
 from imgflow.models import ImageFormat
 
 # A progressive JPEG from libjpeg has 10 scans (6 in greyscale, 18 in CMYK); optimizing encoders
@@ -37,6 +41,12 @@ BYTES_PER_PART = 1024
 # but Pillow reads those before the first scan one by one in Python (~1 µs each).
 MAX_JPEG_STRAY_BYTES = 65_536
 
+# Items of a HEIF/AVIF: an iPhone's 12 MP photo has about 60 (48 tiles of a grid, a thumbnail, EXIF,
+# depth and gain maps), a 48 MP one about 200.
+MAX_ISO_ITEMS = 1_000
+# Boxes walked at the top level, in `meta` and in its property container: real files have tens.
+MAX_ISO_BOXES = 10_000
+
 _PNG_SIGNATURE_LENGTH = 8
 _PNG_CHUNK_OVERHEAD = 12  # length, type and CRC
 _JPEG_SOS = 0xDA
@@ -53,11 +63,13 @@ _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 def check_structure(data: bytes, fmt: ImageFormat) -> None:
-    """Refuse a JPEG or PNG made of far more parts than any encoder writes; other formats pass."""
+    """Refuse a JPEG, PNG, HEIF or AVIF made of far more parts than any encoder writes; other formats pass."""
     if fmt == "JPEG":
         _check_jpeg(data)
     elif fmt == "PNG":
         _check_png(data)
+    elif fmt in ("HEIF", "AVIF"):
+        _check_iso(data)
 
 
 def _parts_allowed(data: bytes, minimum: int) -> int:
@@ -108,6 +120,14 @@ def _check_png(data: bytes) -> None:
         if data[position + 4 : position + 8] == b"IEND":
             return
         position += _PNG_CHUNK_OVERHEAD + int.from_bytes(data[position : position + 4], "big")
+
+
+def _check_iso(data: bytes) -> None:
+    header = read_header(data, MAX_ISO_BOXES)
+    if header.boxes > MAX_ISO_BOXES:
+        raise _too_complex(f"the file has more than {MAX_ISO_BOXES:,} boxes")
+    if header.items > MAX_ISO_ITEMS:
+        raise _too_complex(f"the file declares {header.items:,} items (images, tiles, metadata)")
 
 
 def _too_complex(what: str) -> ImageRejectedError:
