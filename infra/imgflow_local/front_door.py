@@ -12,23 +12,22 @@ import secrets as token_source
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from http import HTTPStatus
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
 import urllib3
 from werkzeug.datastructures import EnvironHeaders
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
-from imgflow_local.post_policy import PostPolicyError, error_xml, verify_post_policy
+from imgflow_local.post_form import UploadFormReader, malformed
+from imgflow_local.post_policy import PostPolicyError, VerifiedFields, error_xml, verify_post_fields
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -36,15 +35,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # S3 takes objects up to 5 GiB by POST; the rest of the body is the form fields around the file.
-MAX_UPLOAD_BODY_BYTES = 5 * 1024**3 + 1024**2
-# Form fields before the file are held in memory; S3 caps them too (MaxPostPreDataLengthExceeded).
-MAX_PRE_DATA_BYTES = 20 * 1024
+MAX_UPLOAD_FILE_BYTES = 5 * 1024**3
+MAX_UPLOAD_BODY_BYTES = MAX_UPLOAD_FILE_BYTES + 1024**2
 # Uploads stay in memory up to this size, then spool to a temporary file.
 SPOOL_IN_MEMORY_BYTES = 8 * 1024**2
 _CHUNK_BYTES = 64 * 1024
-_MAX_PARTS = 1000
-# Bounds the parser's own buffer: only malformed part headers can grow it this far.
-_MAX_PARSER_BUFFER_BYTES = 1024**2
 
 # Connection-level headers belong to each hop, not to the message being relayed.
 _HOP_BY_HOP = frozenset(
@@ -126,8 +121,7 @@ class _FrontDoor:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        content_type, _ = parse_options_header(environ.get("CONTENT_TYPE", ""))
-        if environ["REQUEST_METHOD"] == "POST" and content_type == "multipart/form-data":
+        if _is_post_object(environ):
             return self._upload(environ, start_response)
         return self._relay(environ, start_response, *_request_body(environ))
 
@@ -136,15 +130,17 @@ class _FrontDoor:
         # echoes any origin, which would let a page work locally that fails on AWS.
         origin = environ.get("HTTP_ORIGIN")
         cors_allowed = origin is None or self._cors_allows(environ, origin)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as form:
             try:
-                length = self._check_upload(environ, spool)
+                content_type = self._read_upload(environ, form)
             except PostPolicyError as error:
                 logger.debug("refused a POST upload: %s", error)
                 return _refusal(error, environ, start_response, cors_allowed)
-            spool.seek(0)
+            length = form.tell()
+            form.seek(0)
+            environ = {**environ, "CONTENT_TYPE": content_type}
             # The whole body is sent before urlopen returns, so the spool can close on the way out.
-            return self._relay(environ, start_response, spool, length, strip_cors=not cors_allowed)
+            return self._relay(environ, start_response, form, length, strip_cors=not cors_allowed)
 
     def _cors_allows(self, environ: WSGIEnvironment, origin: str) -> bool:
         """Whether a CORS rule of the upload's bucket allows a POST from `origin` (read from the emulator)."""
@@ -160,22 +156,33 @@ class _FrontDoor:
             for origins, methods in _cors_rules(response.data)
         )
 
-    def _check_upload(self, environ: WSGIEnvironment, spool: IO[bytes]) -> int:
-        """Read the upload into `spool` and verify it; return its length."""
+    def _read_upload(self, environ: WSGIEnvironment, out: IO[bytes]) -> str:
+        """Read and verify the upload as it streams in, writing the emulator's form to `out`; its Content-Type."""
         bucket = _bucket_of(environ)
+        if _media_type(environ) != "multipart/form-data":
+            raise PostPolicyError(
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                details={"Condition": "Bucket POST must be of the enclosure-type multipart/form-data"},
+            )
         length = _upload_length(environ)
-        boundary = _boundary_of(environ)
-        form = _read_form(get_input_stream(environ, max_content_length=length), boundary, spool)
-        verify_post_policy(
-            bucket,
-            form.fields,
-            form.file_size,
-            self._secrets,
-            self._region,
-            datetime.now(UTC),
-            filename=form.filename,
-        )
-        return length
+        now = datetime.now(UTC)
+
+        def verify(fields: Mapping[str, str], filename: str | None) -> VerifiedFields:
+            return verify_post_fields(bucket, fields, self._secrets, self._region, now, filename=filename)
+
+        reader = UploadFormReader(_boundary_of(environ), out, verify, MAX_UPLOAD_FILE_BYTES)
+        stream = get_input_stream(environ, max_content_length=length)
+        try:
+            while chunk := stream.read(_CHUNK_BYTES):
+                reader.feed(chunk)
+            reader.feed(b"")
+        except ClientDisconnected as exc:
+            raise PostPolicyError(
+                "IncompleteBody",
+                "You did not provide the number of bytes specified by the Content-Length HTTP header",
+            ) from exc
+        return reader.content_type
 
     def _relay(
         self,
@@ -237,102 +244,23 @@ class _RelayedBody:
 # --- reading the upload -------------------------------------------------------------------------
 
 
-@dataclass
-class _Form:
-    fields: dict[str, str] = field(default_factory=dict)
-    file_size: int = 0
-    filename: str | None = None
+def _is_post_object(environ: WSGIEnvironment) -> bool:
+    """A browser upload (S3's POST Object): a POST of a form, or any POST to a bucket without a subresource.
 
-
-class _FormReader:
-    """Follows a multipart body as it streams past: the fields before `file`, then the file's size.
-
-    S3 ignores whatever follows the file, so parsing stops there; the bytes are still kept.
+    Media types are case-insensitive, so `Multipart/Form-Data` is a form too; any other POST to a bucket
+    is one S3 refuses (PreconditionFailed) rather than one for the emulator to store.
     """
-
-    def __init__(self, boundary: bytes) -> None:
-        self._decoder = MultipartDecoder(boundary, max_form_memory_size=_MAX_PARSER_BUFFER_BYTES, max_parts=_MAX_PARTS)
-        self.form = _Form()
-        self.saw_file = False
-        self.done = False
-        self._field: str | None = None
-        self._value = bytearray()
-        self._pre_data_bytes = 0
-
-    def feed(self, data: bytes) -> None:
-        """Take the next bytes of the body; b"" means the body has ended."""
-        if self.done:
-            return
-        self._decoder.receive_data(data or None)
-        while not self.done:
-            event = self._decoder.next_event()
-            if isinstance(event, NeedData):
-                return
-            self._on_event(event)
-
-    def _on_event(self, event: Any) -> None:
-        if isinstance(event, Field | File):
-            self._start_part(event)
-        elif isinstance(event, Data):
-            self._on_data(event)
-        elif isinstance(event, Epilogue):
-            self.done = True
-
-    def _start_part(self, part: Field | File) -> None:
-        if part.name.lower() == "file":
-            self.saw_file = True
-            self.form.filename = part.filename if isinstance(part, File) else None
-            self._field = None
-        else:
-            self._field = part.name
-            self._value.clear()
-            self._count_pre_data(len(part.name))
-
-    def _on_data(self, data: Data) -> None:
-        if self._field is None:
-            self.form.file_size += len(data.data)
-            self.done = not data.more_data
-            return
-        self._count_pre_data(len(data.data))
-        self._value.extend(data.data)
-        if not data.more_data:
-            self.form.fields[self._field] = self._value.decode("utf-8", errors="replace")
-
-    def _count_pre_data(self, size: int) -> None:
-        self._pre_data_bytes += size
-        if self._pre_data_bytes > MAX_PRE_DATA_BYTES:
-            raise PostPolicyError(
-                "MaxPostPreDataLengthExceeded",
-                "Your POST request fields preceding the upload file were too large.",
-            )
+    if environ["REQUEST_METHOD"] != "POST":
+        return False
+    if _media_type(environ) == "multipart/form-data":
+        return True
+    path = environ.get("PATH_INFO", "").strip("/")
+    return bool(path) and "/" not in path and not environ.get("QUERY_STRING") and "HTTP_AUTHORIZATION" not in environ
 
 
-def _read_form(stream: IO[bytes], boundary: bytes, spool: IO[bytes]) -> _Form:
-    """Copy the body into `spool` while parsing the form out of it."""
-    reader = _FormReader(boundary)
-    try:
-        while chunk := stream.read(_CHUNK_BYTES):
-            spool.write(chunk)
-            reader.feed(chunk)
-        reader.feed(b"")
-    except ClientDisconnected as exc:
-        raise PostPolicyError(
-            "IncompleteBody",
-            "You did not provide the number of bytes specified by the Content-Length HTTP header",
-        ) from exc
-    except (ValueError, RequestEntityTooLarge) as exc:
-        raise _malformed() from exc
-    if not reader.saw_file:
-        raise PostPolicyError(
-            "IncorrectNumberOfFilesInPostRequest", "POST requires exactly one file upload per request."
-        )
-    return reader.form
-
-
-def _malformed() -> PostPolicyError:
-    return PostPolicyError(
-        "MalformedPOSTRequest", "The body of your POST request is not well-formed multipart/form-data."
-    )
+def _media_type(environ: WSGIEnvironment) -> str:
+    media_type, _ = parse_options_header(environ.get("CONTENT_TYPE", ""))
+    return media_type.lower()
 
 
 def _bucket_of(environ: WSGIEnvironment) -> str:
@@ -365,7 +293,7 @@ def _boundary_of(environ: WSGIEnvironment) -> bytes:
     _, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
     boundary = options.get("boundary", "")
     if not boundary:
-        raise _malformed()
+        raise malformed()
     return boundary.encode("latin-1")
 
 

@@ -35,6 +35,7 @@ _STATUS_BY_CODE = {
     "IncorrectNumberOfFilesInPostRequest": 400,
     "MissingContentLength": 411,
     "MethodNotAllowed": 405,
+    "PreconditionFailed": 412,
 }
 
 # Fields S3 never asks a policy condition for: the proof itself, the content and opted-out fields.
@@ -77,6 +78,14 @@ class _Credential:
     terminator: str
 
 
+@dataclass(frozen=True)
+class VerifiedFields:
+    """A form whose fields S3 would accept: what it stores, and the sizes the file may have."""
+
+    fields: dict[str, str]  # lower-case names; the key with `${filename}` substituted
+    length_ranges: tuple[tuple[int, int], ...]
+
+
 def verify_post_policy(
     bucket: str,
     fields: Mapping[str, str],
@@ -87,7 +96,21 @@ def verify_post_policy(
     *,
     filename: str | None = None,
 ) -> None:
-    """Raise PostPolicyError unless S3 would accept this POST upload.
+    """Raise PostPolicyError unless S3 would accept this POST upload (fields and file size at once)."""
+    verified = verify_post_fields(bucket, fields, secrets, region, now, filename=filename)
+    check_file_size(verified, file_size)
+
+
+def verify_post_fields(
+    bucket: str,
+    fields: Mapping[str, str],
+    secrets: Mapping[str, str],
+    region: str,
+    now: datetime,
+    *,
+    filename: str | None = None,
+) -> VerifiedFields:
+    """Everything S3 checks before the file arrives: signature, expiry and every field condition.
 
     `fields` are the form fields before the file (names case-insensitive, as S3 treats them),
     `secrets` maps access key ids to secret keys, `filename` is the uploaded file's name, which S3
@@ -112,8 +135,20 @@ def verify_post_policy(
         raise PostPolicyError("AccessDenied", "Access Denied")
     policy = _decode_policy(form["policy"])
     _check_expiration(policy, now)
-    covered = _check_conditions(policy["conditions"], form, bucket, file_size)
+    covered, ranges = _check_conditions(policy["conditions"], form, bucket)
     _check_all_fields_covered(spelled, covered, exempt)
+    return VerifiedFields(form, tuple(ranges))
+
+
+def check_file_size(verified: VerifiedFields, file_size: int) -> None:
+    """Raise EntityTooLarge or EntityTooSmall unless every content-length-range allows `file_size`."""
+    for low, high in verified.length_ranges:
+        _check_length_range(low, high, file_size)
+
+
+def max_file_size(verified: VerifiedFields) -> int | None:
+    """The largest file the policy allows (None: it sets no bound)."""
+    return min((high for _, high in verified.length_ranges), default=None)
 
 
 def error_xml(error: PostPolicyError, request_id: str) -> bytes:
@@ -260,9 +295,12 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _check_conditions(conditions: list[Any], form: Mapping[str, str], bucket: str, file_size: int) -> set[str]:
-    """Check every condition; return the (lower-case) field names they cover."""
+def _check_conditions(
+    conditions: list[Any], form: Mapping[str, str], bucket: str
+) -> tuple[set[str], list[tuple[int, int]]]:
+    """Check every field condition; return the (lower-case) field names they cover and the size ranges."""
     covered: set[str] = set()
+    ranges: list[tuple[int, int]] = []
     for condition in conditions:
         if isinstance(condition, dict):
             for name, expected in condition.items():
@@ -270,14 +308,14 @@ def _check_conditions(conditions: list[Any], form: Mapping[str, str], bucket: st
         elif isinstance(condition, list) and condition and isinstance(condition[0], str):
             operator = condition[0].lower()
             if operator == "content-length-range" and len(condition) == 3:
-                _check_length_range(condition[1], condition[2], file_size)
+                ranges.append(_length_range(condition[1], condition[2]))
             elif operator in ("eq", "starts-with") and len(condition) == 3:
                 covered.add(_check_match(operator, condition[1], condition[2], form, bucket))
             else:
                 raise _invalid_policy(f"Invalid Condition: {json.dumps(condition)}")
         else:
             raise _invalid_policy(f"Invalid Condition: {json.dumps(condition)}")
-    return covered
+    return covered, ranges
 
 
 def _check_match(operator: str, reference: Any, expected: Any, form: Mapping[str, str], bucket: str) -> str:
@@ -300,13 +338,16 @@ def _matches(operator: str, name: str, actual: str, expected: str) -> bool:
     return actual.startswith(expected)
 
 
-def _check_length_range(minimum: Any, maximum: Any, file_size: int) -> None:
+def _length_range(minimum: Any, maximum: Any) -> tuple[int, int]:
     try:
-        low, high = int(minimum), int(maximum)
+        return int(minimum), int(maximum)
     except (TypeError, ValueError) as exc:
         raise _invalid_policy(
             f"Invalid content-length-range: {json.dumps(['content-length-range', minimum, maximum])}"
         ) from exc
+
+
+def _check_length_range(low: int, high: int, file_size: int) -> None:
     if file_size > high:
         raise PostPolicyError(
             "EntityTooLarge",
