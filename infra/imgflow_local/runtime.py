@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,14 +133,13 @@ class LocalRuntime:
             if self._api_app is not None:
                 self._api_server.shutdown()
             self._api_server.server_close()
-        for poller in self._pollers:
-            poller.stop()
-        for schedule in self._schedules:
-            schedule.stop()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        for function in self.functions.values():
-            function.stop()
+        # Each poller finishes its long poll and each function waits for its processes: side by side, not
+        # one after another (seconds off every `imgflow process`).
+        with ThreadPoolExecutor() as stopping:
+            list(stopping.map(lambda part: part.stop(), [*self._pollers, *self._schedules]))
+            for thread in self._threads:
+                thread.join(timeout=5)
+            list(stopping.map(lambda function: function.stop(), self.functions.values()))
         if self._front_door:
             self._front_door.stop()
         if self._emulator:
