@@ -63,6 +63,19 @@ def test_edit_waits_for_its_edit_and_jobs_lists_it_and_delete_removes_it(client:
     assert (gone.value.status, gone.value.code) == (404, "not_found")
 
 
+def test_a_type_that_is_not_declarable_is_refused_with_what_to_send_instead(client: Client) -> None:
+    with pytest.raises(ApiError) as refused:
+        client.upload(b"hello", filename="notes.txt", content_type="text/plain")
+    assert (refused.value.status, refused.value.code) == (400, "invalid_request")
+    assert "'text/plain' is neither image/* nor application/octet-stream" in refused.value.message
+    # Left to the client, the same file is declared as bytes and ends as a renamed file does.
+    job = client.upload(b"hello", filename="notes.txt")
+    assert job["status"] == "rejected"
+    error = job.get("error")
+    assert error is not None
+    assert error["code"] == "unsupported_format"
+
+
 def test_a_refusal_raises_the_apis_code_and_message(client: Client) -> None:
     with pytest.raises(ApiError) as refused:
         client.upload(b"", filename="empty.jpg")

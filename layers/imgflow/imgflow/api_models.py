@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from imgflow.models import (
     EditId,
@@ -25,8 +35,26 @@ from imgflow.recipes import Operation
 
 Filename = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f/\\]+$")]
 # The declared type only labels the stored object: the format is decided by the bytes.
+CONTENT_TYPE_PATTERN = r"^(image/[a-z0-9.+-]+|application/octet-stream)$"
+
+
+def _declarable(content_type: str) -> str:
+    # Said plainly rather than as the regex: a client with a .txt or .pdf learns what to send instead.
+    if not re.fullmatch(CONTENT_TYPE_PATTERN, content_type):
+        raise PydanticCustomError(
+            "content_type",
+            "{given} is neither image/* nor application/octet-stream: the bytes decide the format, so declare any "
+            "other file as application/octet-stream (one that is not an image then ends rejected, unsupported_format)",
+            {"given": repr(content_type)},
+        )
+    return content_type
+
+
 ContentType = Annotated[
-    str, StringConstraints(max_length=100, pattern=r"^(image/[a-z0-9.+-]+|application/octet-stream)$")
+    str,
+    StringConstraints(max_length=100),
+    AfterValidator(_declarable),
+    Field(json_schema_extra={"pattern": CONTENT_TYPE_PATTERN}),
 ]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
