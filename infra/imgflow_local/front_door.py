@@ -1,8 +1,11 @@
 """The local runtime's single AWS endpoint: a reverse proxy in front of the emulator.
 
-Every request is relayed to the upstream (moto's server) unchanged, except S3 browser-based uploads
-(multipart/form-data POSTs to a bucket): moto would store them without checking anything, so their
-POST policy is verified here first, as S3 does, and only an accepted upload reaches moto, byte for byte.
+Every request of an SDK is relayed to the upstream (moto's server) unchanged, except S3 browser-based
+uploads (POSTs to a bucket): moto would store them without checking anything, so their form is read as
+S3 reads it and its POST policy verified here first, and moto gets only the form S3 would have stored.
+A web page may do here only what it may do with S3: upload with a presigned form, download with a
+presigned URL, ask a bucket's CORS rules; and every CORS header is S3's, from those rules, never moto's
+`*` (which would let any site the developer visits read the local table or the queues).
 """
 
 from __future__ import annotations
@@ -13,11 +16,9 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING
-from urllib.parse import quote, urlsplit
-from xml.etree import ElementTree
+from urllib.parse import parse_qs, quote, urlsplit
 
 import urllib3
 from werkzeug.datastructures import EnvironHeaders
@@ -26,6 +27,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
+from imgflow_local import s3_cors
 from imgflow_local.post_form import UploadFormReader, malformed
 from imgflow_local.post_policy import PostPolicyError, VerifiedFields, error_xml, verify_post_fields
 
@@ -121,40 +123,75 @@ class _FrontDoor:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if _from_a_web_page(environ):
+            return self._for_a_web_page(environ, start_response)
         if _is_post_object(environ):
-            return self._upload(environ, start_response)
+            return self._upload(environ, start_response, [])
         return self._relay(environ, start_response, *_request_body(environ))
 
-    def _upload(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        # S3 answers CORS headers only to an origin one of the bucket's CORS rules allows; the emulator
-        # echoes any origin, which would let a page work locally that fails on AWS.
+    def _for_a_web_page(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """What a browser may do here is what it may do with S3 on AWS: upload with a presigned form, download
+        with a presigned URL, and ask a bucket's CORS rules first. Nothing else: a page is not an SDK."""
+        method = environ["REQUEST_METHOD"]
         origin = environ.get("HTTP_ORIGIN")
-        cors_allowed = origin is None or self._cors_allows(environ, origin)
+        resource = _s3_resource(environ)
+        if method == "OPTIONS" and origin and resource and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
+            return self._preflight(environ, start_response, origin, resource)
+        if _is_post_object(environ):
+            return self._upload(environ, start_response, self._cors_headers(resource, origin, method))
+        if method in ("GET", "HEAD") and resource and resource[1] and _is_presigned_s3(environ):
+            cors = self._cors_headers(resource, origin, method)
+            return self._relay(environ, start_response, *_request_body(environ), cors=cors)
+        refused = PostPolicyError(
+            "AccessDenied", "Access Denied: a web page may only upload and download through presigned S3 requests"
+        )
+        return _refusal(refused, start_response, [])
+
+    def _preflight(
+        self, environ: WSGIEnvironment, start_response: StartResponse, origin: str, resource: tuple[str, str]
+    ) -> Iterable[bytes]:
+        bucket, key = resource
+        method = environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"]
+        asked = s3_cors.request_header_names(environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"))
+        rules = self._cors_rules(bucket)
+        rule = s3_cors.first_match(rules or [], origin, method, asked)
+        if rule is None:
+            refused = s3_cors.preflight_refused(method, "OBJECT" if key else "BUCKET", cors_enabled=bool(rules))
+            return _refusal(refused, start_response, [])
+        headers = [("Content-Length", "0"), *s3_cors.preflight_headers(rule, origin, asked)]
+        start_response("200 OK", headers)
+        return [b""]
+
+    def _cors_headers(self, resource: tuple[str, str] | None, origin: str | None, method: str) -> list[tuple[str, str]]:
+        """The CORS headers S3 would add for `origin` (none when no rule of the bucket allows it)."""
+        if origin is None or resource is None:
+            return []
+        rule = s3_cors.first_match(self._cors_rules(resource[0]) or [], origin, method)
+        return s3_cors.response_headers(rule, origin) if rule else []
+
+    def _cors_rules(self, bucket: str) -> list[s3_cors.CorsRule] | None:
+        """The bucket's CORS rules as the emulator holds them (None: the bucket has no CORS configuration)."""
+        try:
+            response = self._pool.request("GET", f"/{quote(bucket)}?cors", retries=False)
+        except urllib3.exceptions.HTTPError:
+            return None
+        return s3_cors.parse_rules(response.data) if response.status == 200 else None
+
+    def _upload(
+        self, environ: WSGIEnvironment, start_response: StartResponse, cors: list[tuple[str, str]]
+    ) -> Iterable[bytes]:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as form:
             try:
                 content_type = self._read_upload(environ, form)
             except PostPolicyError as error:
                 logger.debug("refused a POST upload: %s", error)
-                return _refusal(error, environ, start_response, cors_allowed)
+                # The CORS headers too: without them a browser hides S3's reason from the page.
+                return _refusal(error, start_response, cors)
             length = form.tell()
             form.seek(0)
             environ = {**environ, "CONTENT_TYPE": content_type}
             # The whole body is sent before urlopen returns, so the spool can close on the way out.
-            return self._relay(environ, start_response, form, length, strip_cors=not cors_allowed)
-
-    def _cors_allows(self, environ: WSGIEnvironment, origin: str) -> bool:
-        """Whether a CORS rule of the upload's bucket allows a POST from `origin` (read from the emulator)."""
-        try:
-            bucket = _bucket_of(environ)
-            response = self._pool.request("GET", f"/{quote(bucket)}?cors", retries=False)
-        except (PostPolicyError, urllib3.exceptions.HTTPError):
-            return False
-        if response.status != 200:
-            return False
-        return any(
-            "POST" in methods and any(fnmatchcase(origin, allowed) for allowed in origins)
-            for origins, methods in _cors_rules(response.data)
-        )
+            return self._relay(environ, start_response, form, length, cors=cors)
 
     def _read_upload(self, environ: WSGIEnvironment, out: IO[bytes]) -> str:
         """Read and verify the upload as it streams in, writing the emulator's form to `out`; its Content-Type."""
@@ -191,8 +228,9 @@ class _FrontDoor:
         body: IO[bytes] | bytes | None,
         length: int | None,
         *,
-        strip_cors: bool = False,
+        cors: list[tuple[str, str]] | None = None,
     ) -> Iterable[bytes]:
+        """Send the request on; the emulator's own CORS headers are replaced by `cors` (S3's, or none)."""
         headers = _forwarded_headers(environ)
         if length is not None:
             headers["Content-Length"] = str(length)
@@ -214,12 +252,8 @@ class _FrontDoor:
             start_response("502 Bad Gateway", [("Content-Type", "text/plain"), ("Content-Length", str(len(message)))])
             return [message]
         reason = response.reason or _phrase(response.status)
-        headers_out = _relayed_headers(response)
-        if strip_cors:
-            headers_out = [
-                (n, v) for n, v in headers_out if not n.lower().startswith("access-control-") and n.lower() != "vary"
-            ]
-        start_response(f"{response.status} {reason}", headers_out)
+        headers_out = [(n, v) for n, v in _relayed_headers(response) if not _is_cors_header(n)]
+        start_response(f"{response.status} {reason}", headers_out + (cors or []))
         return _RelayedBody(response)
 
 
@@ -242,6 +276,25 @@ class _RelayedBody:
 
 
 # --- reading the upload -------------------------------------------------------------------------
+
+
+def _from_a_web_page(environ: WSGIEnvironment) -> bool:
+    """Whether a browser sends this for a page: SDKs send neither header; a URL typed in is `none`."""
+    return "HTTP_ORIGIN" in environ or environ.get("HTTP_SEC_FETCH_SITE", "none") != "none"
+
+
+def _s3_resource(environ: WSGIEnvironment) -> tuple[str, str] | None:
+    """(bucket, key) of a path-style S3 URL, key "" for the bucket itself; None for the service root."""
+    bucket, _, key = environ.get("PATH_INFO", "").lstrip("/").partition("/")
+    return (bucket, key) if bucket else None
+
+
+def _is_presigned_s3(environ: WSGIEnvironment) -> bool:
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "X-Amz-Signature" in query:
+        scope = query.get("X-Amz-Credential", [""])[0].split("/")
+        return len(scope) == 5 and scope[3] == "s3"
+    return "Signature" in query and "AWSAccessKeyId" in query
 
 
 def _is_post_object(environ: WSGIEnvironment) -> bool:
@@ -301,25 +354,7 @@ def _is_cors_header(name: str) -> bool:
     return name.lower().startswith("access-control-") or name.lower() == "vary"
 
 
-def _cors_rules(document: bytes) -> list[tuple[list[str], list[str]]]:
-    """(allowed origins, allowed methods) of each rule of a GetBucketCors answer."""
-    root = ElementTree.fromstring(document)
-    rules = []
-    for rule in root.iter():
-        if rule.tag.rsplit("}", 1)[-1] != "CORSRule":
-            continue
-        values: dict[str, list[str]] = {"AllowedOrigin": [], "AllowedMethod": []}
-        for child in rule:
-            name = child.tag.rsplit("}", 1)[-1]
-            if name in values and child.text:
-                values[name].append(child.text.strip())
-        rules.append((values["AllowedOrigin"], values["AllowedMethod"]))
-    return rules
-
-
-def _refusal(
-    error: PostPolicyError, environ: WSGIEnvironment, start_response: StartResponse, cors_allowed: bool
-) -> list[bytes]:
+def _refusal(error: PostPolicyError, start_response: StartResponse, cors: list[tuple[str, str]]) -> list[bytes]:
     request_id = token_source.token_hex(8).upper()
     body = error_xml(error, request_id)
     headers = [
@@ -327,11 +362,7 @@ def _refusal(
         ("Content-Length", str(len(body))),
         ("x-amz-request-id", request_id),
     ]
-    origin = environ.get("HTTP_ORIGIN")
-    if origin and cors_allowed:
-        # Without it a browser hides S3's reason from the page that tried the upload.
-        headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-    start_response(f"{error.status} {_phrase(error.status)}", headers)
+    start_response(f"{error.status} {_phrase(error.status)}", headers + cors)
     return [body]
 
 

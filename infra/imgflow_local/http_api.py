@@ -21,6 +21,9 @@ from imgflow_local.stack import HttpApiSpec, HttpRoute
 from imgflow_local.throttle import TokenBucket
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+# The runtime's own pages for tests and debugging (every job's events): for this origin's pages and tools
+# only, never for another site the developer happens to have open.
+SAME_ORIGIN_ONLY_PREFIX = "/_local/"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class HttpApiApp:
         return response(environ, start_response)
 
     def _respond(self, request: Request) -> Response:
+        if request.path.startswith(SAME_ORIGIN_ONLY_PREFIX) and not _same_origin(request):
+            message = f"{SAME_ORIGIN_ONLY_PREFIX}* answers this origin's own pages only"
+            return _json_response(403, {"error": {"code": "forbidden", "message": message}})
         if request.path in self._extra:
             return self._extra[request.path](request)
         if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
@@ -173,7 +179,7 @@ class HttpApiApp:
 
     def _add_cors(self, request: Request, response: Response) -> None:
         origin = request.headers.get("Origin")
-        if not origin or not self._cors.cors_origins:
+        if not origin or not self._cors.cors_origins or request.path.startswith(SAME_ORIGIN_ONLY_PREFIX):
             return
         if "*" not in self._cors.cors_origins and origin not in self._cors.cors_origins:
             return
@@ -184,6 +190,14 @@ class HttpApiApp:
             response.headers["Access-Control-Allow-Methods"] = ",".join(self._cors.cors_methods)
             response.headers["Access-Control-Allow-Headers"] = ",".join(self._cors.cors_headers)
             response.headers["Access-Control-Max-Age"] = str(self._cors.cors_max_age)
+
+
+def _same_origin(request: Request) -> bool:
+    """Not sent by another site's page: by its Origin, or by Sec-Fetch-Site where a browser sends no Origin."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != request.host_url.rstrip("/"):
+        return False
+    return request.headers.get("Sec-Fetch-Site", "none") in {"same-origin", "none"}
 
 
 def _as_text(body: bytes) -> str | None:
