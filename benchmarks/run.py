@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from imgflow.imaging import ImageLimits, inspect_image, load_normalized, placeholder, render_variant
+from imgflow.models import OutputFormat
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "tests" / "fixtures" / "images" / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
@@ -50,9 +51,18 @@ def decode_without_draft(data: bytes, edge: int = 4096) -> Image.Image:
     return rgb
 
 
-def all_variants(image: Image.Image, fmt: str) -> None:
+QUALITY: dict[OutputFormat, int] = {"webp": 85, "avif": 60, "jpeg": 82}  # Settings' defaults
+
+
+def all_variants(image: Image.Image, fmt: OutputFormat) -> None:
     for edge in PRESETS:
-        render_variant(image, edge, fmt, 85 if fmt == "webp" else 60)  # type: ignore[arg-type]
+        render_variant(image, edge, fmt, QUALITY[fmt])
+
+
+def twelve_megapixels() -> Image.Image:
+    """The photo at a phone camera's 4032 x 3024."""
+    with Image.open(PHOTO) as photo:
+        return photo.convert("RGB").resize((4032, 3024), Image.Resampling.BILINEAR)
 
 
 def peak_rss_mb(code: str) -> float:
@@ -77,7 +87,7 @@ def imaging() -> None:
     for edge in PRESETS:
         timed(f"  one WebP variant at {edge} px", partial(render_variant, image, edge, "webp", 85))
     timed("4 AVIF variants q60 speed 8", lambda: all_variants(image, "avif"), rounds=1)
-    sizes = {fmt: len(render_variant(image, 1200, fmt, 85 if fmt == "webp" else 60).data) for fmt in ("webp", "avif")}
+    sizes = {fmt: len(render_variant(image, 1200, fmt, QUALITY[fmt]).data) for fmt in ("webp", "avif")}
     print(f"  large (1200 px) bytes: WebP q85 {sizes['webp']:,}  AVIF q60 {sizes['avif']:,}")
     prelude = "\n".join(
         [
@@ -105,8 +115,7 @@ def phone_formats() -> None:
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-    with Image.open(PHOTO) as photo:
-        twelve_mp = photo.convert("RGB").resize((4032, 3024), Image.Resampling.BILINEAR)
+    twelve_mp = twelve_megapixels()
     uploads: dict[str, bytes] = {}
     encodings: tuple[tuple[str, dict[str, Any]], ...] = (
         ("JPEG q90", {"format": "JPEG", "quality": 90}),
@@ -125,6 +134,18 @@ def phone_formats() -> None:
         print(f"  {name}: {len(data):,} bytes")
         timed(f"  inspect_image ({name})", partial(inspect_image, data, LIMITS))
         timed(f"  load_normalized to 4096 px ({name})", partial(load_normalized, data, LIMITS, 4096))
+
+
+def output_formats() -> None:
+    """What each output format costs: encode time and bytes of every preset of a 12 MP photo."""
+    image = twelve_megapixels()
+    print("\noutput formats: the presets of a 12 MP photo (4032x3024), at the deployment's qualities")
+    formats: tuple[OutputFormat, ...] = ("webp", "avif", "jpeg")
+    for fmt in formats:
+        for edge in PRESETS:
+            rendered = render_variant(image, edge, fmt, QUALITY[fmt])
+            label = f"{fmt} q{QUALITY[fmt]} at {min(edge, 4032)} px: {len(rendered.data):,} bytes"
+            timed(label, partial(render_variant, image, edge, fmt, QUALITY[fmt]), rounds=1 if fmt == "avif" else 3)
 
 
 def edits() -> None:
@@ -232,5 +253,6 @@ def local_runtime() -> None:
 if __name__ == "__main__":
     imaging()
     phone_formats()
+    output_formats()
     edits()
     local_runtime()

@@ -166,7 +166,7 @@ export interface Health {
 
 /** What validation learned from the bytes. Width and height are as displayed (EXIF orientation applied). */
 export interface ImageInfo {
-  format: "JPEG" | "PNG" | "WEBP" | "GIF";
+  format: "JPEG" | "PNG" | "WEBP" | "GIF" | "HEIF" | "AVIF";
   width: number;
   height: number;
   frames?: number;
@@ -338,7 +338,7 @@ export interface UploadResponse {
 
 export interface VariantView {
   preset: string;
-  format: "webp" | "avif";
+  format: "webp" | "avif" | "jpeg";
   width: number;
   height: number;
   bytes: number;
@@ -351,7 +351,7 @@ export interface VariantsRequestBody {
   /** Presets to make (all of the deployment's when left out). */
   presets?: string[] | null;
   /** Formats to make each preset in (the deployment's default when left out or empty). */
-  formats?: ("webp" | "avif")[] | null;
+  formats?: ("webp" | "avif" | "jpeg")[] | null;
 }
 
 /** Draw a line of text over the image (Pillow's built-in scalable font: Latin script). */

@@ -225,15 +225,15 @@ def test_the_uploads_bucket_answers_a_cors_preflight_from_its_rules(pipeline: Pi
     assert "POST" in preflight.headers.get("Access-Control-Allow-Methods", "")
 
 
-def test_avif_variants_when_the_client_asks_for_them(
+def test_avif_and_jpeg_variants_when_the_client_asks_for_them(
     pipeline: Pipeline, open_image: Callable[[bytes], OutputImage]
 ) -> None:
-    requested: dict[str, Any] = {"presets": ["thumb", "small"], "formats": ["webp", "avif"]}
+    requested: dict[str, Any] = {"presets": ["thumb", "small"], "formats": ["webp", "avif", "jpeg"]}
     upload = pipeline.upload(HOPPER.name, HOPPER.read_bytes(), "image/jpeg", variants=requested)
     view = pipeline.wait_for_job(upload.job_id).final
     assert view["status"] == "succeeded", view
     made = sorted((variant["preset"], variant["format"]) for variant in view["variants"])
-    assert made == [("small", "avif"), ("small", "webp"), ("thumb", "avif"), ("thumb", "webp")]
+    assert made == [(preset, fmt) for preset in ("small", "thumb") for fmt in ("avif", "jpeg", "webp")]
     for variant in view["variants"]:
         output = open_image(pipeline.download(variant["url"]).content)
         assert output.format == variant["format"].upper()

@@ -206,19 +206,19 @@ def test_given_s3_throttles_on_the_last_attempt_when_variants_run_then_the_job_f
     assert events[0]["detail"]["version"] == job.version
 
 
-def test_given_webp_and_avif_asked_at_upload_when_variants_run_then_every_preset_lands_in_both_formats(
+def test_given_webp_avif_and_jpeg_asked_at_upload_when_variants_run_then_every_preset_lands_in_each_format(
     aws: EmulatedAws, lambda_context: FakeLambdaContext
 ) -> None:
     job_id, key, etag = accepted_api_job(
-        aws, lambda_context, HOPPER.read_bytes(), variants={"formats": ["webp", "avif"]}
+        aws, lambda_context, HOPPER.read_bytes(), variants={"formats": ["webp", "avif", "jpeg"]}
     )
 
     failures = make_variants(variants_message_event(aws, job_id, key, etag), lambda_context)
 
     assert failures == []
-    expected = [variant_key(API_OWNER, job_id, preset, fmt) for preset in PRESETS for fmt in ("webp", "avif")]
+    expected = [variant_key(API_OWNER, job_id, preset, fmt) for preset in PRESETS for fmt in ("webp", "avif", "jpeg")]
     assert media_keys(aws) == sorted([original_key(API_OWNER, job_id), *expected])
-    formats: tuple[tuple[OutputFormat, str], ...] = (("webp", "WEBP"), ("avif", "AVIF"))
+    formats: tuple[tuple[OutputFormat, str], ...] = (("webp", "WEBP"), ("avif", "AVIF"), ("jpeg", "JPEG"))
     for fmt, pillow_format in formats:
         data, content_type = media_object(aws, variant_key(API_OWNER, job_id, "thumb", fmt))
         assert content_type == f"image/{fmt}"
@@ -228,7 +228,7 @@ def test_given_webp_and_avif_asked_at_upload_when_variants_run_then_every_preset
             assert "icc_profile" not in image.info
     job = stored_job(aws, job_id)
     assert job.status is JobStatus.SUCCEEDED
-    assert len(job.variants) == 2 * len(PRESETS)
+    assert len(job.variants) == 3 * len(PRESETS)
 
 
 def test_given_an_exif_rotated_original_when_variants_run_then_they_are_upright(

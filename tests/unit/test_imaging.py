@@ -26,7 +26,7 @@ IMAGES = Path(__file__).parent.parent / "fixtures" / "images"
 BAD_INPUTS = IMAGES / "bad-inputs"
 PHOTOS = IMAGES / "photos"
 LIMITS = ImageLimits(max_bytes=25 * 1024 * 1024, max_pixels=60_000_000, max_side=16384, max_frames=300)
-OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("webp", "avif")
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("webp", "avif", "jpeg")
 
 MANIFEST_REASONS: dict[str, ErrorCode] = {
     "decode_error": "corrupt_image",
@@ -248,13 +248,31 @@ def test_given_a_palette_png_with_trns_when_normalized_then_rgba_with_the_same_t
     assert 0 < expected_clear == normalized.getchannel("A").get_flattened_data().count(0)
 
 
-def test_given_an_rgba_image_when_rendered_then_alpha_is_kept_in_both_formats() -> None:
+def test_given_an_rgba_image_when_rendered_then_alpha_is_kept_in_webp_and_avif() -> None:
     image = load_normalized(read(BAD_INPUTS / "p_trns_single.png"), LIMITS)
 
-    for fmt in OUTPUT_FORMATS:
+    for fmt in ("webp", "avif"):
         output = reopen(render_variant(image, 64, fmt, 80).data)
         assert output.mode == "RGBA"
         assert output.getchannel("A").getextrema() == (0, 255)
+
+
+def test_given_an_rgba_image_when_rendered_as_jpeg_then_flattened_on_white_progressive_and_bare() -> None:
+    image = Image.new("RGBA", (200, 100), (0, 0, 255, 255))
+    image.paste((0, 0, 0, 0), (100, 0, 200, 100))
+
+    variant = render_variant(image, 100, "jpeg", 82)
+
+    output = reopen(variant.data)
+    assert (output.format, output.mode, output.size) == ("JPEG", "RGB", (100, 50))
+    assert variant.content_type == "image/jpeg"
+    assert output.info.get("progressive") == 1
+    transparent, blue = output.getpixel((90, 25)), output.getpixel((10, 25))
+    assert isinstance(transparent, tuple)
+    assert isinstance(blue, tuple)
+    assert min(transparent) > 240  # on white
+    assert blue[2] > 200
+    assert not {"exif", "icc_profile", "xmp"} & output.info.keys()
 
 
 def test_given_a_16_bit_gradient_png_when_normalized_then_values_are_scaled_not_clipped() -> None:

@@ -144,6 +144,11 @@ def render_variant(image: Image.Image, long_edge: int, fmt: OutputFormat, qualit
     metadata = {"exif": b"", "xmp": b"", "icc_profile": b""}
     if fmt == "webp":
         variant.save(buffer, format="WEBP", quality=quality, method=4, **metadata)
+    elif fmt == "jpeg":
+        # For old clients and e-mail: no alpha (flattened on white), progressive so a slow link shows the
+        # whole picture early, optimized Huffman tables (a few % smaller, a few ms more).
+        variant = _flatten_on_white(variant)
+        variant.save(buffer, format="JPEG", quality=quality, progressive=True, optimize=True, **metadata)
     else:
         # Measured on a 4096 px photo: speed 8 takes ~60% of the time of the default 6, for a file
         # of about the same size.

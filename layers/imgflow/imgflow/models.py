@@ -21,7 +21,7 @@ LanguageName = Annotated[str, StringConstraints(min_length=2, max_length=40, pat
 EditKind = Literal["prompt", "translate", "recipe"]
 FeedbackRating = Literal["up", "down"]
 PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
-OutputFormat = Literal["webp", "avif"]
+OutputFormat = Literal["webp", "avif", "jpeg"]
 ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF"]
 MAX_OWNER_LENGTH = 256
 Owner = Annotated[str, StringConstraints(min_length=1, max_length=MAX_OWNER_LENGTH)]

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     default_formats: Annotated[tuple[OutputFormat, ...], NoDecode] = ("webp",)
     webp_quality: Annotated[int, Field(ge=1, le=100)] = 85
     avif_quality: Annotated[int, Field(ge=1, le=100)] = 60
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 82
 
     # Edits. Keys come from GEMINI_API_KEYS (comma-separated) or, on AWS, a Secrets Manager secret.
     max_edit_chain: Annotated[int, Field(ge=1, le=50)] = 5

@@ -37,6 +37,16 @@ def plan(job: Job, settings: Settings) -> list[tuple[VariantPreset, OutputFormat
     return [(preset, fmt) for preset in presets for fmt in formats]
 
 
+def quality(fmt: OutputFormat, settings: Settings) -> int:
+    """The encoder quality the deployment sets for a format."""
+    qualities: dict[OutputFormat, int] = {
+        "webp": settings.webp_quality,
+        "avif": settings.avif_quality,
+        "jpeg": settings.jpeg_quality,
+    }
+    return qualities[fmt]
+
+
 @dataclass
 class VariantsService:
     store: JobStore
@@ -109,8 +119,7 @@ class VariantsService:
         image = load_normalized(data, s.image_limits, max_edge=largest)
         self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
         for done, (preset, fmt) in enumerate(steps, start=1):
-            quality = s.webp_quality if fmt == "webp" else s.avif_quality
-            rendered = render_variant(image, preset.long_edge, fmt, quality)
+            rendered = render_variant(image, preset.long_edge, fmt, quality(fmt, s))
             key = variant_key(job.owner, job.job_id, preset.name, fmt)
             self.storage.write(s.media_bucket, key, rendered.data, rendered.content_type)
             variant = Variant(
