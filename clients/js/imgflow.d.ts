@@ -123,6 +123,8 @@ export interface EditView {
   content_type?: string | null;
   url?: string | null;
   text_url?: string | null;
+  variants?: VariantView[];
+  placeholder?: Placeholder | null;
   error?: JobError | null;
   feedback?: FeedbackView | null;
 }

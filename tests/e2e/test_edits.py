@@ -305,6 +305,13 @@ def test_an_edit_added_over_http_on_an_earlier_edit_builds_on_its_result(
     assert final["version"] > view["version"]
     parent_pixels = served.download(parent["url"]).content
     assert_same_pixels(decoded(served.download(child["url"]).content), recipe_applied(parent_pixels, FLIP))
+    # Beside the lossless master, the result's web variants, downloadable like the upload's.
+    assert {variant["preset"] for variant in child["variants"]} == {"thumb", "small", "large", "full"}
+    for variant in child["variants"]:
+        download = served.download(variant["url"])
+        assert download.status_code == 200
+        assert decoded(download.content).size == (variant["width"], variant["height"])
+    assert child["placeholder"]["blurhash"]
     kinds = event_types(served, view["job_id"], Edit_Succeeded=2, Job_Succeeded=1)
     assert kinds.count("Edit Succeeded") == 2
     assert kinds.count("Job Succeeded") == 1

@@ -23,7 +23,7 @@ from fakes.fake_gemini import IMAGE_MODEL, TEXT_MODEL, FakeGemini
 from imgflow import aws as clients
 from imgflow import services
 from imgflow.imaging import ImageLimits, load_normalized
-from imgflow.keys import edit_key, edit_text_key, job_prefix
+from imgflow.keys import edit_key, edit_text_key, edit_variant_key, job_prefix
 from imgflow.models import Job, JobStatus, TaskStatus, edit_task_name
 from imgflow.operations import apply_recipe
 from imgflow.recipes import Recipe
@@ -883,11 +883,14 @@ def test_given_the_job_is_deleted_while_its_edit_runs_then_the_edit_result_is_no
     job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes(), edits=[{"operations": RECIPE}])
     edit_id = only_edit(stored_job(aws, job_id))
     write = ObjectStorage.write
+    deleted: list[str] = []
 
     def delete_the_job_then_write(self: ObjectStorage, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        if "/edits/" in key:
-            # The owner's DELETE lands while the edit runs: its objects go, then the edit writes its result.
+        if "/edits/" in key and not deleted:
+            # The owner's DELETE lands while the edit runs: its objects go, then the edit writes its result
+            # (the master, then its variants).
             services.uploads_service().delete_job(job_id, "alice")
+            deleted.append(key)
         write(self, bucket, key, data, content_type)
 
     monkeypatch.setattr(ObjectStorage, "write", delete_the_job_then_write)
@@ -895,3 +898,50 @@ def test_given_the_job_is_deleted_while_its_edit_runs_then_the_edit_result_is_no
     assert run_edit_event(edit_event(job_id, edit_id), lambda_context) == []
 
     assert [key for key, _, _ in media_listing(aws) if job_id in key] == []
+
+
+# --- the result's web variants ---------------------------------------------------------------------------
+
+
+def test_given_a_recipe_edit_of_a_photo_when_run_then_its_result_gets_web_variants_and_a_placeholder(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    # 1600 x 1200, rotated a quarter: a 1200 x 1600 result, so every preset but `full` is a reduction.
+    photo = photo_with_metadata((1600, 1200))
+    recipe: list[dict[str, Any]] = [{"op": "rotate", "degrees": 90}]
+    job_id, _, _ = accepted_api_job(
+        aws,
+        lambda_context,
+        photo,
+        edits=[{"operations": recipe}],
+        variants={"formats": ["webp", "jpeg"]},
+    )
+    edit_id = only_edit(stored_job(aws, job_id))
+
+    assert run_edit_event(edit_event(job_id, edit_id), lambda_context) == []
+
+    result = stored_job(aws, job_id).edits[edit_id].result
+    assert result is not None
+    assert result.key == edit_key("alice", job_id, edit_id)  # the lossless master, kept
+    assert decoded(media_bytes(aws, result.key)).size == (1200, 1600)
+    made = {(v.preset, v.format): v for v in result.variants}
+    assert set(made) == {(preset, fmt) for preset in ("thumb", "small", "large", "full") for fmt in ("webp", "jpeg")}
+    long_edges = {"thumb": 150, "small": 600, "large": 1200, "full": 1600}
+    for (preset, fmt), variant in made.items():
+        assert variant.key == edit_variant_key("alice", job_id, edit_id, preset, fmt)
+        assert variant.key.startswith(job_prefix("alice", job_id))  # DELETE and clean-up cover it
+        with Image.open(io.BytesIO(media_bytes(aws, variant.key))) as image:
+            assert image.format == fmt.upper()
+            assert image.size == (variant.width, variant.height)
+            assert image.height == long_edges[preset]
+            assert not {"exif", "icc_profile", "xmp"} & image.info.keys()
+    assert result.placeholder is not None
+
+    status, view = call_api(get_job_event(job_id), lambda_context)
+    assert status == 200
+    [edit_view] = view["edits"]
+    assert len(edit_view["variants"]) == 8
+    assert {v["preset"] for v in edit_view["variants"]} == set(long_edges)
+    assert all(v["url"].startswith("http") for v in edit_view["variants"])
+    assert edit_view["variants"][0]["preset"] == "thumb"  # smallest first, as the upload's
+    assert edit_view["placeholder"] == result.placeholder.model_dump()

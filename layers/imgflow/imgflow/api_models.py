@@ -246,6 +246,9 @@ class EditView(ApiModel):
     content_type: str | None = None
     url: str | None = None
     text_url: str | None = None
+    # The result's web variants and placeholder, like the upload's; `url` above is the lossless master.
+    variants: list[VariantView] = Field(default_factory=list)
+    placeholder: Placeholder | None = None
     error: JobError | None = None
     feedback: FeedbackView | None = None
 

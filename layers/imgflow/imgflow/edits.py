@@ -17,9 +17,9 @@ from typing import Protocol
 from PIL import Image
 
 from imgflow.errors import EditError, ImageRejectedError, TransitionRejectedError
-from imgflow.imaging import inspect_image, load_normalized, resize_to_long_edge
+from imgflow.imaging import inspect_image, load_normalized, placeholder, render_variant, resize_to_long_edge
 from imgflow.job_store import EDIT_RUNNABLE, JobStore
-from imgflow.keys import edit_key, edit_text_key, original_key
+from imgflow.keys import edit_key, edit_text_key, edit_variant_key, original_key
 from imgflow.lifecycle import EventPublisher, edit_finished
 from imgflow.models import (
     Edit,
@@ -28,6 +28,7 @@ from imgflow.models import (
     Job,
     JobError,
     TaskStatus,
+    Variant,
     edit_task_name,
 )
 from imgflow.operations import apply_recipe
@@ -36,6 +37,7 @@ from imgflow.recipes import Recipe
 from imgflow.settings import Settings
 from imgflow.settling import OPEN_TASK_STATUSES, remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
+from imgflow.variants import plan, quality
 
 
 class ProviderImage(Protocol):
@@ -297,7 +299,29 @@ class EditService:
             bytes=len(data),
             content_type="image/webp",
             text_key=text_key,
+            variants=self._variants(job, edit, output.image),
+            placeholder=placeholder(output.image),
         )
+
+    def _variants(self, job: Job, edit: Edit, image: Image.Image) -> list[Variant]:
+        """The result's web variants: the presets and formats the job asked for its upload."""
+        variants = []
+        for preset, fmt in plan(job, self.settings):
+            rendered = render_variant(image, preset.long_edge, fmt, quality(fmt, self.settings))
+            key = edit_variant_key(job.owner, job.job_id, edit.edit_id, preset.name, fmt)
+            self.storage.write(self.settings.media_bucket, key, rendered.data, rendered.content_type)
+            variants.append(
+                Variant(
+                    preset=preset.name,
+                    format=fmt,
+                    key=key,
+                    width=rendered.width,
+                    height=rendered.height,
+                    bytes=len(rendered.data),
+                    content_type=rendered.content_type,
+                )
+            )
+        return variants
 
 
 def _stage(edit: Edit) -> str:

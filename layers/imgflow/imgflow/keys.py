@@ -53,6 +53,10 @@ def edit_key(owner: str, job_id: str, edit_id: str) -> str:
     return f"{job_prefix(owner, job_id)}edits/{edit_id}.webp"
 
 
+def edit_variant_key(owner: str, job_id: str, edit_id: str, preset: str, fmt: OutputFormat) -> str:
+    return f"{job_prefix(owner, job_id)}edits/{edit_id}/{preset}.{fmt}"
+
+
 def edit_text_key(owner: str, job_id: str, edit_id: str) -> str:
     return f"{job_prefix(owner, job_id)}edits/{edit_id}.text.json"
 

@@ -144,12 +144,17 @@ class EditSpec(Model):
 
 
 class EditResult(Model):
+    """An edit's output: `key` is the lossless master (what chains build on, the full-quality download),
+    `variants` its web variants in the job's presets and formats, as an upload gets them."""
+
     key: str
     width: int
     height: int
     bytes: int
     content_type: str
     text_key: str | None = None  # translations: the extracted and translated text pairs, as JSON
+    variants: list[Variant] = Field(default_factory=list)
+    placeholder: Placeholder | None = None
 
 
 class Edit(Model):

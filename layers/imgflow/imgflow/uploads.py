@@ -8,7 +8,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -37,6 +37,7 @@ from imgflow.models import (
     JobStatus,
     Task,
     TaskStatus,
+    Variant,
     edit_task_name,
 )
 from imgflow.queues import TaskQueue
@@ -414,7 +415,6 @@ class UploadsService:
             delay = min(delay * 1.5, 1.0)
 
     def view(self, job: Job) -> JobView:
-        variants = sorted(job.variants.values(), key=lambda v: (v.width * v.height, v.format))
         return JobView(
             job_id=job.job_id,
             status=job.status,
@@ -426,18 +426,7 @@ class UploadsService:
             metadata=job.metadata,
             image=job.image,
             tasks={name: TaskView(**task.model_dump()) for name, task in job.tasks.items()},
-            variants=[
-                VariantView(
-                    preset=v.preset,
-                    format=v.format,
-                    width=v.width,
-                    height=v.height,
-                    bytes=v.bytes,
-                    content_type=v.content_type,
-                    url=self._download_url(v.key),
-                )
-                for v in variants
-            ],
+            variants=self._variant_views(job.variants.values()),
             placeholder=job.placeholder,
             edits=[
                 self.edit_view(job, edit.edit_id)
@@ -445,6 +434,21 @@ class UploadsService:
             ],
             error=job.error,
         )
+
+    def _variant_views(self, variants: Iterable[Variant]) -> list[VariantView]:
+        """Smallest first, each with a download URL."""
+        return [
+            VariantView(
+                preset=v.preset,
+                format=v.format,
+                width=v.width,
+                height=v.height,
+                bytes=v.bytes,
+                content_type=v.content_type,
+                url=self._download_url(v.key),
+            )
+            for v in sorted(variants, key=lambda v: (v.width * v.height, v.format))
+        ]
 
     def _download_url(self, key: str) -> str:
         return self.storage.presigned_get(self.settings.media_bucket, key, self.settings.download_url_ttl_seconds)
@@ -471,6 +475,8 @@ class UploadsService:
             content_type=result.content_type if result else None,
             url=self._download_url(result.key) if result else None,
             text_url=self._download_url(result.text_key) if result and result.text_key else None,
+            variants=self._variant_views(result.variants) if result else [],
+            placeholder=result.placeholder if result else None,
             error=task.error,
             feedback=FeedbackView(
                 rating=edit.feedback.rating, text=edit.feedback.text, given_at=iso(edit.feedback.given_at)
