@@ -11,6 +11,8 @@ from pathlib import Path
 from werkzeug.wrappers import Request, Response
 
 STATIC = Path(__file__).parent / "static"
+# The browser client, served to the demo page (which uses it) and to any web app on this machine.
+JS_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js"
 # Whom the demo page signs in as.
 DEMO_OWNER = "demo"
 # What the edit function reads its Gemini keys from: the keys themselves, or (on AWS) a secret holding them.
@@ -29,7 +31,13 @@ class DemoPages:
     ai_edits: bool
 
     def routes(self) -> dict[str, Callable[[Request], Response]]:
-        return {"/": self.page, "/docs": self.docs, "/favicon.ico": self.favicon}
+        return {
+            "/": self.page,
+            "/docs": self.docs,
+            "/favicon.ico": self.favicon,
+            "/client/imgflow.js": self.client_module,
+            "/client/imgflow.d.ts": self.client_types,
+        }
 
     def page(self, _: Request) -> Response:
         return self._html("index.html", {"imgflow-token": self.demo_token(), "imgflow-ai-edits": self._ai_state})
@@ -42,6 +50,12 @@ class DemoPages:
         icon = Response((STATIC / "favicon.ico").read_bytes(), content_type="image/x-icon")
         icon.headers["Cache-Control"] = "public, max-age=86400"
         return icon
+
+    def client_module(self, _: Request) -> Response:
+        return Response((JS_CLIENT / "imgflow.js").read_bytes(), content_type="text/javascript; charset=utf-8")
+
+    def client_types(self, _: Request) -> Response:
+        return Response((JS_CLIENT / "imgflow.d.ts").read_bytes(), content_type="application/typescript; charset=utf-8")
 
     @property
     def _ai_state(self) -> str:

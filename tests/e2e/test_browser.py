@@ -419,3 +419,53 @@ def test_edits_added_to_a_finished_job_and_chained_on_an_edit(page: Page, tmp_pa
     screenshot = tmp_path / "demo-page-edits.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_page_uploads_through_the_browser_client_module_with_byte_progress(
+    page: Page, browser_runtime: Pipeline, tmp_path: Path
+) -> None:
+    exports = page.evaluate("import('/client/imgflow.js').then((module) => Object.keys(module).sort())")
+    assert exports == ["Client", "ImgflowError", "isSettled", "postForm", "upload"]
+    # A photo of noise (large for its pixels) sent at 1 MB/s, so that S3 takes it in many progress events.
+    noise = Image.effect_noise((1200, 1200), 120).convert("RGB")
+    photo = tmp_path / "noise.jpg"
+    noise.save(photo, quality=95)
+    stages: list[str] = []
+    page.expose_function("recordStage", lambda text: stages.append(text))
+    page.evaluate(
+        """() => new MutationObserver(() => {
+             for (const stage of document.querySelectorAll('[data-role="stage"]')) recordStage(stage.textContent);
+           }).observe(document.getElementById("jobs"), { subtree: true, childList: true, characterData: true })"""
+    )
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 1024 * 1024},
+    )
+
+    page.set_input_files("#file", str(photo))
+
+    card = page.locator('#jobs .job[data-filename="noise.jpg"]')
+    expect(card).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+    sent = [re.fullmatch(r"sending the file to S3: (.+) of (.+)", stage) for stage in stages]
+    partial = {match[1] for match in sent if match and match[1] != match[2]}
+    assert len(partial) >= 2, f"byte progress seen: {sorted(partial)} ({photo.stat().st_size} bytes sent)"
+
+
+def test_the_page_shows_the_owners_figures_from_get_stats(page: Page, browser_runtime: Pipeline) -> None:
+    page.set_input_files("#file", str(BAD_INPUTS / "hopper.jpg"))
+    card = page.locator('#jobs .job[data-filename="hopper.jpg"]')
+    expect(card).to_have_attribute("data-status", "succeeded", timeout=WAIT_MS)
+
+    page.locator('[data-role="stats"] summary').click()
+    load(page, browser_runtime)  # the figures are read on load (and every 10 s)
+    page.locator('[data-role="stats"] summary').click()
+
+    expect(page.locator('[data-figure="Jobs by status"]')).to_contain_text("succeeded 1")
+    expect(page.locator('[data-role="stats-summary"]')).to_contain_text("1 uploads, 1 succeeded")
+
+
+def test_the_client_types_are_served_beside_the_module(browser_runtime: Pipeline) -> None:
+    with urllib.request.urlopen(browser_runtime.api_url + "/client/imgflow.d.ts", timeout=10) as response:
+        assert "export declare class Client" in response.read().decode()
