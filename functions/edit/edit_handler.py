@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from imgflow import aws
 from imgflow.errors import TransientError, TransitionRejectedError
 from imgflow.event_models import EditRecordModel
-from imgflow.models import JobError
+from imgflow.models import JobError, TaskStatus, edit_task_name
 from imgflow.observability import logger, metrics, tracer
 from imgflow.retries import retry_delay
 from imgflow.services import edit_service
@@ -59,6 +59,8 @@ def record_handler(record: EditRecordModel) -> None:
         metrics.add_metric(name="EditDone", unit="Count", value=1)
         # Gemini calls are what an edit costs: the dashboard's spend estimate is built on them.
         metrics.add_metric(name="ProviderCalls", unit="Count", value=job.edits[message.edit_id].provider_calls)
+        if job.tasks[edit_task_name(message.edit_id)].status is TaskStatus.FAILED:
+            metrics.add_metric(name="EditFailed", unit="Count", value=1)
 
 
 def _postpone(record: EditRecordModel, attempt: int, retry_after: float | None, reason: str) -> None:
