@@ -150,7 +150,7 @@ def openapi_document() -> dict[str, Any]:
         sys.path.insert(0, str(ROOT / path))
     import api_handler
 
-    document: dict[str, Any] = api_handler.openapi()
+    document: dict[str, Any] = api_handler.api_document()
     return document
 
 

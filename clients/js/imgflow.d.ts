@@ -320,6 +320,12 @@ export interface TaskView {
   error?: JobError | null;
 }
 
+/** API Gateway's 401 (`message` only, on AWS); the local runtime adds our `error` beside it. */
+export interface UnauthorizedResponse {
+  message: string;
+  error?: ErrorBody | null;
+}
+
 export interface UploadRequest {
   filename: string;
   content_type: string;

@@ -37,7 +37,7 @@ from imgflow.api_models import (
     UploadRequest,
     UploadResponse,
 )
-from imgflow.api_responses import as_answered, responses
+from imgflow.api_responses import as_answered, responses, with_deployment
 from imgflow.errors import (
     EditNotFoundError,
     InvalidWebhookError,
@@ -279,7 +279,9 @@ def give_feedback(job_id: str, edit_id: str, request: Annotated[FeedbackRequest,
     return service.edit_view(job, edit_id)
 
 
-@app.get("/stats", responses=responses(200, "The figures of the dashboard, for the caller or everyone", StatsReport))
+@app.get(
+    "/stats", responses=responses(200, "The figures of the dashboard, for the caller or everyone", StatsReport, 400)
+)
 @tracer.capture_method
 def get_stats(hours: Annotated[int, Query(ge=1, le=24 * 14)] = 24) -> StatsReport:
     caller = _caller()
@@ -301,8 +303,8 @@ def health() -> Health:
     return Health()
 
 
-@app.get("/openapi.json", include_in_schema=False)
-def openapi() -> dict[str, Any]:
+def api_document() -> dict[str, Any]:
+    """The document the routes and models make, the same for every deployment (clients' types come from it)."""
     schema: dict[str, Any] = app.get_openapi_schema(
         title="imgflow",
         version="0.1.0",
@@ -310,6 +312,13 @@ def openapi() -> dict[str, Any]:
         security=[{"bearer": []}],
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
     return as_answered(schema, open_paths=("/health",))
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> dict[str, Any]:
+    settings = get_settings()
+    presets = [preset.name for preset in settings.variant_presets]
+    return with_deployment(api_document(), settings.max_upload_bytes, presets)
 
 
 @app.exception_handler(UnauthorizedError)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict, JsonValue
 from pydantic_core import PydanticCustomError
 
 from imgflow.models import (
@@ -65,12 +66,15 @@ MAX_LISTED_VARIANTS = 16
 _Listed = TypeVar("_Listed")
 
 
+# Documented only: the API's own check says what is wrong with a URL better than a regex mismatch would.
+_HTTP_URL: JsonDict = {"pattern": "^https?://"}
 NotifyUrl = Annotated[
     str,
     StringConstraints(min_length=8, max_length=2048),
     Field(
         description="Where to POST this job's lifecycle events, signed like webhooks with the owner's "
-        "notify secret (GET /webhooks/secret)"
+        "notify secret (GET /webhooks/secret)",
+        json_schema_extra=_HTTP_URL,
     ),
 ]
 
@@ -96,8 +100,26 @@ class VariantsRequestBody(VariantsRequest):
         return None if listed is None else tuple(dict.fromkeys(listed))
 
 
+# What `_exactly_one_kind` enforces, as the document states it (a schema-valid edit must be accepted).
+_EDIT_KINDS = {"prompt": "string", "translate_to": "string", "operations": "array"}
+_ONE_KIND_OF_EDIT: list[JsonValue] = [
+    {
+        "required": [kind],
+        "properties": {
+            kind: {"type": json_type},
+            **{other: {"type": "null"} for other in _EDIT_KINDS if other != kind},
+            **({} if kind == "prompt" else {"enhance_prompt": {"const": False}}),
+            **({} if kind == "translate_to" else {"source_language": {"type": "null"}}),
+        },
+    }
+    for kind, json_type in _EDIT_KINDS.items()
+]
+
+
 class EditRequest(ApiModel):
     """One edit: exactly one of `prompt`, `translate_to` or `operations`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": _ONE_KIND_OF_EDIT})
 
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = Field(
         default=None, description="A natural-language edit, applied by Gemini's image model."
@@ -143,12 +165,20 @@ class EditAccepted(ApiModel):
     status_url: str
 
 
+# Keys outside MetadataKey's pattern are refused: the document must not leave them open.
+_ONLY_PATTERNED_KEYS: JsonDict = {"additionalProperties": False}
+# An empty file is refused as `empty_file` (its own code, so not by the model's bounds); the document says so.
+_NOT_EMPTY: dict[str, Any] = {"json_schema_extra": {"minimum": 1}}
+
+
 class UploadRequest(ApiModel):
     filename: Filename
     content_type: ContentType
-    size: Annotated[int, Field(ge=0, description="The file's size in bytes; the upload must match it.")]
+    size: Annotated[int, Field(ge=0, description="The file's size in bytes; the upload must match it.", **_NOT_EMPTY)]
     variants: VariantsRequestBody | None = None
-    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(
+        default_factory=dict, json_schema_extra=_ONLY_PATTERNED_KEYS
+    )
     edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(
         default_factory=list, description="Edits of the uploaded image, each applied to the original."
     )
@@ -158,7 +188,7 @@ class UploadRequest(ApiModel):
 class BatchFile(ApiModel):
     filename: Filename
     content_type: ContentType
-    size: Annotated[int, Field(ge=0)]
+    size: Annotated[int, Field(ge=0, **_NOT_EMPTY)]
 
 
 class BatchUploadRequest(ApiModel):
@@ -166,7 +196,9 @@ class BatchUploadRequest(ApiModel):
 
     files: Annotated[list[BatchFile], Field(min_length=1, max_length=10)]
     variants: VariantsRequestBody | None = None
-    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(default_factory=dict)
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=20)] = Field(
+        default_factory=dict, json_schema_extra=_ONLY_PATTERNED_KEYS
+    )
     edits: Annotated[list[EditRequest], Field(max_length=10)] = Field(default_factory=list)
     notify_url: NotifyUrl | None = None
 
@@ -301,6 +333,13 @@ class ErrorResponse(ApiModel):
     error: ErrorBody
 
 
+class UnauthorizedResponse(ApiModel):
+    """API Gateway's 401 (`message` only, on AWS); the local runtime adds our `error` beside it."""
+
+    message: str
+    error: ErrorBody | None = None
+
+
 class Health(ApiModel):
     status: str = "ok"
 
@@ -324,7 +363,8 @@ EventType = Literal[
 
 class WebhookRequest(ApiModel):
     url: Annotated[str, StringConstraints(min_length=8, max_length=2048)] = Field(
-        description="Where to POST each event: a public https URL (the local runtime also takes http and loopback)"
+        description="Where to POST each event: a public https URL (the local runtime also takes http and loopback)",
+        json_schema_extra=_HTTP_URL,
     )
     events: list[EventType] | None = Field(
         default=None,

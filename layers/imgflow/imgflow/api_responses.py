@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from imgflow.api_models import ErrorResponse
+from imgflow.api_models import ErrorResponse, UnauthorizedResponse
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -21,6 +22,8 @@ _ERRORS = {
     413: "too_large_bytes: the announced file is larger than MaxUploadBytes",
     429: "quota_exceeded: a quota of the caller (or everyone's AI edit quota) is used up",
 }
+# The request bodies that announce a file's `size`.
+_SIZED_MODELS = ("UploadRequest", "BatchFile")
 _RATELIMIT_HEADERS: dict[str, Any] = {
     "RateLimit": {
         "description": 'What is left of each quota the request charged: "name";r=remaining;t=seconds to reset',
@@ -46,8 +49,10 @@ def responses(
     documented: dict[int, OpenAPIResponse] = {status: success}
     for error in sorted({401, *errors, *([429] if limited else [])}):
         documented[error] = {"description": _ERRORS[error], "content": {_JSON: {"model": ErrorResponse}}}
-    documented[401]["headers"] = {
-        "WWW-Authenticate": {"description": "Bearer, with the reason", "schema": {"type": "string"}}
+    documented[401] = {
+        "description": _ERRORS[401],
+        "content": {_JSON: {"model": UnauthorizedResponse}},
+        "headers": {"WWW-Authenticate": {"description": "Bearer, with the reason", "schema": {"type": "string"}}},
     }
     if limited:
         documented[429]["headers"] = {
@@ -65,4 +70,18 @@ def as_answered(schema: dict[str, Any], open_paths: tuple[str, ...]) -> dict[str
             operation.get("responses", {}).pop("422", None)
             if path in open_paths:
                 operation["security"] = []
+    return schema
+
+
+def with_deployment(schema: dict[str, Any], max_upload_bytes: int, preset_names: Sequence[str]) -> dict[str, Any]:
+    """The document with what this deployment configures: MaxUploadBytes as the largest `size` (beyond it the
+    API answers 413) and its VariantPresets as the presets there are. A request the document allows is served."""
+    models = schema.get("components", {}).get("schemas", {})
+    for name in _SIZED_MODELS:
+        if name in models:
+            models[name]["properties"]["size"]["maximum"] = max_upload_bytes
+    presets = models.get("VariantsRequestBody", {}).get("properties", {}).get("presets", {})
+    for listed in presets.get("anyOf", []):
+        if listed.get("type") == "array":
+            listed["items"] = {"type": "string", "enum": list(preset_names)}
     return schema

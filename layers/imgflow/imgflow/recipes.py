@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import JsonDict
 
 MAX_OPERATIONS = 20
 MAX_SIDE = 8192
@@ -39,19 +40,32 @@ def _zero_or_at_least(smallest: float) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _documented_zero_or_at_least(smallest: float) -> Any:
+    # The same rule in the OpenAPI document: no number strictly between -smallest and smallest but 0.
+    tiny: JsonDict = {"exclusiveMinimum": -smallest, "exclusiveMaximum": smallest, "not": {"const": 0}}
+    return Field(json_schema_extra={"not": tiny})
+
+
 RgbColor = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 RgbaColor = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")]
-WatermarkText = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
+WatermarkText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    AfterValidator(_no_control_characters),
+    # Unicode's control characters (Cc) as the document states them; the validator's message says it better.
+    Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
+]
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 Coordinate = Annotated[int, Field(ge=0, le=MAX_COORDINATE)]
 Length = Annotated[int, Field(ge=1, le=MAX_COORDINATE)]
-Angle = Annotated[float, Field(gt=-360, lt=360), _zero_or_at_least(0.001)]
+Angle = Annotated[float, Field(gt=-360, lt=360), _zero_or_at_least(0.001), _documented_zero_or_at_least(0.001)]
 # A Gaussian narrower than a tenth of a pixel changes no pixel (nor does an unsharp mask made with one).
 Radius = Annotated[float, Field(ge=0.1)]
 EnhanceFactor = Annotated[
     float,
     Field(ge=0, le=10, description="0 gives the flat extreme, 1 leaves the image as is"),
     _zero_or_at_least(0.001),
+    _documented_zero_or_at_least(0.001),
 ]
 
 
@@ -132,6 +146,15 @@ def _rotated_size(size: Size, degrees: float) -> Size:
 
 class Resize(_Operation):
     """Scale the image (Lanczos). With one side given, the other keeps the aspect ratio."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["width"], "properties": {"width": {"type": "integer"}}},
+                {"required": ["height"], "properties": {"height": {"type": "integer"}}},
+            ]
+        }
+    )
 
     op: Literal["resize"]
     width: Side | None = Field(None, description="target width in pixels")
