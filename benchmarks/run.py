@@ -148,6 +148,25 @@ def output_formats() -> None:
             timed(label, partial(render_variant, image, edge, fmt, QUALITY[fmt]), rounds=1 if fmt == "avif" else 3)
 
 
+def animations() -> None:
+    """An animated GIF of 60 frames of 480 x 360: validation, one decode of every frame, each preset's encode."""
+    from imgflow.imaging import load_animation, render_animation
+
+    with Image.open(PHOTO) as photo:
+        strip = photo.convert("RGB").resize((480 + 60 * 4, 360))
+    frames = [strip.crop((index * 4, 0, index * 4 + 480, 360)) for index in range(60)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=40, loop=0)
+    data = buffer.getvalue()
+    print(f"\nanimations: a GIF of 60 frames of 480x360 ({len(data):,} bytes)")
+    timed("inspect_image (every frame decoded)", partial(inspect_image, data, LIMITS), rounds=1)
+    animation = load_animation(data, LIMITS)
+    timed("load_animation (every frame, upright sRGB RGBA)", partial(load_animation, data, LIMITS), rounds=1)
+    for edge in PRESETS:
+        size = len(render_animation(animation, edge, QUALITY["webp"]).data)
+        timed(f"animated WebP at {edge} px: {size:,} bytes", partial(render_animation, animation, edge, 85), rounds=1)
+
+
 def edits() -> None:
     from imgflow.operations import apply_recipe
     from imgflow.recipes import Recipe
@@ -254,5 +273,6 @@ if __name__ == "__main__":
     imaging()
     phone_formats()
     output_formats()
+    animations()
     edits()
     local_runtime()

@@ -172,6 +172,8 @@ export interface ImageInfo {
   width: number;
   height: number;
   frames?: number;
+  animated?: boolean;
+  duration_ms?: number | null;
 }
 
 export interface JobError {
@@ -352,6 +354,8 @@ export interface VariantView {
   bytes: number;
   content_type: string;
   url: string;
+  /** `image` for a still; for an animation, `animation` (an animated WebP) and `poster` (the still of its first frame, in each requested format) */
+  role?: "image" | "animation" | "poster";
 }
 
 /** Which presets, in which formats. A name listed twice is made once: repeats are dropped, first kept. */

@@ -30,6 +30,7 @@ from imgflow.models import (
     Placeholder,
     PresetName,
     TaskStatus,
+    VariantRole,
     VariantsRequest,
 )
 from imgflow.recipes import Operation
@@ -239,6 +240,11 @@ class VariantView(ApiModel):
     bytes: int
     content_type: str
     url: str
+    role: VariantRole = Field(
+        default="image",
+        description="`image` for a still; for an animation, `animation` (an animated WebP) and `poster` "
+        "(the still of its first frame, in each requested format)",
+    )
 
 
 class FeedbackRequest(ApiModel):

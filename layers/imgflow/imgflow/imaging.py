@@ -18,7 +18,7 @@ from functools import cache
 from typing import NoReturn
 
 import pillow_heif
-from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
 
 from imgflow import blurhash
 from imgflow.errors import ImageRejectedError
@@ -71,10 +71,33 @@ _DECODE_ERRORS: tuple[type[Exception], ...] = (
 _JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
 _ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# What exif_transpose does for each EXIF orientation, applied to every frame of an animation alike.
+_ORIENTATION_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# The formats whose frames make an animation that variants keep (an AVIF sequence gives its first frame).
+_ANIMATED_FORMATS: frozenset[ImageFormat] = frozenset({"GIF", "WEBP"})
+# Animated variants are encoded with less effort than stills: one encode per frame and preset.
+_ANIMATION_WEBP_METHOD = 2
 _RESIZE_REDUCING_GAP = 3.0
 _BLURHASH_COMPONENTS = (4, 3)
 _PLACEHOLDER_EDGE = 32
 _DOMINANT_PALETTE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Animation:
+    """Every frame of an animation, upright, sRGB and RGBA at full size, as shown (disposal applied)."""
+
+    frames: list[Image.Image]
+    durations_ms: list[int]
+    loop: int  # how many times it plays; 0 is forever
 
 
 @dataclass(frozen=True)
@@ -106,7 +129,50 @@ def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
         if _orientation(image) in _ROTATED_ORIENTATIONS:
             width, height = height, width
         frames = _frame_count(image)
-    return ImageInfo(format=fmt, width=width, height=height, frames=frames)
+        # An animation's every frame is decoded too: its variants will need them all.
+        duration = sum(_frame_durations(image)) if _is_animation(fmt, frames) else None
+    return ImageInfo(
+        format=fmt, width=width, height=height, frames=frames, animated=duration is not None, duration_ms=duration
+    )
+
+
+def load_animation(data: bytes, limits: ImageLimits) -> Animation:
+    """Decode every frame of a GIF or WebP animation once: upright, sRGB, RGBA, no metadata."""
+    with _opened(data, limits) as (image, fmt):
+        if not _is_animation(fmt, _frame_count(image)):
+            raise ValueError("not an animation")
+        icc_profile = image.info.get("icc_profile")
+        transpose = _ORIENTATION_TRANSPOSES.get(_orientation(image))
+        # A GIF without the NETSCAPE extension plays once; Pillow names the extension's count `loop`.
+        loop = int(image.info.get("loop", 1 if fmt == "GIF" else 0))
+        frames, durations = [], []
+        for frame in ImageSequence.Iterator(image):
+            frame.load()
+            durations.append(int(frame.info.get("duration", 0)))
+            # Pillow hands each frame over as shown: GIF disposal and WebP blending are already applied.
+            still = _to_srgb(frame.convert("RGBA"), icc_profile)
+            frames.append(still.transpose(transpose) if transpose is not None else still)
+    return Animation(frames=frames, durations_ms=durations, loop=loop)
+
+
+def render_animation(animation: Animation, long_edge: int, quality: int) -> RenderedImage:
+    """Encode an animated WebP variant: every frame, its duration and the loop count kept, no metadata."""
+    frames = [resize_to_long_edge(frame, long_edge) for frame in animation.frames]
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer,
+        format="WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=animation.durations_ms,
+        loop=animation.loop,
+        quality=quality,
+        method=_ANIMATION_WEBP_METHOD,
+        exif=b"",
+        xmp=b"",
+        icc_profile=b"",
+    )
+    return RenderedImage(buffer.getvalue(), frames[0].width, frames[0].height, "image/webp")
 
 
 def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = None) -> Image.Image:
@@ -199,6 +265,20 @@ def _opened(data: bytes, limits: ImageLimits) -> Iterator[tuple[ImageFile.ImageF
             raise ImageRejectedError(
                 "too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}"
             )
+        if _is_animation(fmt, frames) and frames * image.width * image.height > limits.max_animation_pixels:
+            raise ImageRejectedError(
+                "too_many_pixels",
+                f"the animation is {frames} frames of {image.width}x{image.height} pixels "
+                f"({_megapixels(frames * image.width * image.height)} MP in all); "
+                f"the limit is {_megapixels(limits.max_animation_pixels)} MP in all",
+            )
+        if fmt == "GIF" and frames > 1:
+            # Each GIF frame has extents of its own, which Pillow checks against its bomb guard only on
+            # seeking to it: seek to each now, so a frame reaching far past the screen is refused here.
+            for index in range(1, frames):
+                image.seek(index)
+                _check_dimensions(image.size, limits)
+            image.seek(0)
         if fmt == "PNG":
             # load() stops after the image data and forgives a damaged tail; verify() does not.
             with Image.open(io.BytesIO(data), formats=["PNG"]) as probe:
@@ -312,6 +392,20 @@ def _frame_count(image: Image.Image) -> int:
     if image.format in ("MPO", "HEIF"):
         return 1
     return int(getattr(image, "n_frames", 1))
+
+
+def _is_animation(fmt: ImageFormat, frames: int) -> bool:
+    return fmt in _ANIMATED_FORMATS and frames > 1
+
+
+def _frame_durations(image: Image.Image) -> list[int]:
+    """Each frame's duration in ms, decoding every frame (strictly: a damaged later frame is refused)."""
+    durations = []
+    for frame in ImageSequence.Iterator(image):
+        frame.load()
+        durations.append(int(frame.info.get("duration", 0)))
+    image.seek(0)
+    return durations
 
 
 @cache

@@ -323,7 +323,7 @@ class JobStore:
     ) -> Job:
         changes: dict[str, Any] = {f"tasks.{task}.stage": stage, f"tasks.{task}.progress": progress}
         if variant is not None:
-            changes[f"variants.{variant.preset}_{variant.format}"] = variant
+            changes[f"variants.{variant.slot}"] = variant
         if placeholder is not None:
             changes["placeholder"] = placeholder
         return self._update(job_id, f"progress task {task}", changes, allowed=allowed, task_open=task)

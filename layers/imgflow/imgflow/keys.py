@@ -53,6 +53,11 @@ def edit_key(owner: str, job_id: str, edit_id: str) -> str:
     return f"{job_prefix(owner, job_id)}edits/{edit_id}.webp"
 
 
+def poster_key(owner: str, job_id: str, preset: str, fmt: OutputFormat) -> str:
+    """The still of an animation's first frame, beside the animation at `variant_key`."""
+    return f"{job_prefix(owner, job_id)}variants/{preset}.poster.{fmt}"
+
+
 def edit_variant_key(owner: str, job_id: str, edit_id: str, preset: str, fmt: OutputFormat) -> str:
     return f"{job_prefix(owner, job_id)}edits/{edit_id}/{preset}.{fmt}"
 

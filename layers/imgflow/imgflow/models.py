@@ -23,6 +23,8 @@ FeedbackRating = Literal["up", "down"]
 PresetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 OutputFormat = Literal["webp", "avif", "jpeg"]
 ImageFormat = Literal["JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF"]
+# A still of the image; an animated WebP of an animation; the still of an animation's first frame.
+VariantRole = Literal["image", "animation", "poster"]
 MAX_OWNER_LENGTH = 256
 Owner = Annotated[str, StringConstraints(min_length=1, max_length=MAX_OWNER_LENGTH)]
 ANONYMOUS = "anonymous"
@@ -66,6 +68,9 @@ class ImageLimits:
     max_pixels: int
     max_side: int
     max_frames: int
+    # An animation's frames x canvas pixels: every frame is decoded and held at full size while its
+    # variants are made (4 bytes a pixel: 100 MP is 400 MB), and encoded once per preset.
+    max_animation_pixels: int = 100_000_000
 
 
 class Model(BaseModel):
@@ -115,6 +120,8 @@ class ImageInfo(Model):
     width: int
     height: int
     frames: int = 1
+    animated: bool = False  # a GIF or WebP of several frames, kept moving in its variants
+    duration_ms: int | None = None  # an animation's total duration (one loop)
 
 
 class Variant(Model):
@@ -125,6 +132,13 @@ class Variant(Model):
     height: int
     bytes: int
     content_type: str
+    role: VariantRole = "image"
+
+    @property
+    def slot(self) -> str:
+        """Its name among the job's variants: one per preset, format and role."""
+        base = f"{self.preset}_{self.format}"
+        return base if self.role == "image" else f"{base}_{self.role}"
 
 
 class Placeholder(Model):

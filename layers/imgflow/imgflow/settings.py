@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     max_pixels: PositiveInt = 60_000_000
     max_side: PositiveInt = 16_384
     max_frames: PositiveInt = 300
+    max_animation_pixels: PositiveInt = 100_000_000
 
     # Whose jobs objects dropped straight into the uploads bucket make: a backend that drops them can sign
     # in with a token of this `sub` to list and delete them through the API.
@@ -136,6 +137,7 @@ class Settings(BaseSettings):
             max_pixels=self.max_pixels,
             max_side=self.max_side,
             max_frames=self.max_frames,
+            max_animation_pixels=self.max_animation_pixels,
         )
 
 

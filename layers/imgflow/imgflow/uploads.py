@@ -446,8 +446,9 @@ class UploadsService:
                 bytes=v.bytes,
                 content_type=v.content_type,
                 url=self._download_url(v.key),
+                role=v.role,
             )
-            for v in sorted(variants, key=lambda v: (v.width * v.height, v.format))
+            for v in sorted(variants, key=lambda v: (v.width * v.height, v.format, v.role))
         ]
 
     def _download_url(self, key: str) -> str:

@@ -1,14 +1,25 @@
 """The variants task: from one original, the web-ready images of every requested preset and format,
-plus a placeholder. Each result is recorded on the job as it lands."""
+plus a placeholder. Each result is recorded on the job as it lands.
+
+An animation (a GIF or WebP of several frames) gets, at each preset, an animated WebP (`role`
+`animation`, where a still would be) and the still of its first frame in every requested format
+(`role` `poster`, what a page shows before it plays or where animation is off)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from imgflow.errors import ImageRejectedError, TransitionRejectedError
-from imgflow.imaging import load_normalized, placeholder, render_variant
+from imgflow.imaging import (
+    RenderedImage,
+    load_animation,
+    load_normalized,
+    placeholder,
+    render_animation,
+    render_variant,
+)
 from imgflow.job_store import JobStore
-from imgflow.keys import original_key, variant_key
+from imgflow.keys import original_key, poster_key, variant_key
 from imgflow.lifecycle import EventPublisher, job_settled, variants_ready
 from imgflow.models import (
     Job,
@@ -18,6 +29,7 @@ from imgflow.models import (
     TaskStatus,
     Variant,
     VariantPreset,
+    VariantRole,
     VariantsMessage,
 )
 from imgflow.settings import Settings
@@ -115,22 +127,45 @@ class VariantsService:
     def _render_all(self, job: Job, data: bytes) -> Job | None:
         s = self.settings
         steps = plan(job, s)
+        animated = job.image is not None and job.image.animated
+        presets = list(dict.fromkeys(preset for preset, _ in steps)) if animated else []
+        total = len(steps) + len(presets) + 1
         largest = max(preset.long_edge for preset, _ in steps)
         image = load_normalized(data, s.image_limits, max_edge=largest)
         self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
+        role: VariantRole = "poster" if animated else "image"
         for done, (preset, fmt) in enumerate(steps, start=1):
             rendered = render_variant(image, preset.long_edge, fmt, quality(fmt, s))
-            key = variant_key(job.owner, job.job_id, preset.name, fmt)
-            self.storage.write(s.media_bucket, key, rendered.data, rendered.content_type)
-            variant = Variant(
-                preset=preset.name,
-                format=fmt,
-                key=key,
-                width=rendered.width,
-                height=rendered.height,
-                bytes=len(rendered.data),
-                content_type=rendered.content_type,
-            )
-            progress = 10 + (90 * done) // (len(steps) + 1)
-            self.store.progress_task(job.job_id, TASK, f"encoded {preset.name}.{fmt}", progress, variant=variant)
+            self._record(job, preset, fmt, role, rendered, 10 + (90 * done) // total)
+        if presets:
+            animation = load_animation(data, s.image_limits)
+            for done, preset in enumerate(presets, start=len(steps) + 1):
+                rendered = render_animation(animation, preset.long_edge, s.webp_quality)
+                self._record(job, preset, "webp", "animation", rendered, 10 + (90 * done) // total)
         return self.finish(job.job_id)
+
+    def _record(
+        self,
+        job: Job,
+        preset: VariantPreset,
+        fmt: OutputFormat,
+        role: VariantRole,
+        rendered: RenderedImage,
+        progress: int,
+    ) -> None:
+        """Store one variant and record it on the job."""
+        place = poster_key if role == "poster" else variant_key
+        key = place(job.owner, job.job_id, preset.name, fmt)
+        self.storage.write(self.settings.media_bucket, key, rendered.data, rendered.content_type)
+        variant = Variant(
+            preset=preset.name,
+            format=fmt,
+            key=key,
+            width=rendered.width,
+            height=rendered.height,
+            bytes=len(rendered.data),
+            content_type=rendered.content_type,
+            role=role,
+        )
+        stage = f"encoded {preset.name}.{fmt}" + ("" if role == "image" else f" ({role})")
+        self.store.progress_task(job.job_id, TASK, stage, progress, variant=variant)
