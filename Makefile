@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: run test types js-check localstack-venv lint typecheck cfn-lint sam-validate unit integration e2e browser bench lock package build schemas clean
+.PHONY: run test fuzz types js-check localstack-venv lint typecheck cfn-lint sam-validate unit integration e2e browser bench lock package build schemas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck cfn-lint sam-validate js-check localstack-venv
 	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest
+
+# The property-based targets (tests/fuzz) searched far longer than `make test` replays them (40 seeded
+# examples each): FUZZ_EXAMPLES per target, about 90 s here at the default. A failing example is kept in
+# tests/fuzz/examples, which `make test` then replays until it is fixed.
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(STAMP)
+	IMGFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) timeout 900 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
 # LocalStack in host mode for the `localstack` test (Python >= 3.12; without one the test skips).
 localstack-venv:

@@ -5,7 +5,7 @@ S3 keys arrive form-URL-encoded (`red+flower.jpg` is `red flower.jpg`); they are
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.parser.models import S3Model, S3RecordModel, SqsRecordModel
@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.parser.models.s3 import (
     S3RequestParameters,
     S3ResponseElements,
 )
-from pydantic import BaseModel, Json
+from pydantic import BaseModel, Json, model_validator
 
 from imgflow.models import EditMessage, SourceObject, VariantsMessage
 
@@ -46,6 +46,22 @@ class S3NotificationRecord(S3RecordModel):
     requestParameters: S3RequestParameters | None = None  # type: ignore[assignment]
     responseElements: S3ResponseElements | None = None  # type: ignore[assignment]
     s3: S3NotificationMessage
+
+    @model_validator(mode="before")
+    @classmethod
+    def validate_s3_object(cls, values: Any) -> Any:
+        """Powertools' check of the same name, on any input: it reads the record as a dict of dicts and fails
+        with AttributeError or TypeError on anything else (found by tests/fuzz), where a malformed message
+        must be refused as every other one is, with a ValidationError."""
+        if not isinstance(values, dict):
+            return values
+        s3, event_name = values.get("s3"), values.get("eventName")
+        s3_object = (s3.get("object") or s3.get("get_object")) if isinstance(s3, dict) else None
+        if not (isinstance(event_name, str) and isinstance(s3_object, dict)) or ":Delete" in event_name:
+            return values
+        if s3_object.get("size") is None or s3_object.get("eTag") is None:
+            raise ValueError("Size and eTag fields are required for all events except ObjectRemoved:*.")
+        return values
 
 
 class S3Notification(S3Model):

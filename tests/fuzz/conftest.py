@@ -1,0 +1,3 @@
+from fuzz.fuzzing import load_profile
+
+load_profile()
