@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layer_requirements import LAMBDA_PYTHON_VERSION, PIP_PLATFORMS
-
 from imgflow_local.template import load_template
+from layer_requirements import LAMBDA_PYTHON_VERSION, PIP_PLATFORMS
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
