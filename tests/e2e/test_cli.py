@@ -104,7 +104,14 @@ def test_process_prints_one_json_line_that_says_succeeded(portrait_run: CliRun) 
     assert len(portrait_run.json_lines) == 1, portrait_run.explain()
     (view,) = portrait_run.json_lines
     assert view["status"] == "succeeded", view
-    assert view["image"] == {"format": "JPEG", "width": DISPLAYED[0], "height": DISPLAYED[1], "frames": 1}
+    assert view["image"] == {
+        "format": "JPEG",
+        "width": DISPLAYED[0],
+        "height": DISPLAYED[1],
+        "frames": 1,
+        "animated": False,
+        "duration_ms": None,
+    }
     assert sorted(variant["preset"] for variant in view["variants"]) == sorted(LONG_EDGES)
     assert re.fullmatch(r"#[0-9a-f]{6}", view["placeholder"]["dominant_color"])
     assert view["placeholder"]["blurhash"]

@@ -52,9 +52,23 @@ def test_process_takes_a_heic_and_a_10_bit_avif_and_rejects_a_header_bomb_withou
     assert done.returncode == 1, explain  # one file was rejected
     iphone, ten_bit, bomb = views[IPHONE.name], views[TEN_BIT.name], views[HUGE_HEADER.name]
     assert iphone["status"] == "succeeded", iphone
-    assert iphone["image"] == {"format": "HEIF", "width": 64, "height": 96, "frames": 1}
+    assert iphone["image"] == {
+        "format": "HEIF",
+        "width": 64,
+        "height": 96,
+        "frames": 1,
+        "animated": False,
+        "duration_ms": None,
+    }
     assert ten_bit["status"] == "succeeded", ten_bit
-    assert ten_bit["image"] == {"format": "AVIF", "width": 64, "height": 48, "frames": 1}
+    assert ten_bit["image"] == {
+        "format": "AVIF",
+        "width": 64,
+        "height": 48,
+        "frames": 1,
+        "animated": False,
+        "duration_ms": None,
+    }
     assert bomb["status"] == "rejected", bomb
     assert bomb["error"]["code"] == "too_many_pixels"
     for variant in iphone["variants"]:

@@ -76,6 +76,8 @@ def test_a_photo_sent_with_the_presigned_post_ends_succeeded_with_four_webp_vari
         "width": photo_job.original[0],
         "height": photo_job.original[1],
         "frames": 1,
+        "animated": False,
+        "duration_ms": None,
     }
     variants = {variant["preset"]: variant for variant in view["variants"]}
     assert sorted(variants) == sorted(PRESETS), view["variants"]

@@ -217,7 +217,14 @@ def test_given_a_processed_job_when_it_is_asked_for_then_its_variants_come_with_
 
     assert status == 200
     assert view["status"] == "succeeded"
-    assert view["image"] == {"format": "JPEG", "width": 128, "height": 128, "frames": 1}
+    assert view["image"] == {
+        "format": "JPEG",
+        "width": 128,
+        "height": 128,
+        "frames": 1,
+        "animated": False,
+        "duration_ms": None,
+    }
     assert view["tasks"]["variants"]["status"] == "succeeded"
     assert view["tasks"]["variants"]["progress"] == 100
     assert view["placeholder"]["blurhash"]

@@ -134,7 +134,14 @@ def test_given_an_api_job_and_its_upload_when_ingested_then_it_is_processing_wit
     assert detail_types(events) == ["Job Accepted"]
     detail = events[0]["detail"]
     assert (detail["job_id"], detail["status"], detail["version"]) == (job_id, "processing", job.version)
-    assert detail["image"] == {"format": "JPEG", "width": 128, "height": 128, "frames": 1}
+    assert detail["image"] == {
+        "format": "JPEG",
+        "width": 128,
+        "height": 128,
+        "frames": 1,
+        "animated": False,
+        "duration_ms": None,
+    }
 
 
 # --- at-least-once and unordered delivery --------------------------------------------------------------
