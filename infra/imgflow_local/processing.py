@@ -64,17 +64,25 @@ def _progress_line(name: str, view: JobView) -> str:
     return f"{name}: {view['status']}" + (f" ({tasks})" if tasks else "")
 
 
+def _variant_name(variant: dict[str, Any]) -> str:
+    """`thumb.webp`; an animation's poster stills beside it as `thumb.poster.webp`."""
+    role = ".poster" if variant.get("role") == "poster" else ""
+    return f"{variant['preset']}{role}.{variant['format']}"
+
+
 def _save(client: Client, view: dict[str, Any], folder: Path) -> list[Path]:
     """Download every result into `folder`, noting each one's local `path` (or `text_path`) in the view."""
     targets: list[tuple[dict[str, Any], str, str, Path]] = [
-        (variant, "url", "path", folder / f"{variant['preset']}.{variant['format']}")
-        for variant in view.get("variants", [])
+        (variant, "url", "path", folder / _variant_name(variant)) for variant in view.get("variants", [])
     ]
-    # Edits beside the variants, numbered in the order they were asked for.
+    # Edits beside the variants, numbered in the order they were asked for; each one's variants in a folder.
     for number, edit in enumerate(view.get("edits", []), start=1):
         stem = f"edit-{number}-{edit['kind']}"
         if edit.get("url"):
             targets.append((edit, "url", "path", folder / f"{stem}.webp"))
+        targets += [
+            (variant, "url", "path", folder / stem / _variant_name(variant)) for variant in edit.get("variants", [])
+        ]
         if edit.get("text_url"):
             targets.append((edit, "text_url", "text_path", folder / f"{stem}.text.json"))
     saved = []

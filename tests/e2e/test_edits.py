@@ -183,8 +183,10 @@ def test_process_without_gemini_keys_saves_the_recipe_and_the_variants_and_fails
     assert "GEMINI_API_KEYS" in prompt["error"]["message"]
     folder = out / HOPPER.stem
     assert sorted(path.name for path in folder.iterdir()) == sorted(
-        ["edit-1-recipe.webp", *(f"{preset}.webp" for preset in PRESETS)]
+        ["edit-1-recipe.webp", "edit-1-recipe", *(f"{preset}.webp" for preset in PRESETS)]
     )
+    # The recipe's result's own web variants, in a folder beside its lossless master.
+    assert sorted(path.name for path in (folder / "edit-1-recipe").iterdir()) == sorted(f"{p}.webp" for p in PRESETS)
     assert_same_pixels(
         decoded((folder / "edit-1-recipe.webp").read_bytes()), recipe_applied(HOPPER.read_bytes(), RECIPE)
     )

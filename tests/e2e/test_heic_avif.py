@@ -1,4 +1,5 @@
-"""HEIC and AVIF as phones and browsers send them, through `imgflow process` and through the HTTP flow.
+"""HEIC and AVIF as phones and browsers send them (and an animated GIF beside them), through `imgflow
+process` and through the HTTP flow.
 
 Small fixtures (tests/fixtures/images/heic-avif): an iPhone-style HEIC (Display P3, orientation 6, GPS
 in EXIF; stored 96 x 64, shown 64 x 96 with its warm half on top), a 10-bit AVIF, and a HEIC whose
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from PIL import Image
 
 if TYPE_CHECKING:
     from e2e.conftest import OutputImage, Pipeline
@@ -25,6 +27,7 @@ HEIC_AVIF = ROOT / "tests" / "fixtures" / "images" / "heic-avif"
 IPHONE = HEIC_AVIF / "iphone_p3_orientation6_gps.heic"
 TEN_BIT = HEIC_AVIF / "ten_bit_p3.avif"
 HUGE_HEADER = HEIC_AVIF / "declares_100000x100000.heic"
+ANIMATED_GIF = ROOT / "tests" / "fixtures" / "images" / "animations" / "crossing_24_frames.gif"
 CLI_SECONDS = 180
 
 
@@ -44,7 +47,8 @@ def assert_upright_warm_on_top(output: OutputImage, what: str) -> None:
 def test_process_takes_a_heic_and_a_10_bit_avif_and_rejects_a_header_bomb_without_decoding(
     imgflow_cli: list[str], tmp_path: Path, open_image: Callable[[bytes], OutputImage]
 ) -> None:
-    command = [*imgflow_cli, "process", str(IPHONE), str(TEN_BIT), str(HUGE_HEADER), "--out", str(tmp_path), "--json"]
+    files = [IPHONE, TEN_BIT, HUGE_HEADER, ANIMATED_GIF]
+    command = [*imgflow_cli, "process", *map(str, files), "--out", str(tmp_path), "--json"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
 
     explain = f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
@@ -71,6 +75,14 @@ def test_process_takes_a_heic_and_a_10_bit_avif_and_rejects_a_header_bomb_withou
     }
     assert bomb["status"] == "rejected", bomb
     assert bomb["error"]["code"] == "too_many_pixels"
+    # The animation and its poster stills, side by side.
+    animated = tmp_path / ANIMATED_GIF.stem
+    for preset in ("thumb", "small", "large", "full"):
+        with (
+            Image.open(animated / f"{preset}.webp") as animation,
+            Image.open(animated / f"{preset}.poster.webp") as poster,
+        ):
+            assert (getattr(animation, "n_frames", 1), getattr(poster, "n_frames", 1)) == (24, 1)
     for variant in iphone["variants"]:
         output = open_image(Path(variant["path"]).read_bytes())
         assert output.format == "WEBP"

@@ -20,6 +20,8 @@ class Variant(TypedDict):
     content_type: str
     # Presigned: expires within minutes of the view that carries it.
     url: str
+    # "image" (a still), or for an animation "animation" (animated WebP) and "poster" (its first frame).
+    role: NotRequired[str]
 
 
 class Edit(TypedDict):
@@ -33,6 +35,8 @@ class Edit(TypedDict):
     text_url: NotRequired[str | None]
     width: NotRequired[int | None]
     height: NotRequired[int | None]
+    # The result's web variants; `url` is its lossless master.
+    variants: NotRequired[list[Variant]]
     error: NotRequired[Error | None]
 
 
