@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageCms
 
+from imgflow import icc
 from imgflow.errors import ErrorCode, ImageRejectedError
 from imgflow.imaging import ImageLimits, inspect_image, load_normalized, render_variant, sniff_format
-from imgflow.isobmff import read_header, sniff_brand
+from imgflow.isobmff import Cicp, read_header, sniff_brand
 from imgflow.models import OutputFormat
 from imgflow.structure import MAX_ISO_BOXES
 
@@ -30,7 +31,7 @@ def read(name: str) -> bytes:
 
 def srgb_of_display_p3(rgb: tuple[int, int, int]) -> tuple[int, ...]:
     """What littleCMS makes of a Display P3 colour in sRGB: the colour the output must have."""
-    source = ImageCms.ImageCmsProfile(io.BytesIO(read("display-p3-test.icc")))
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc.display_p3()))
     target = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
     converted = ImageCms.profileToProfile(Image.new("RGB", (1, 1), rgb), source, target)
     assert converted is not None
@@ -89,6 +90,20 @@ def test_given_a_phone_photo_in_display_p3_with_orientation_6_when_normalized_th
     assert not close(srgb_of_display_p3(P3_WARM), P3_WARM)
     assert image.info == {}
     assert len(image.getexif()) == 0
+
+
+def test_given_an_avif_naming_display_p3_only_by_code_points_when_normalized_then_converted_like_the_profile() -> None:
+    data = read("p3_as_code_points.avif")
+
+    image = load_normalized(data, LIMITS)
+
+    assert read_header(data, MAX_ISO_BOXES).primary_cicp == Cicp(primaries=12, transfer=13, matrix=1)
+    assert close(image.getpixel((10, 32)), srgb_of_display_p3(P3_WARM))
+    assert close(image.getpixel((85, 32)), srgb_of_display_p3(P3_COOL))
+
+
+def test_given_an_image_with_an_icc_profile_when_read_then_no_code_points_are_taken_from_its_header() -> None:
+    assert read_header(read("iphone_p3_orientation6_gps.heic"), MAX_ISO_BOXES).primary_cicp is None
 
 
 @pytest.mark.parametrize("fmt", ["webp", "avif"])

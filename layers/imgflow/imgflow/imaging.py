@@ -20,7 +20,7 @@ from typing import NoReturn
 import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
 
-from imgflow import blurhash
+from imgflow import blurhash, icc
 from imgflow.errors import ImageRejectedError
 from imgflow.isobmff import read_header, sniff_brand
 from imgflow.models import ImageFormat, ImageInfo, ImageLimits, OutputFormat, Placeholder
@@ -83,6 +83,10 @@ _ORIENTATION_TRANSPOSES = {
 }
 # The formats whose frames make an animation that variants keep (an AVIF sequence gives its first frame).
 _ANIMATED_FORMATS: frozenset[ImageFormat] = frozenset({"GIF", "WEBP"})
+# H.273 code points: P3 primaries with the D65 white (Display P3); the sRGB transfer, and BT.709's,
+# which encoders write for sRGB-like content too (the curves differ by a few levels in the shadows).
+_CICP_DISPLAY_P3 = 12
+_CICP_SRGB_LIKE_TRANSFERS = frozenset({1, 13})
 # Animated variants are encoded with less effort than stills: one encode per frame and preset.
 _ANIMATION_WEBP_METHOD = 2
 _RESIZE_REDUCING_GAP = 3.0
@@ -181,7 +185,7 @@ def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = Non
         if fmt == "JPEG" and max_edge is not None and max(image.size) > max_edge:
             image.draft("RGB", _draft_request(image.size, max_edge))
         image.load()
-        icc_profile = image.info.get("icc_profile")
+        icc_profile = image.info.get("icc_profile") or _profile_from_code_points(data, fmt)
         _apply_orientation(image)
         normalized = _to_srgb(image, icc_profile)
     if max_edge is not None:
@@ -392,6 +396,20 @@ def _frame_count(image: Image.Image) -> int:
     if image.format in ("MPO", "HEIF"):
         return 1
     return int(getattr(image, "n_frames", 1))
+
+
+def _profile_from_code_points(data: bytes, fmt: ImageFormat) -> bytes | None:
+    """Display P3 for a HEIC or AVIF that says so only with CICP code points (`nclx`), else None.
+
+    Other spaces named that way (BT.2020, PQ or HLG HDR) would need tone mapping, not only a profile:
+    their values are taken as sRGB.
+    """
+    if fmt not in _ISO_FORMATS:
+        return None
+    cicp = read_header(data, MAX_ISO_BOXES).primary_cicp
+    if cicp is not None and cicp.primaries == _CICP_DISPLAY_P3 and cicp.transfer in _CICP_SRGB_LIKE_TRANSFERS:
+        return icc.display_p3()
+    return None
 
 
 def _is_animation(fmt: ImageFormat, frames: int) -> bool:

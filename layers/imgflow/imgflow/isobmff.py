@@ -2,10 +2,12 @@
 
 Both are ISO base media files (ISO/IEC 14496-12): a `ftyp` box names the brands, and a `meta` box lists
 the items (coded images, grid and tiles, thumbnails, depth and gain maps, EXIF), the primary item
-(`pitm`) and each item's properties (`iprp`: `ispe` gives an image's width and height). That is enough
-to bound an upload before libheif or libavif allocates anything: the largest size any image declares
-and the number of items. A structure the walk cannot follow (truncated, malformed) yields what was
-read so far and is left to the decoder, which rejects it as corrupt.
+(`pitm`) and each item's properties (`iprp`: `ispe` gives an image's width and height, `colr` its colour
+space). That is enough to bound an upload before libheif or libavif allocates anything (the largest size
+any image declares, the number of items), and to learn the colour space of a primary image that names
+it by CICP code points (`nclx`) rather than with an ICC profile, which neither decoder converts. A
+structure the walk cannot follow (truncated, malformed) yields what was read so far and is left to the
+decoder, which rejects it as corrupt.
 """
 
 from __future__ import annotations
@@ -25,12 +27,23 @@ _FULL_BOX_HEADER = 4  # version and flags
 
 
 @dataclass(frozen=True)
+class Cicp:
+    """Colour code points of ITU-T H.273, as an `nclx` colour box gives them."""
+
+    primaries: int
+    transfer: int
+    matrix: int
+
+
+@dataclass(frozen=True)
 class ContainerHeader:
     """What a HEIF/AVIF header declares: the largest image (width, height), if any, and its counts."""
 
     largest_size: tuple[int, int] | None
     items: int
     boxes: int
+    # The primary image's colour as code points, when that is all it has (no ICC profile).
+    primary_cicp: Cicp | None = None
 
 
 def sniff_brand(data: bytes) -> IsoImageFormat | None:
@@ -55,18 +68,29 @@ def read_header(data: bytes, max_boxes: int) -> ContainerHeader:
     boxes would otherwise cost seconds of Python.
     """
     counter = _Counter(max_boxes)
-    sizes: list[tuple[int, int]] = []
-    items = 0
+    properties: list[tuple[bytes, int, int]] = []
+    associations: dict[int, list[int]] = {}
+    items, primary = 0, None
     for box_type, start, end in _boxes(data, 0, len(data), counter):
         if box_type != b"meta":
             continue
         for child, child_start, child_end in _boxes(data, start + _FULL_BOX_HEADER, end, counter):
             if child == b"iinf":
                 items = max(items, _item_count(data, child_start, child_end))
+            elif child == b"pitm":
+                primary = _primary_item(data, child_start, child_end)
             elif child == b"iprp":
-                sizes.extend(_image_sizes(data, child_start, child_end, counter))
+                for part, part_start, part_end in _boxes(data, child_start, child_end, counter):
+                    if part == b"ipco":
+                        properties = list(_boxes(data, part_start, part_end, counter))
+                    elif part == b"ipma":
+                        associations = _associations(data, part_start, part_end)
+    sizes = [size for prop, start, end in properties if prop == b"ispe" and (size := _size(data, start, end))]
     largest = max(sizes, key=lambda size: size[0] * size[1], default=None)
-    return ContainerHeader(largest_size=largest, items=items, boxes=counter.boxes)
+    colours = [properties[index - 1] for index in associations.get(primary or 0, []) if 0 < index <= len(properties)]
+    return ContainerHeader(
+        largest_size=largest, items=items, boxes=counter.boxes, primary_cicp=_cicp_only(data, colours)
+    )
 
 
 class _Counter:
@@ -103,11 +127,50 @@ def _item_count(data: bytes, start: int, end: int) -> int:
     return int.from_bytes(data[first : first + width], "big") if first + width <= end else 0
 
 
-def _image_sizes(data: bytes, start: int, end: int, counter: _Counter) -> Iterator[tuple[int, int]]:
-    for child, child_start, child_end in _boxes(data, start, end, counter):
-        if child != b"ipco":
-            continue
-        for prop, prop_start, prop_end in _boxes(data, child_start, child_end, counter):
-            first = prop_start + _FULL_BOX_HEADER
-            if prop == b"ispe" and first + 8 <= prop_end:
-                yield int.from_bytes(data[first : first + 4], "big"), int.from_bytes(data[first + 4 : first + 8], "big")
+def _size(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    first = start + _FULL_BOX_HEADER
+    if first + 8 > end:
+        return None
+    return int.from_bytes(data[first : first + 4], "big"), int.from_bytes(data[first + 4 : first + 8], "big")
+
+
+def _primary_item(data: bytes, start: int, end: int) -> int | None:
+    width = 2 if start < end and data[start] == 0 else 4
+    first = start + _FULL_BOX_HEADER
+    return int.from_bytes(data[first : first + width], "big") if first + width <= end else None
+
+
+def _associations(data: bytes, start: int, end: int) -> dict[int, list[int]]:
+    """Item id -> the 1-based indexes of its properties in `ipco`, as `ipma` lists them."""
+    if start + 8 > end:
+        return {}
+    version, wide_indexes = data[start], data[start + 3] & 1
+    id_width, index_width = (2 if version == 0 else 4), (2 if wide_indexes else 1)
+    index_mask = 0x7FFF if wide_indexes else 0x7F  # the top bit says "essential"
+    entries = int.from_bytes(data[start + 4 : start + 8], "big")
+    position, found = start + 8, {}
+    for _ in range(entries):
+        if position + id_width + 1 > end:
+            break
+        item = int.from_bytes(data[position : position + id_width], "big")
+        count = data[position + id_width]
+        position += id_width + 1
+        indexes = [
+            int.from_bytes(data[at : at + index_width], "big") & index_mask
+            for at in range(position, min(position + count * index_width, end), index_width)
+        ]
+        found[item] = indexes
+        position += count * index_width
+    return found
+
+
+def _cicp_only(data: bytes, properties: list[tuple[bytes, int, int]]) -> Cicp | None:
+    """The `nclx` code points among an image's colour properties, unless it also has an ICC profile."""
+    colours = [(data[start : start + 4], start, end) for prop, start, end in properties if prop == b"colr"]
+    if any(kind in (b"prof", b"rICC") for kind, _, _ in colours):
+        return None
+    for kind, start, end in colours:
+        if kind == b"nclx" and start + 10 <= end:
+            codes = [int.from_bytes(data[at : at + 2], "big") for at in (start + 4, start + 6, start + 8)]
+            return Cicp(*codes)
+    return None
