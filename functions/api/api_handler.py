@@ -406,6 +406,16 @@ def unsupported_content_type(_: RequestUnsupportedContentType) -> Response[str]:
     return _error(400, "invalid_request", f"body: send JSON as {content_types.APPLICATION_JSON} (not {given})")
 
 
+@app.exception_handler(ValueError)
+def unparsable_form(error: ValueError) -> Response[str]:
+    # Powertools parses form and multipart bodies itself and fails with a bare ValueError on a malformed one
+    # (a multipart type without its boundary was a 500, found by the contract fuzzer): the body's fault.
+    given = app.current_event.headers.get("content-type", "")
+    if not given.lower().startswith(("multipart/", "application/x-www-form-urlencoded")):
+        raise error
+    return _error(400, "invalid_request", f"body: send JSON as {content_types.APPLICATION_JSON} (not {given})")
+
+
 @app.exception_handler(UnicodeDecodeError)
 def undecodable_body(error: UnicodeDecodeError) -> Response[str]:
     try:

@@ -228,6 +228,9 @@ def _to_response(result: Any) -> Response:
     body = result.get("body") or ""
     data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
     response = Response(data, status=int(result["statusCode"]))
+    if response.status_code in {204, 304}:
+        # No content, so no Content-Type (werkzeug would add its text/plain default).
+        del response.headers["Content-Type"]
     for name, value in (result.get("headers") or {}).items():
         response.headers[name] = str(value)
     for name, values in (result.get("multiValueHeaders") or {}).items():

@@ -68,7 +68,7 @@ _Listed = TypeVar("_Listed")
 
 
 # Documented only: the API's own check says what is wrong with a URL better than a regex mismatch would.
-_HTTP_URL: JsonDict = {"pattern": "^https?://"}
+_HTTP_URL: JsonDict = {"pattern": "^https?://[A-Za-z0-9._~\\-\\[\\]]+(:[0-9]{1,5})?([/?#]\\S*)?$"}
 NotifyUrl = Annotated[
     str,
     StringConstraints(min_length=8, max_length=2048),
@@ -248,6 +248,15 @@ class VariantView(ApiModel):
 
 
 class FeedbackRequest(ApiModel):
+    # `_down_says_why` as the document states it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"rating": {"const": "down"}}},
+            "then": {"required": ["text"], "properties": {"text": {"type": "string", "pattern": "\\S"}}},
+        },
+    )
+
     rating: FeedbackRating
     text: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = Field(
         default=None, description="What was wrong or right; required with a down rating"
