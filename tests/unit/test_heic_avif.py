@@ -208,3 +208,16 @@ def test_given_a_file_of_endless_empty_boxes_when_read_then_the_walk_stops_at_th
         inspect_image(data, LIMITS)
 
     assert caught.value.code == "too_complex"
+
+
+@pytest.mark.parametrize("name", ["alpha.avif", "iphone_p3_orientation6_gps.heic", "grid_of_tiles.heic"])
+def test_given_coded_data_overwritten_when_inspected_then_corrupt_image_whatever_the_decoder_raises(name: str) -> None:
+    # libavif and libheif report such damage as a RuntimeError ("Decoding of color planes failed").
+    data = bytearray(read(name))
+    start = data.index(b"mdat") + 4
+    data[start:] = b"\x5a" * (len(data) - start)
+
+    for check in (inspect_image, load_normalized):
+        with pytest.raises(ImageRejectedError) as caught:
+            check(bytes(data), LIMITS)
+        assert caught.value.code == "corrupt_image"

@@ -54,8 +54,10 @@ _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"BM", "a BMP image"),
 )
 
-# What a hostile or damaged file can make Pillow's parsers and decoders raise.
+# What a hostile or damaged file can make Pillow's parsers and decoders raise; libavif (through Pillow)
+# and libheif (through pillow-heif) report a damaged file as a RuntimeError ("Failed to decode ...").
 _DECODE_ERRORS: tuple[type[Exception], ...] = (
+    RuntimeError,
     OSError,
     SyntaxError,
     ValueError,
