@@ -1,7 +1,7 @@
 """The OpenAPI document as a test: Schemathesis generates requests from `/openapi.json` as `imgflow serve`
-serves it and sends them with a token. No 5xx, no status code the document does not list, no request
-the document allows refused, no response that breaks its schema. Bounded and seeded, so it is the same
-run every time (about CONTRACT_EXAMPLES requests per operation)."""
+serves it and sends them with a token. No 5xx, no status code the document does not list, no request the
+document allows refused, no response of another type or off its schema. Bounded and seeded, so it is the
+same run every time (CONTRACT_EXAMPLES requests per operation)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
     positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
@@ -29,7 +30,13 @@ FUZZ_OWNER = "contract-fuzz"
 # Where any URL the fuzzer makes up points instead: loopback's discard port refuses at once, and nothing
 # may leave the machine (a webhook to a generated host would be delivered there).
 NOWHERE = "http://127.0.0.1:9/hook"
-CHECKS = [not_a_server_error, status_code_conformance, positive_data_acceptance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    positive_data_acceptance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def load_schema(pipeline: Pipeline) -> Any:

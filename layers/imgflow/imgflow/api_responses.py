@@ -64,10 +64,12 @@ def responses(
 
 def as_answered(schema: dict[str, Any], open_paths: tuple[str, ...]) -> dict[str, Any]:
     """The generated document as the API really answers: without the 422 Powertools adds to every validated
-    route (this API answers 400), and with no token asked of `open_paths` (Powertools drops `security=[]`)."""
+    route (this API answers 400), without the body it gives a 204 from the route's return type, and with no
+    token asked of `open_paths` (Powertools drops `security=[]`)."""
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
+            operation.get("responses", {}).get("204", {}).pop("content", None)
             if path in open_paths:
                 operation["security"] = []
     return schema
@@ -83,5 +85,6 @@ def with_deployment(schema: dict[str, Any], max_upload_bytes: int, preset_names:
     presets = models.get("VariantsRequestBody", {}).get("properties", {}).get("presets", {})
     for listed in presets.get("anyOf", []):
         if listed.get("type") == "array":
-            listed["items"] = {"type": "string", "enum": list(preset_names)}
+            # An empty list asks for nothing, and is refused: leave `presets` out for all of them.
+            listed.update(items={"type": "string", "enum": list(preset_names)}, minItems=1)
     return schema
