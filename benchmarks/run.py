@@ -162,9 +162,12 @@ def animations() -> None:
     timed("inspect_image (every frame decoded)", partial(inspect_image, data, LIMITS), rounds=1)
     animation = load_animation(data, LIMITS)
     timed("load_animation (every frame, upright sRGB RGBA)", partial(load_animation, data, LIMITS), rounds=1)
-    for edge in PRESETS:
-        size = len(render_animation(animation, edge, QUALITY["webp"]).data)
-        timed(f"animated WebP at {edge} px: {size:,} bytes", partial(render_animation, animation, edge, 85), rounds=1)
+    formats: tuple[OutputFormat, ...] = ("webp", "avif")
+    for fmt in formats:
+        for edge in PRESETS:
+            size = len(render_animation(animation, edge, fmt, QUALITY[fmt]).data)
+            label = f"animated {fmt} q{QUALITY[fmt]} at {edge} px: {size:,} bytes"
+            timed(label, partial(render_animation, animation, edge, fmt, QUALITY[fmt]), rounds=1)
 
 
 def edits() -> None:

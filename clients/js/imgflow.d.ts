@@ -354,7 +354,7 @@ export interface VariantView {
   bytes: number;
   content_type: string;
   url: string;
-  /** `image` for a still; for an animation, `animation` (an animated WebP) and `poster` (the still of its first frame, in each requested format) */
+  /** `image` for a still; for an animation, `animation` (animated WebP, or AVIF) and `poster` (the still of its first frame, in each requested format) */
   role?: "image" | "animation" | "poster";
 }
 

@@ -10,7 +10,16 @@ import ingest_handler
 import variants_handler
 from imgflow.keys import poster_key, variant_key
 from imgflow.models import JobStatus
-from integration.helpers import IMAGES, as_lambda_event, put_upload, reported_failures, stored_jobs
+from integration.helpers import (
+    IMAGES,
+    accepted_api_job,
+    as_lambda_event,
+    put_upload,
+    reported_failures,
+    stored_job,
+    stored_jobs,
+    variants_message_event,
+)
 from support import EmulatedAws, FakeLambdaContext
 
 GIF = IMAGES / "animations" / "crossing_24_frames.gif"
@@ -51,3 +60,29 @@ def test_given_an_animated_gif_drop_when_rendered_then_animated_webp_and_posters
             assert image.size == (variant.width, variant.height)
             if variant.role == "animation":
                 assert sum(durations) == 1200
+
+
+def test_given_an_animated_gif_asked_in_webp_and_avif_when_rendered_then_it_moves_in_both(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, key, etag = accepted_api_job(
+        aws,
+        lambda_context,
+        GIF.read_bytes(),
+        filename="crossing.gif",
+        content_type="image/gif",
+        variants={"presets": ["thumb"], "formats": ["webp", "avif"]},
+    )
+
+    failures = reported_failures(
+        variants_handler.lambda_handler, variants_message_event(aws, job_id, key, etag), lambda_context
+    )
+
+    assert failures == []
+    job = stored_job(aws, job_id)
+    made = sorted((v.format, v.role) for v in job.variants.values())
+    assert made == [("avif", "animation"), ("avif", "poster"), ("webp", "animation"), ("webp", "poster")]
+    animated_avif = job.variants["thumb_avif_animation"]
+    body = aws.client("s3").get_object(Bucket=aws.media_bucket, Key=animated_avif.key)["Body"].read()
+    with Image.open(io.BytesIO(body)) as image:
+        assert (image.format, getattr(image, "n_frames", 1)) == ("AVIF", 24)

@@ -13,7 +13,8 @@ import pytest
 from PIL import ExifTags, Image, ImageSequence
 
 from imgflow.errors import ImageRejectedError
-from imgflow.imaging import ImageLimits, inspect_image, load_animation, render_animation
+from imgflow.imaging import ImageLimits, animated_formats, inspect_image, load_animation, render_animation
+from imgflow.models import OutputFormat
 
 ANIMATIONS = Path(__file__).parent.parent / "fixtures" / "images" / "animations"
 LIMITS = ImageLimits(max_bytes=25 * 1024 * 1024, max_pixels=60_000_000, max_side=16384, max_frames=300)
@@ -55,7 +56,7 @@ def test_given_an_animation_when_rendered_then_every_frame_duration_and_the_loop
 ) -> None:
     animation = load_animation(path.read_bytes(), LIMITS)
 
-    rendered = render_animation(animation, 80, 85)
+    rendered = render_animation(animation, 80, "webp", 85)
 
     frames, durations, rendered_loop = frames_and_durations(rendered.data)
     source_frames, source_durations, _ = frames_and_durations(path.read_bytes())
@@ -65,6 +66,32 @@ def test_given_an_animation_when_rendered_then_every_frame_duration_and_the_loop
     assert rendered_loop == loop
     with Image.open(io.BytesIO(rendered.data)) as output:
         assert not {"exif", "icc_profile", "xmp"} & output.info.keys()
+
+
+def test_given_a_forever_looping_gif_when_rendered_as_avif_then_every_frame_and_duration_are_kept() -> None:
+    animation = load_animation(GIF.read_bytes(), LIMITS)
+
+    rendered = render_animation(animation, 80, "avif", 60)
+
+    frames, durations, _ = frames_and_durations(rendered.data)
+    assert (rendered.width, rendered.height, rendered.content_type) == (80, 48, "image/avif")
+    assert frames == 24
+    assert durations == frames_and_durations(GIF.read_bytes())[1]
+
+
+@pytest.mark.parametrize(
+    ("path", "requested", "expected"),
+    [
+        (GIF, ("webp",), ["webp"]),
+        (GIF, ("webp", "avif", "jpeg"), ["webp", "avif"]),
+        (GIF, ("jpeg",), ["webp"]),
+        (WEBP, ("avif",), ["webp"]),  # plays three times: an AVIF sequence would play forever
+    ],
+)
+def test_given_requested_formats_then_an_animation_moves_in_webp_and_in_avif_only_when_it_loops_forever(
+    path: Path, requested: tuple[OutputFormat, ...], expected: list[str]
+) -> None:
+    assert animated_formats(load_animation(path.read_bytes(), LIMITS), requested) == expected
 
 
 def test_given_a_gif_without_a_loop_extension_when_loaded_then_it_plays_once() -> None:

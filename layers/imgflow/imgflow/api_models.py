@@ -242,7 +242,7 @@ class VariantView(ApiModel):
     url: str
     role: VariantRole = Field(
         default="image",
-        description="`image` for a still; for an animation, `animation` (an animated WebP) and `poster` "
+        description="`image` for a still; for an animation, `animation` (animated WebP, or AVIF) and `poster` "
         "(the still of its first frame, in each requested format)",
     )
 

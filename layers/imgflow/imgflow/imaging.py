@@ -11,7 +11,7 @@ import io
 import math
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -161,24 +161,38 @@ def load_animation(data: bytes, limits: ImageLimits) -> Animation:
     return Animation(frames=frames, durations_ms=durations, loop=loop)
 
 
-def render_animation(animation: Animation, long_edge: int, quality: int) -> RenderedImage:
-    """Encode an animated WebP variant: every frame, its duration and the loop count kept, no metadata."""
+def animated_formats(animation: Animation, requested: Collection[OutputFormat]) -> list[OutputFormat]:
+    """The formats an animation's variants move in: WebP always, AVIF too when asked for and it can loop.
+
+    Pillow writes an AVIF sequence with no repetition count (it plays forever), so only an animation
+    that loops forever keeps its behaviour as AVIF. JPEG has no animation.
+    """
+    avif: list[OutputFormat] = ["avif"] if "avif" in requested and animation.loop == 0 else []
+    return ["webp", *avif]
+
+
+def render_animation(animation: Animation, long_edge: int, fmt: OutputFormat, quality: int) -> RenderedImage:
+    """Encode an animated variant: every frame and its duration kept (and the loop count in WebP), no metadata."""
     frames = [resize_to_long_edge(frame, long_edge) for frame in animation.frames]
     buffer = io.BytesIO()
+    metadata = {"exif": b"", "xmp": b"", "icc_profile": b""}
+    if fmt == "webp":
+        options: dict[str, object] = {"loop": animation.loop, "method": _ANIMATION_WEBP_METHOD}
+    elif fmt == "avif":
+        options = {"speed": 8}
+    else:
+        raise ValueError(f"no animated {fmt}")
     frames[0].save(
         buffer,
-        format="WEBP",
+        format=fmt.upper(),
         save_all=True,
         append_images=frames[1:],
         duration=animation.durations_ms,
-        loop=animation.loop,
         quality=quality,
-        method=_ANIMATION_WEBP_METHOD,
-        exif=b"",
-        xmp=b"",
-        icc_profile=b"",
+        **options,
+        **metadata,
     )
-    return RenderedImage(buffer.getvalue(), frames[0].width, frames[0].height, "image/webp")
+    return RenderedImage(buffer.getvalue(), frames[0].width, frames[0].height, f"image/{fmt}")
 
 
 def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = None) -> Image.Image:

@@ -2,8 +2,9 @@
 plus a placeholder. Each result is recorded on the job as it lands.
 
 An animation (a GIF or WebP of several frames) gets, at each preset, an animated WebP (`role`
-`animation`, where a still would be) and the still of its first frame in every requested format
-(`role` `poster`, what a page shows before it plays or where animation is off)."""
+`animation`, where a still would be; an animated AVIF too when AVIF is asked for and the animation
+loops forever) and the still of its first frame in every requested format (`role` `poster`, what a
+page shows before it plays or where animation is off)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from imgflow.errors import ImageRejectedError, TransitionRejectedError
 from imgflow.imaging import (
     RenderedImage,
+    animated_formats,
     load_animation,
     load_normalized,
     placeholder,
@@ -129,7 +131,8 @@ class VariantsService:
         steps = plan(job, s)
         animated = job.image is not None and job.image.animated
         presets = list(dict.fromkeys(preset for preset, _ in steps)) if animated else []
-        total = len(steps) + len(presets) + 1
+        # An animation may move in two formats (see animated_formats): progress counts both.
+        total = len(steps) + 2 * len(presets) + 1
         largest = max(preset.long_edge for preset, _ in steps)
         image = load_normalized(data, s.image_limits, max_edge=largest)
         self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
@@ -139,9 +142,11 @@ class VariantsService:
             self._record(job, preset, fmt, role, rendered, 10 + (90 * done) // total)
         if presets:
             animation = load_animation(data, s.image_limits)
-            for done, preset in enumerate(presets, start=len(steps) + 1):
-                rendered = render_animation(animation, preset.long_edge, s.webp_quality)
-                self._record(job, preset, "webp", "animation", rendered, 10 + (90 * done) // total)
+            formats = animated_formats(animation, {fmt for _, fmt in steps})
+            moving = [(preset, fmt) for preset in presets for fmt in formats]
+            for done, (preset, fmt) in enumerate(moving, start=len(steps) + 1):
+                rendered = render_animation(animation, preset.long_edge, fmt, quality(fmt, s))
+                self._record(job, preset, fmt, "animation", rendered, 10 + (90 * done) // total)
         return self.finish(job.job_id)
 
     def _record(
