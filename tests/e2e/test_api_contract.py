@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from e2e.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
-CONTRACT_EXAMPLES = 12
+CONTRACT_EXAMPLES = 8
 # An owner of its own: its quotas and webhooks are nobody else's.
 FUZZ_OWNER = "contract-fuzz"
 # Where any URL the fuzzer makes up points instead: loopback's discard port refuses at once, and nothing
