@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         help="print each job view as one JSON line, with the local `path` of every saved result",
     )
     process_parser.add_argument(
-        "--format", action="append", choices=["webp", "avif"], help="output format (repeatable; default webp)"
+        "--format", action="append", choices=["webp", "avif", "jpeg"], help="output format (repeatable; default webp)"
     )
     process_parser.add_argument(
         "--edit",

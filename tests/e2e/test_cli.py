@@ -300,3 +300,23 @@ def test_serve_stops_cleanly_on_sigterm(serve_imgflow: Callable[..., AbstractCon
         assert returncode == 0, "\n".join(served.log[-50:])
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{served.api_url}/health", timeout=5)
+
+
+def test_process_with_format_jpeg_saves_progressive_jpeg_variants_without_metadata(
+    run_process: Callable[..., CliRun],
+) -> None:
+    hopper = ROOT / "tests" / "fixtures" / "images" / "bad-inputs" / "hopper.jpg"
+
+    run = run_process(hopper, "--format", "jpeg", "--format", "webp")
+
+    assert run.returncode == 0, run.explain()
+    (view,) = run.json_lines
+    assert {(variant["preset"], variant["format"]) for variant in view["variants"]} >= {
+        ("thumb", "jpeg"),
+        ("thumb", "webp"),
+    }
+    with Image.open(run.out / "hopper" / "thumb.jpeg") as thumb:
+        assert thumb.format == "JPEG"
+        assert thumb.info.get("progressive") or thumb.info.get("progression")
+        assert not thumb.getexif()
+        assert "icc_profile" not in thumb.info
