@@ -216,6 +216,9 @@ def events(args: argparse.Namespace) -> int:
         where = f"the bus {args.bus}" if args.bus else f"the local runtime at {args.api} (is `imgflow serve` running?)"
         print(f"imgflow events: cannot read {where}: {error}", file=sys.stderr)
         return 1
+    if args.follow:
+        # On stderr, so that a script knows when what happens next will be printed (stdout stays events only).
+        print(f"imgflow events: following {args.bus or args.api}; Ctrl-C stops", file=sys.stderr, flush=True)
     try:
         for event in tail(source, event_filter, follow=args.follow):
             print(json.dumps(event) if args.json else describe(event), flush=True)

@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_given_args_when_make_run_is_planned_then_imgflow_serve_gets_them() -> None:
-    # -n: print the commands, run none (no install, no server).
+    # -n: print the commands, run none (no install, no server). Under `make test` this is a sub-make, which
+    # would announce the directories it enters unless told not to.
     done = subprocess.run(
-        ["make", "-n", "run", "ARGS=--port 3001 --aws-port 4567"],
+        ["make", "--no-print-directory", "-n", "run", "ARGS=--port 3001 --aws-port 4567"],
         cwd=ROOT,
         capture_output=True,
         text=True,
