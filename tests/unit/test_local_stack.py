@@ -183,3 +183,18 @@ def test_given_the_webhook_queue_then_its_attempts_are_the_schedules(stack: Loca
     assert int(redrive["maxReceiveCount"]) == DELIVERY_ATTEMPTS
     retention = int(stack.resolver.resolve(stack.properties("WebhookDeliveryQueue"))["MessageRetentionPeriod"])
     assert retention > sum(RETRY_SCHEDULE)
+
+
+def test_given_max_receive_count_then_every_pipeline_queue_and_every_function_read_that_one_value() -> None:
+    stack = LocalStack(
+        ROOT / "template.yaml", "us-east-1", stack_name="imgflow-unit", parameter_overrides={"MaxReceiveCount": "7"}
+    )
+    counts = {
+        logical_id: int(stack.resolver.resolve(stack.properties(logical_id))["RedrivePolicy"]["maxReceiveCount"])
+        for logical_id in stack.of_type("AWS::SQS::Queue")
+        if "RedrivePolicy" in stack.properties(logical_id)
+    }
+    # The webhook deliveries' attempts are their schedule's (imgflow.webhooks), not the pipeline's.
+    assert counts.pop("WebhookDeliveryQueue") == DELIVERY_ATTEMPTS
+    assert set(counts.values()) == {7}, counts
+    assert {function.environment["MAX_RECEIVE_COUNT"] for function in stack.functions()} == {"7"}
