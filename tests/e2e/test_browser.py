@@ -272,10 +272,14 @@ def test_an_upload_with_the_grayscale_recipe_shows_its_grey_result(page: Page) -
     expect(image).to_be_visible()
     assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [128, 128]
 
-    # The result is lossless WebP: a grey image has R == G == B in every pixel.
-    src = image.get_attribute("src") or ""
-    assert src.startswith("http://")
-    with urllib.request.urlopen(src, timeout=30) as response:
+    # The card shows the result's small thumb variant and links the lossless master, where a grey image has
+    # R == G == B in every pixel.
+    assert image.get_attribute("data-preset") == "thumb"
+    assert "/thumb." in (image.get_attribute("src") or "")
+    master = edit.locator('a[data-role="edit-link"]').get_attribute("href") or ""
+    assert master.startswith("http://")
+    assert master != image.get_attribute("src")
+    with urllib.request.urlopen(master, timeout=30) as response:
         result = Image.open(io.BytesIO(response.read())).convert("RGB")
     assert result.size == (128, 128)
     samples = [result.getpixel((x, y)) for x in range(4, 128, 20) for y in range(4, 128, 20)]
