@@ -150,8 +150,7 @@ def _notify(owner: str, uploads: list[UploadResponse], url: str | None) -> None:
     """Deliver each new job's events to `url` too, for as long as the job is kept."""
     if url:
         until = int(time.time()) + get_settings().job_retention_days * 86400
-        for upload in uploads:
-            webhook_service().watch_job(owner, upload.job_id, url, until)
+        webhook_service().watch_jobs(owner, [upload.job_id for upload in uploads], url, until)
 
 
 @app.post(

@@ -16,6 +16,7 @@ from imgflow.job_store import JobStore
 from imgflow.models import TERMINAL_STATUSES, Job, TaskStatus, edit_task_name
 from imgflow.queues import QueueDepth, queue_depths
 from imgflow.settings import Settings
+from imgflow.webhook_models import REGISTERED_ID_PREFIX
 from imgflow.webhook_store import WebhookStore
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class StatsService:
     def report(self, owner: str, everyone: bool, since: int) -> Stats:
         jobs, truncated = self.store.created_since(since, None if everyone else owner, MAX_JOBS)
         deliveries: Counter[str] = Counter()
-        for endpoint in self.webhooks.endpoints(owner):
+        for endpoint in self.webhooks.endpoints(owner, REGISTERED_ID_PREFIX):
             for delivery in self.webhooks.oldest_deliveries_since(endpoint.webhook_id, since, MAX_JOBS):
                 deliveries[delivery.status.value] += 1
         return Stats(

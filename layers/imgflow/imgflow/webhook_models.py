@@ -9,6 +9,14 @@ from pydantic import Field
 
 from imgflow.models import Model, Owner
 
+# Registered webhooks' ids start so; a job's notify_url is the endpoint `job_webhook_id(job_id)`. Kept apart
+# in the keys, so that neither listing the one nor finding the other reads the owner's every endpoint.
+REGISTERED_ID_PREFIX = "wh_"
+
+
+def job_webhook_id(job_id: str) -> str:
+    return f"job_{job_id}"
+
 
 class WebhookEndpoint(Model):
     webhook_id: str

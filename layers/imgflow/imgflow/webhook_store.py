@@ -77,6 +77,8 @@ class WebhookStore:
     def owner_secret(self, owner: str, new_secret: str) -> str:
         """The owner's notify secret: `new_secret` the first time, the same one ever after."""
         key = {"pk": _owner_key(owner), "sk": "notify-secret"}
+        if item := self._table.get_item(Key=key, ConsistentRead=True).get("Item"):
+            return str(item["secret"])
         try:
             self._table.put_item(Item={**key, "secret": new_secret}, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -89,13 +91,20 @@ class WebhookStore:
         item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
         return WebhookEndpoint.model_validate(_plain(item)) if item else None
 
-    def endpoints(self, owner: str) -> list[WebhookEndpoint]:
-        response = self._table.query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": _owner_key(owner), ":prefix": "webhook#"},
-            ConsistentRead=True,
-        )
-        return [WebhookEndpoint.model_validate(_plain(item)) for item in response.get("Items", [])]
+    def endpoints(self, owner: str, id_prefix: str) -> list[WebhookEndpoint]:
+        """The owner's endpoints whose ids start with `id_prefix` (a bounded number: the registered ones)."""
+        arguments: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _owner_key(owner), ":prefix": _endpoint_key(id_prefix)},
+            "ConsistentRead": True,
+        }
+        endpoints: list[WebhookEndpoint] = []
+        while True:
+            response = self._table.query(**arguments)
+            endpoints += [WebhookEndpoint.model_validate(_plain(item)) for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                return endpoints
+            arguments["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def remove(self, owner: str, webhook_id: str) -> bool:
         """Remove an endpoint; False when the owner has no such endpoint (its deliveries expire by TTL)."""

@@ -24,11 +24,13 @@ from imgflow.lifecycle import SOURCE
 from imgflow.queues import TaskQueue
 from imgflow.settings import Settings
 from imgflow.webhook_models import (
+    REGISTERED_ID_PREFIX,
     Delivery,
     DeliveryMessage,
     DeliveryStatus,
     LifecycleEnvelope,
     WebhookEndpoint,
+    job_webhook_id,
 )
 from imgflow.webhook_signing import delivery_headers, new_secret
 from imgflow.webhook_store import TooManyWebhooksError, WebhookStore
@@ -108,24 +110,26 @@ class WebhookService:
     def notify_secret(self, owner: str) -> str:
         return self.store.owner_secret(owner, new_secret())
 
-    def watch_job(self, owner: str, job_id: str, url: str, expires_at: int) -> None:
-        """Deliver the job's events to its notify_url too, signed with the owner's notify secret."""
-        self.store.add_for_job(
-            WebhookEndpoint(
-                webhook_id=f"job_{job_id}",
-                owner=owner,
-                url=url,
-                secret=self.notify_secret(owner),
-                created_at=self._now(),
-                job_id=job_id,
-                expires_at=expires_at,
+    def watch_jobs(self, owner: str, job_ids: list[str], url: str, expires_at: int) -> None:
+        """Deliver each job's events to its notify_url too, signed with the owner's notify secret."""
+        secret = self.notify_secret(owner)
+        for job_id in job_ids:
+            self.store.add_for_job(
+                WebhookEndpoint(
+                    webhook_id=job_webhook_id(job_id),
+                    owner=owner,
+                    url=url,
+                    secret=secret,
+                    created_at=self._now(),
+                    job_id=job_id,
+                    expires_at=expires_at,
+                )
             )
-        )
 
     def register(self, owner: str, url: str, events: list[str] | None, description: str | None) -> WebhookEndpoint:
         self.check_target(url)
         endpoint = WebhookEndpoint(
-            webhook_id=f"wh_{uuid.uuid4().hex}",
+            webhook_id=f"{REGISTERED_ID_PREFIX}{uuid.uuid4().hex}",
             owner=owner,
             url=url,
             events=sorted(set(events)) if events else None,
@@ -142,7 +146,7 @@ class WebhookService:
 
     def endpoints(self, owner: str) -> list[WebhookEndpoint]:
         """The owner's registered webhooks (not their jobs' notify_urls), oldest first."""
-        registered = [endpoint for endpoint in self.store.endpoints(owner) if endpoint.job_id is None]
+        registered = self.store.endpoints(owner, REGISTERED_ID_PREFIX)
         return sorted(registered, key=lambda endpoint: endpoint.created_at)
 
     def endpoint(self, owner: str, webhook_id: str) -> WebhookEndpoint:
@@ -182,12 +186,10 @@ class WebhookService:
         owner, job_id = envelope.detail.get("owner"), envelope.detail.get("job_id")
         if envelope.source != SOURCE or not isinstance(owner, str) or not isinstance(job_id, str):
             return 0
-        wanted = [
-            endpoint
-            for endpoint in self.store.endpoints(owner)
-            if (endpoint.events is None or envelope.detail_type in endpoint.events)
-            and endpoint.job_id in (None, job_id)
-        ]
+        candidates = self.store.endpoints(owner, REGISTERED_ID_PREFIX)
+        if notify := self.store.get(owner, job_webhook_id(job_id)):
+            candidates.append(notify)
+        wanted = [e for e in candidates if e.events is None or envelope.detail_type in e.events]
         now, queued = self._now(), 0
         for endpoint in wanted:
             delivery = Delivery(
