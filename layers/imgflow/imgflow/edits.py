@@ -37,7 +37,7 @@ from imgflow.recipes import Recipe
 from imgflow.settings import Settings
 from imgflow.settling import OPEN_TASK_STATUSES, remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
-from imgflow.variants import plan, quality
+from imgflow.variants import plan, quality, store_variant
 
 
 class ProviderImage(Protocol):
@@ -309,18 +309,7 @@ class EditService:
         for preset, fmt in plan(job, self.settings):
             rendered = render_variant(image, preset.long_edge, fmt, quality(fmt, self.settings))
             key = edit_variant_key(job.owner, job.job_id, edit.edit_id, preset.name, fmt)
-            self.storage.write(self.settings.media_bucket, key, rendered.data, rendered.content_type)
-            variants.append(
-                Variant(
-                    preset=preset.name,
-                    format=fmt,
-                    key=key,
-                    width=rendered.width,
-                    height=rendered.height,
-                    bytes=len(rendered.data),
-                    content_type=rendered.content_type,
-                )
-            )
+            variants.append(store_variant(self.storage, self.settings.media_bucket, key, preset, fmt, rendered))
         return variants
 
 

@@ -51,6 +51,29 @@ def plan(job: Job, settings: Settings) -> list[tuple[VariantPreset, OutputFormat
     return [(preset, fmt) for preset in presets for fmt in formats]
 
 
+def store_variant(
+    storage: ObjectStorage,
+    bucket: str,
+    key: str,
+    preset: VariantPreset,
+    fmt: OutputFormat,
+    rendered: RenderedImage,
+    role: VariantRole = "image",
+) -> Variant:
+    """Write a rendered variant at `key`; the record of it a job keeps (an upload's or an edit result's)."""
+    storage.write(bucket, key, rendered.data, rendered.content_type)
+    return Variant(
+        preset=preset.name,
+        format=fmt,
+        key=key,
+        width=rendered.width,
+        height=rendered.height,
+        bytes=len(rendered.data),
+        content_type=rendered.content_type,
+        role=role,
+    )
+
+
 def quality(fmt: OutputFormat, settings: Settings) -> int:
     """The encoder quality the deployment sets for a format."""
     qualities: dict[OutputFormat, int] = {
@@ -161,16 +184,6 @@ class VariantsService:
         """Store one variant and record it on the job."""
         place = poster_key if role == "poster" else variant_key
         key = place(job.owner, job.job_id, preset.name, fmt)
-        self.storage.write(self.settings.media_bucket, key, rendered.data, rendered.content_type)
-        variant = Variant(
-            preset=preset.name,
-            format=fmt,
-            key=key,
-            width=rendered.width,
-            height=rendered.height,
-            bytes=len(rendered.data),
-            content_type=rendered.content_type,
-            role=role,
-        )
+        variant = store_variant(self.storage, self.settings.media_bucket, key, preset, fmt, rendered, role)
         stage = f"encoded {preset.name}.{fmt}" + ("" if role == "image" else f" ({role})")
         self.store.progress_task(job.job_id, TASK, stage, progress, variant=variant)
