@@ -17,7 +17,7 @@ from typing import Protocol
 from PIL import Image
 
 from imgflow.errors import EditError, ImageRejectedError, TransitionRejectedError
-from imgflow.imaging import inspect_image, load_normalized, placeholder, render_variant, resize_to_long_edge
+from imgflow.imaging import load_normalized, placeholder, render_variant, resize_to_long_edge
 from imgflow.job_store import EDIT_RUNNABLE, JobStore
 from imgflow.keys import edit_key, edit_text_key, edit_variant_key, original_key
 from imgflow.lifecycle import EventPublisher, edit_finished
@@ -256,9 +256,12 @@ class EditService:
         return EditOutput(self._decode(answer.data), editor.provider, answer.model, answer.calls + calls)
 
     def _decode(self, data: bytes) -> Image.Image:
-        """The provider's answer, through the same strict decoder as an upload."""
+        """The provider's answer, through the same strict decoder and bounds as an upload.
+
+        Decoded once: load_normalized checks every bound inspect_image does and decodes the first frame
+        fully (strictly), which is all of an answer that is used.
+        """
         try:
-            inspect_image(data, self.settings.image_limits)
             return load_normalized(data, self.settings.image_limits)
         except ImageRejectedError as rejection:
             raise EditError("edit_failed", f"the provider returned an unusable image ({rejection.code})") from rejection
