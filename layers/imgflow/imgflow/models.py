@@ -196,8 +196,18 @@ class EditFeedback(Model):
     given_at: int
 
 
+# The task of a job's variants; each edit has a task of its own (`edit_task_name`).
+VARIANTS_TASK = "variants"
+_EDIT_TASK_PREFIX = "edit-"
+
+
 def edit_task_name(edit_id: str) -> str:
-    return f"edit-{edit_id}"
+    return f"{_EDIT_TASK_PREFIX}{edit_id}"
+
+
+def task_edit_id(task: str) -> str | None:
+    """The edit whose task `task` is, or None when it is not an edit's (the variants task)."""
+    return task.removeprefix(_EDIT_TASK_PREFIX) if task.startswith(_EDIT_TASK_PREFIX) else None
 
 
 class Job(Model):
