@@ -1,4 +1,4 @@
-"""An animated GIF through the ingest and variants functions: animated WebP variants and poster stills."""
+"""Animated GIF and AVIF through the ingest and variants functions: animated variants and poster stills."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from integration.helpers import (
 from support import EmulatedAws, FakeLambdaContext
 
 GIF = IMAGES / "animations" / "crossing_24_frames.gif"
+AVIF_SEQUENCE = IMAGES / "animations" / "crossing_8_frames.avif"
 
 
 def test_given_an_animated_gif_drop_when_rendered_then_animated_webp_and_posters_at_every_preset(
@@ -86,3 +87,35 @@ def test_given_an_animated_gif_asked_in_webp_and_avif_when_rendered_then_it_move
     body = aws.client("s3").get_object(Bucket=aws.media_bucket, Key=animated_avif.key)["Body"].read()
     with Image.open(io.BytesIO(body)) as image:
         assert (image.format, getattr(image, "n_frames", 1)) == ("AVIF", 24)
+
+
+def test_given_an_avif_image_sequence_when_rendered_then_it_moves_in_webp_and_avif_with_its_durations(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    job_id, key, etag = accepted_api_job(
+        aws,
+        lambda_context,
+        AVIF_SEQUENCE.read_bytes(),
+        filename="crossing.avif",
+        content_type="image/avif",
+        variants={"presets": ["thumb"], "formats": ["webp", "avif"]},
+    )
+
+    failures = reported_failures(
+        variants_handler.lambda_handler, variants_message_event(aws, job_id, key, etag), lambda_context
+    )
+
+    assert failures == []
+    job = stored_job(aws, job_id)
+    assert job.image is not None
+    assert (job.image.format, job.image.animated, job.image.frames, job.image.duration_ms) == ("AVIF", True, 8, 720)
+    made = sorted((v.format, v.role) for v in job.variants.values())
+    assert made == [("avif", "animation"), ("avif", "poster"), ("webp", "animation"), ("webp", "poster")]
+    for name in ("thumb_webp_animation", "thumb_avif_animation"):
+        body = aws.client("s3").get_object(Bucket=aws.media_bucket, Key=job.variants[name].key)["Body"].read()
+        with Image.open(io.BytesIO(body)) as image:
+            durations = []
+            for frame in ImageSequence.Iterator(image):
+                frame.load()
+                durations.append(frame.info.get("duration", 0))
+        assert durations == [60, 120] * 4, name

@@ -83,8 +83,9 @@ _ORIENTATION_TRANSPOSES = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# The formats whose frames make an animation that variants keep (an AVIF sequence gives its first frame).
-_ANIMATED_FORMATS: frozenset[ImageFormat] = frozenset({"GIF", "WEBP"})
+# The formats whose frames make an animation that variants keep (an AVIF image sequence among them; a HEIF
+# of several images is a burst or an edit beside its original, and gives its primary image).
+_ANIMATED_FORMATS: frozenset[ImageFormat] = frozenset({"GIF", "WEBP", "AVIF"})
 # H.273 code points: P3 primaries with the D65 white (Display P3); the sRGB transfer, and BT.709's,
 # which encoders write for sRGB-like content too (the curves differ by a few levels in the shadows).
 _CICP_DISPLAY_P3 = 12
@@ -143,14 +144,13 @@ def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
 
 
 def load_animation(data: bytes, limits: ImageLimits) -> Animation:
-    """Decode every frame of a GIF or WebP animation once: upright, sRGB, RGBA, no metadata."""
+    """Decode every frame of a GIF, WebP or AVIF animation once: upright, sRGB, RGBA, no metadata."""
     with _opened(data, limits) as (image, fmt):
         if not _is_animation(fmt, _frame_count(image)):
             raise ValueError("not an animation")
-        icc_profile = image.info.get("icc_profile")
+        icc_profile = image.info.get("icc_profile") or _profile_from_code_points(data, fmt)
         transpose = _ORIENTATION_TRANSPOSES.get(_orientation(image))
-        # A GIF without the NETSCAPE extension plays once; Pillow names the extension's count `loop`.
-        loop = int(image.info.get("loop", 1 if fmt == "GIF" else 0))
+        loop = _plays(image, data, fmt)
         frames, durations = [], []
         for frame in ImageSequence.Iterator(image):
             frame.load()
@@ -277,21 +277,14 @@ def _opened(data: bytes, limits: ImageLimits) -> Iterator[tuple[ImageFile.ImageF
     # canvas while opening, and its own bomb guard would answer first, without the size, above ~179 MP.
     if (declared := _declared_size(data, fmt)) is not None:
         _check_dimensions(declared, limits)
+        # An AVIF sequence's frames, from its sample table: libavif reads every sample's place on opening.
+        if fmt == "AVIF" and (declared_frames := read_header(data, MAX_ISO_BOXES).frames):
+            _check_frames(fmt, declared_frames, declared, limits)
     with _rejecting_decode_errors(fmt, limits), Image.open(io.BytesIO(data), formats=[fmt]) as image:
         # Again on what Pillow found: a GIF frame may reach past its screen, a JPEG header may be odd.
         _check_dimensions(image.size, limits)
         frames = _frame_count(image)
-        if frames > limits.max_frames:
-            raise ImageRejectedError(
-                "too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}"
-            )
-        if _is_animation(fmt, frames) and frames * image.width * image.height > limits.max_animation_pixels:
-            raise ImageRejectedError(
-                "too_many_pixels",
-                f"the animation is {frames} frames of {image.width}x{image.height} pixels "
-                f"({_megapixels(frames * image.width * image.height)} MP in all); "
-                f"the limit is {_megapixels(limits.max_animation_pixels)} MP in all",
-            )
+        _check_frames(fmt, frames, image.size, limits)
         if fmt == "GIF" and frames > 1:
             # Each GIF frame has extents of its own, which Pillow checks against its bomb guard only on
             # seeking to it: seek to each now, so a frame reaching far past the screen is refused here.
@@ -349,6 +342,19 @@ def _check_dimensions(size: tuple[int, int], limits: ImageLimits) -> None:
         raise ImageRejectedError(
             "too_many_pixels",
             f"the image is {width}x{height} pixels; no side may be longer than {limits.max_side} pixels",
+        )
+
+
+def _check_frames(fmt: ImageFormat, frames: int, size: tuple[int, int], limits: ImageLimits) -> None:
+    if frames > limits.max_frames:
+        raise ImageRejectedError("too_many_frames", f"the image has {frames} frames; the limit is {limits.max_frames}")
+    width, height = size
+    if _is_animation(fmt, frames) and frames * width * height > limits.max_animation_pixels:
+        raise ImageRejectedError(
+            "too_many_pixels",
+            f"the animation is {frames} frames of {width}x{height} pixels "
+            f"({_megapixels(frames * width * height)} MP in all); "
+            f"the limit is {_megapixels(limits.max_animation_pixels)} MP in all",
         )
 
 
@@ -430,6 +436,15 @@ def _profile_from_code_points(data: bytes, fmt: ImageFormat) -> bytes | None:
 
 def _is_animation(fmt: ImageFormat, frames: int) -> bool:
     return fmt in _ANIMATED_FORMATS and frames > 1
+
+
+def _plays(image: Image.Image, data: bytes, fmt: ImageFormat) -> int:
+    """How many times an animation plays; 0 is forever."""
+    if fmt == "AVIF":
+        # Pillow does not say; the track's edit list does (a sequence without one loops, as browsers play it).
+        return read_header(data, MAX_ISO_BOXES).plays or 0
+    # A GIF without the NETSCAPE extension plays once; Pillow names the extension's count `loop`.
+    return int(image.info.get("loop", 1 if fmt == "GIF" else 0))
 
 
 def _frame_durations(image: Image.Image) -> list[int]:

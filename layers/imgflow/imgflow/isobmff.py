@@ -5,7 +5,9 @@ the items (coded images, grid and tiles, thumbnails, depth and gain maps, EXIF),
 (`pitm`) and each item's properties (`iprp`: `ispe` gives an image's width and height, `colr` its colour
 space). That is enough to bound an upload before libheif or libavif allocates anything (the largest size
 any image declares, the number of items), and to learn the colour space of a primary image that names
-it by CICP code points (`nclx`) rather than with an ICC profile, which neither decoder converts. A
+it by CICP code points (`nclx`) rather than with an ICC profile, which neither decoder converts. An image
+sequence (an animated AVIF) has a `moov` box too, whose tracks declare their frame size (`tkhd`), how
+many frames they hold (`stsz`) and whether they repeat (`edts`/`elst`). A
 structure the walk cannot follow (truncated, malformed) yields what was read so far and is left to the
 decoder, which rejects it as corrupt.
 """
@@ -44,6 +46,9 @@ class ContainerHeader:
     boxes: int
     # The primary image's colour as code points, when that is all it has (no ICC profile).
     primary_cicp: Cicp | None = None
+    # An image sequence's frames (its longest track's samples), and how many times it plays (0: forever).
+    frames: int | None = None
+    plays: int | None = None
 
 
 def sniff_brand(data: bytes) -> IsoImageFormat | None:
@@ -71,7 +76,12 @@ def read_header(data: bytes, max_boxes: int) -> ContainerHeader:
     properties: list[tuple[bytes, int, int]] = []
     associations: dict[int, list[int]] = {}
     items, primary = 0, None
+    tracks: list[_Track] = []
     for box_type, start, end in _boxes(data, 0, len(data), counter):
+        if box_type == b"moov":
+            tracks += [
+                _track(data, s, e, counter) for kind, s, e in _boxes(data, start, end, counter) if kind == b"trak"
+            ]
         if box_type != b"meta":
             continue
         for child, child_start, child_end in _boxes(data, start + _FULL_BOX_HEADER, end, counter):
@@ -86,11 +96,83 @@ def read_header(data: bytes, max_boxes: int) -> ContainerHeader:
                     elif part == b"ipma":
                         associations = _associations(data, part_start, part_end)
     sizes = [size for prop, start, end in properties if prop == b"ispe" and (size := _size(data, start, end))]
+    sizes += [track.size for track in tracks if track.size is not None]
     largest = max(sizes, key=lambda size: size[0] * size[1], default=None)
     colours = [properties[index - 1] for index in associations.get(primary or 0, []) if 0 < index <= len(properties)]
+    longest = max(tracks, key=lambda track: track.samples, default=None)
     return ContainerHeader(
-        largest_size=largest, items=items, boxes=counter.boxes, primary_cicp=_cicp_only(data, colours)
+        largest_size=largest,
+        items=items,
+        boxes=counter.boxes,
+        primary_cicp=_cicp_only(data, colours),
+        frames=longest.samples if longest else None,
+        plays=longest.plays if longest else None,
     )
+
+
+@dataclass(frozen=True)
+class _Track:
+    size: tuple[int, int] | None
+    samples: int
+    plays: int
+
+
+def _track(data: bytes, start: int, end: int, counter: _Counter) -> _Track:
+    """A `trak` box's frame size, sample count and plays, as libavif reads them (ISO/IEC 14496-12 8.3, 8.6.6)."""
+    size, duration, samples, plays = None, None, 0, 0  # no edit list: a player loops it
+    for box, box_start, box_end in _boxes(data, start, end, counter):
+        if box == b"tkhd":
+            size, duration = _track_header(data, box_start, box_end)
+        elif box == b"mdia":
+            for table, table_start, table_end in _descend(
+                data, box_start, box_end, counter, (b"minf", b"stbl", b"stsz")
+            ):
+                if table == b"stsz" and table_start + 12 <= table_end:
+                    samples = int.from_bytes(data[table_start + 8 : table_start + 12], "big")
+        elif box == b"edts":
+            for edits, edits_start, edits_end in _boxes(data, box_start, box_end, counter):
+                if edits == b"elst":
+                    plays = _plays(data, edits_start, edits_end, duration)
+    return _Track(size=size, samples=samples, plays=plays)
+
+
+def _descend(
+    data: bytes, start: int, end: int, counter: _Counter, path: tuple[bytes, ...]
+) -> Iterator[tuple[bytes, int, int]]:
+    """The boxes at the end of `path` (a box type per level) below start..end."""
+    for box, box_start, box_end in _boxes(data, start, end, counter):
+        if box == path[0]:
+            if len(path) == 1:
+                yield box, box_start, box_end
+            else:
+                yield from _descend(data, box_start, box_end, counter, path[1:])
+
+
+def _track_header(data: bytes, start: int, end: int) -> tuple[tuple[int, int] | None, int | None]:
+    """A `tkhd`'s width and height (16.16 fixed point, its last 8 bytes) and duration (None: indefinite)."""
+    wide = start < end and data[start] == 1
+    # Past the creation and modification times, the track id and a reserved word.
+    at, width = start + _FULL_BOX_HEADER + (16 if wide else 8) + 8, 8 if wide else 4
+    duration = int.from_bytes(data[at : at + width], "big") if at + width <= end else None
+    if duration == 2 ** (8 * width) - 1:
+        duration = None
+    size = None
+    if end - start >= _FULL_BOX_HEADER + 80:
+        size = int.from_bytes(data[end - 8 : end - 6], "big"), int.from_bytes(data[end - 4 : end - 2], "big")
+    return size, duration
+
+
+def _plays(data: bytes, start: int, end: int, track_duration: int | None) -> int:
+    """How many times an edit list makes a track play: once unless it repeats (flag 1), then as often as its
+    first segment fits in the track's duration, or forever (0) when that is indefinite."""
+    if start + 8 > end or not data[start + 3] & 1:
+        return 1
+    width = 8 if data[start] == 1 else 4
+    first = start + 8
+    segment = int.from_bytes(data[first : first + width], "big") if first + width <= end else 0
+    if track_duration is None or segment == 0:
+        return 0
+    return max(1, -(-track_duration // segment))
 
 
 class _Counter:
