@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 from imgflow_client import Client
 from imgflow_local.auth import LocalIssuer
 from imgflow_local.endpoints import AwsEndpoints, EndpointError
+from imgflow_local.faults import SEED_VARIABLE, SPEC_VARIABLE, FaultSpec, FaultSpecError
 from imgflow_local.processing import WHAT_TO_PASS, expand_inputs, process_files
 from imgflow_local.runtime import REGION, LocalRuntime, RuntimeOptions, issue_token
 from imgflow_local.stack import LocalStack
@@ -83,6 +85,19 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="bring failed messages back after this many seconds instead of the queue's visibility timeout",
     )
+    parser.add_argument(
+        "--faults",
+        default=os.environ.get(SPEC_VARIABLE, ""),
+        metavar="SPEC",
+        help="inject faults, e.g. 'crash_after=0.1,duplicate=0.2,throttle=0.05,VariantsFunction.timeout=0.01' "
+        f"(default: ${SPEC_VARIABLE}; see the README)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=int(os.environ.get(SEED_VARIABLE) or 0),
+        help=f"the seed injected faults derive from (default: ${SEED_VARIABLE} or 0)",
+    )
 
 
 def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
@@ -92,6 +107,8 @@ def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
         retry_delay=args.retry_delay,
         max_containers=args.max_containers,
         schedule_interval=args.schedule_interval,
+        faults=FaultSpec.parse(args.faults),
+        fault_seed=args.seed,
         # Handlers log JSON at WARNING and above locally; `--parameter LogLevel=INFO` shows everything.
         parameters={"LogLevel": "WARNING", **_parameters(args.parameter)},
     )
@@ -307,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     events_parser.set_defaults(run=events)
 
     args = parser.parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except FaultSpecError as error:
+        raise SystemExit(f"imgflow: --faults: {error}") from error
     return code
 
 

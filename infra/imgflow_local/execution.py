@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from imgflow_local.faults import InvocationObserver
+
 _HEADER = struct.Struct("!I")
 
 
@@ -98,9 +100,17 @@ class ContainerSpec:
     function_arn: str
 
 
-def serve_invocations(channel: socket.socket, handler: Callable[[Any, Any], Any], spec: ContainerSpec) -> None:
-    """A container's life: one invocation at a time, until the runtime closes the channel."""
+def serve_invocations(
+    channel: socket.socket, handler: Callable[[Any, Any], Any], spec: ContainerSpec, observer: InvocationObserver
+) -> None:
+    """A container's life: one invocation at a time, until the runtime closes the channel. `fault` in a
+    request is one the runtime injects (faults.py): the container dies before or after the handler, or
+    outlives the timeout after it (the runtime then kills it, as it kills any invocation that does)."""
     while (request := receive_message(channel)) is not None:
+        fault = request.get("fault")
+        if fault == "crash_before":
+            os._exit(1)
+        observer.begin(request["request_id"])
         context = LambdaContext(
             function_name=spec.function_name,
             memory_limit_in_mb=spec.memory_mb,
@@ -112,6 +122,11 @@ def serve_invocations(channel: socket.socket, handler: Callable[[Any, Any], Any]
             reply: dict[str, Any] = {"result": handler(request["event"], context)}
         except Exception as error:
             reply = {"error": error_of(error)}
+        if fault == "crash_after":
+            os._exit(1)
+        if fault == "timeout":
+            time.sleep(request["timeout"] + 60)
+        reply.update(visibility_set=observer.visibility_set, throttled=observer.throttled)
         try:
             send_message(channel, reply)
         except (TypeError, ValueError) as error:
@@ -128,6 +143,9 @@ def _load(spec: ContainerSpec) -> Callable[[Any, Any], Any]:
 def run_loader(control: socket.socket, spec: ContainerSpec) -> None:
     """Import the handler, then fork a container for every channel the runtime sends, until it hangs up."""
     started_wall, started_cpu = time.perf_counter(), time.process_time()
+    # Before the handler's import, so that every botocore session it makes calls the observer.
+    observer = InvocationObserver.from_environment(spec.function_name, os.environ)
+    observer.install_in_botocore()
     try:
         handler = _load(spec)
     except Exception as error:
@@ -153,7 +171,7 @@ def run_loader(control: socket.socket, spec: ContainerSpec) -> None:
             # A fork copies the random generator: containers must not share a sequence (jitter, sampling).
             random.seed()
             try:
-                serve_invocations(channel, handler, spec)
+                serve_invocations(channel, handler, spec, observer)
             except ConnectionError:
                 pass  # the runtime went away: nobody is left to answer
             finally:

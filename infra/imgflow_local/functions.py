@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from imgflow_local.execution import ContainerSpec, receive_message, send_message
+from imgflow_local.faults import FunctionFaults
 from imgflow_local.stack import FunctionSpec
 from imgflow_local.template import DEFAULT_ACCOUNT_ID
 
@@ -63,6 +64,8 @@ class Invocation:
     error: BaseException | None = None
     # Seconds spent starting a new container for this invocation; None when a warm one served it.
     cold_start: float | None = None
+    # Receipt handles of the messages whose visibility the handler set itself (a delay it asked for).
+    visibility_set: frozenset[str] = frozenset()
 
 
 class _Container:
@@ -146,6 +149,7 @@ class LocalFunction:
         on_invoke: Callable[[Invocation], None] | None = None,
         say: Callable[[str], None] | None = None,
         account_id: str = DEFAULT_ACCOUNT_ID,
+        faults: FunctionFaults | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.logical_id
@@ -160,6 +164,7 @@ class LocalFunction:
             function_arn=f"arn:aws:lambda:{region}:{account_id}:function:{spec.logical_id}",
         )
         self._on_invoke = on_invoke
+        self._faults = faults
         self._say = say or (lambda _line: None)
         self._loader: _Loader | None = None
         self._loader_lock = threading.Lock()
@@ -200,10 +205,17 @@ class LocalFunction:
             if self._loader is not None:
                 self._loader.stop()
 
-    def invoke(self, event: Any) -> Any:
+    def invoke(self, event: Any, fault_key: str | None = None) -> Any:
         """Invoke synchronously; raises FunctionError (what the handler raised), FunctionTimeoutError past
         the timeout, ContainerExitedError when the container died, or FunctionThrottledError past the
-        function's reserved concurrency."""
+        function's reserved concurrency. `fault_key`: what injected faults key on (faults.py)."""
+        invocation = self.invocation(event, fault_key)
+        if invocation.error is not None:
+            raise invocation.error
+        return invocation.result
+
+    def invocation(self, event: Any, fault_key: str | None = None) -> Invocation:
+        """Invoke synchronously; the outcome, failed or not."""
         with self._pool:
             if self.spec.reserved_concurrency is not None and self._in_flight >= self.spec.reserved_concurrency:
                 error = FunctionThrottledError(f"{self.name}: Rate Exceeded (reserved concurrency reached)")
@@ -212,28 +224,32 @@ class LocalFunction:
                 self._in_flight += 1
                 throttled = False
         if throttled:
+            invocation = Invocation(self.name, 0.0, error=error)
             if self._on_invoke:
-                self._on_invoke(Invocation(self.name, 0.0, error=error))
-            raise error
+                self._on_invoke(invocation)
+            return invocation
         try:
-            return self._invoke(event)
+            return self._invoke(event, fault_key)
         finally:
             with self._pool:
                 self._in_flight -= 1
 
-    def _invoke(self, event: Any) -> Any:
+    def _invoke(self, event: Any, fault_key: str | None) -> Invocation:
         started = time.monotonic()
         container, cold_start = self._acquire()
         request = {"event": event, "request_id": str(uuid.uuid4()), "timeout": self.spec.timeout}
+        if self._faults and (fault := self._faults.invocation_fault(fault_key)):
+            request["fault"] = fault
         result: Any = None
         error: BaseException | None = None
         healthy = False
+        reply: dict[str, Any] = {}
         try:
             reply = container.invoke(request, timeout=self.spec.timeout)
         except TimeoutError:
             container.kill()
             error = FunctionTimeoutError(f"{self.name} timed out after {self.spec.timeout} s")
-        except (ConnectionError, OSError) as exited:
+        except (ConnectionError, OSError, ContainerExitedError) as exited:
             container.kill()
             error = ContainerExitedError(f"{self.name}: {exited}")
         else:
@@ -244,12 +260,19 @@ class LocalFunction:
                 result = reply["result"]
         finally:
             self._release(container, healthy)
-        invocation = Invocation(self.name, time.monotonic() - started, result, error, cold_start)
+        if self._faults and reply.get("throttled"):
+            self._faults.count("throttle", reply["throttled"])
+        invocation = Invocation(
+            self.name,
+            time.monotonic() - started,
+            result,
+            error,
+            cold_start,
+            visibility_set=frozenset(reply.get("visibility_set", ())),
+        )
         if self._on_invoke:
             self._on_invoke(invocation)
-        if error is not None:
-            raise error
-        return result
+        return invocation
 
     def _acquire(self) -> tuple[_Container, float | None]:
         with self._pool:

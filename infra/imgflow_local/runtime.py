@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 from imgflow_local.auth import JwtAuthorizer, LocalIssuer
 from imgflow_local.demo import DEMO_OWNER, DemoPages, ai_edits_configured
 from imgflow_local.endpoints import AwsEndpoints
+from imgflow_local.faults import FaultSpec, FunctionFaults, RuntimeFaults
 from imgflow_local.front_door import FrontDoorServer, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction
 from imgflow_local.http_api import HttpApiApp, bind
@@ -73,6 +74,9 @@ class RuntimeOptions:
     # to the account's limit; a laptop cannot): beyond it, invocations wait for a free container.
     max_containers: int = 10
     log: Callable[[str], None] = print
+    # Faults to inject on purpose (faults.py), and the seed their decisions derive from.
+    faults: FaultSpec | None = None
+    fault_seed: int = 0
 
 
 class LocalRuntime:
@@ -82,6 +86,8 @@ class LocalRuntime:
         self.issuer = LocalIssuer.load()
         self.functions: dict[str, LocalFunction] = {}
         self.lifecycle_events: list[dict[str, Any]] = []
+        self.faults = RuntimeFaults(options.faults or FaultSpec(), options.fault_seed)
+        self.faults.spec.check_functions({spec.logical_id for spec in self.stack.functions()})
         self.api_url = ""
         self.aws_url = ""
         self._emulator: Any = None
@@ -111,16 +117,19 @@ class LocalRuntime:
             spec.logical_id: LocalFunction(
                 spec,
                 REGION,
-                environment=self._environment(spec),
+                environment={**self._environment(spec), **self._faults_of(spec).environment()},
                 max_containers=self.options.max_containers,
                 on_invoke=self._log_invocation,
                 say=self.say,
                 account_id=account_id,
+                faults=self._faults_of(spec),
             )
             for spec in self.stack.functions()
         }
         for function in self.functions.values():
             function.start()
+        if faults := self.faults.describe():
+            self.say(f"injecting faults (seed {self.faults.seed}): {faults}")
         self._start_pollers(session)
         self._start_schedules()
         self._start_lifecycle_log(session)
@@ -191,13 +200,24 @@ class LocalRuntime:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
         }
 
+    def _faults_of(self, spec: FunctionSpec) -> FunctionFaults:
+        return self.faults.for_function(spec.logical_id, queue_triggered=bool(spec.sqs_sources))
+
     def _start_pollers(self, session: boto3.session.Session) -> None:
         sqs = session.client("sqs")
         for function in self.functions.values():
             for source in function.spec.sqs_sources:
                 queue_name = self.stack.queue_name(self.stack.queue_logical_id(source.queue_arn))
                 queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-                poller = SqsPoller(sqs, queue_url, source, function, REGION, retry_delay=self.options.retry_delay)
+                poller = SqsPoller(
+                    sqs,
+                    queue_url,
+                    source,
+                    function,
+                    REGION,
+                    retry_delay=self.options.retry_delay,
+                    faults=self._faults_of(function.spec),
+                )
                 poller.start()
                 self._pollers.append(poller)
 
