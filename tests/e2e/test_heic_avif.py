@@ -2,8 +2,8 @@
 process` and through the HTTP flow.
 
 Small fixtures (tests/fixtures/images/heic-avif): an iPhone-style HEIC (Display P3, orientation 6, GPS
-in EXIF; stored 96 x 64, shown 64 x 96 with its warm half on top), a 10-bit AVIF, and a HEIC whose
-header declares 100,000 x 100,000 pixels.
+in EXIF; stored 96 x 64, shown 64 x 96 with its warm half on top), a 10-bit AVIF, a 10-bit PQ (HDR) HEIC
+of grey patches, and a HEIC whose header declares 100,000 x 100,000 pixels.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HEIC_AVIF = ROOT / "tests" / "fixtures" / "images" / "heic-avif"
 IPHONE = HEIC_AVIF / "iphone_p3_orientation6_gps.heic"
 TEN_BIT = HEIC_AVIF / "ten_bit_p3.avif"
+HDR = HEIC_AVIF / "pq_patches.heic"
 HUGE_HEADER = HEIC_AVIF / "declares_100000x100000.heic"
 ANIMATED_GIF = ROOT / "tests" / "fixtures" / "images" / "animations" / "crossing_24_frames.gif"
 CLI_SECONDS = 180
@@ -47,7 +48,7 @@ def assert_upright_warm_on_top(output: OutputImage, what: str) -> None:
 def test_process_takes_a_heic_and_a_10_bit_avif_and_rejects_a_header_bomb_without_decoding(
     imgflow_cli: list[str], tmp_path: Path, open_image: Callable[[bytes], OutputImage]
 ) -> None:
-    files = [IPHONE, TEN_BIT, HUGE_HEADER, ANIMATED_GIF]
+    files = [IPHONE, TEN_BIT, HDR, HUGE_HEADER, ANIMATED_GIF]
     command = [*imgflow_cli, "process", *map(str, files), "--out", str(tmp_path), "--json"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
 
@@ -75,6 +76,13 @@ def test_process_takes_a_heic_and_a_10_bit_avif_and_rejects_a_header_bomb_withou
     }
     assert bomb["status"] == "rejected", bomb
     assert bomb["error"]["code"] == "too_many_pixels"
+    # HDR tone-mapped to SDR: the 203-nit patch (reference white) near white, not the dull 148 of PQ code values.
+    hdr = views[HDR.name]
+    assert hdr["status"] == "succeeded", hdr
+    for variant in hdr["variants"]:
+        white = open_image(Path(variant["path"]).read_bytes()).pixels.convert("L").getpixel((56, 8))
+        assert isinstance(white, int)
+        assert 230 <= white <= 252, f"{variant['preset']}: {white}"
     # The animation and its poster stills, side by side.
     animated = tmp_path / ANIMATED_GIF.stem
     for preset in ("thumb", "small", "large", "full"):

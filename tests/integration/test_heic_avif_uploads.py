@@ -74,3 +74,26 @@ def test_given_a_hostile_heic_or_avif_drop_when_ingested_then_rejected_with_its_
     assert job.error is not None
     assert job.error.code == code
     assert aws.drain("VariantsQueue") == []
+
+
+def test_given_a_pq_hdr_heic_drop_when_rendered_then_tone_mapped_with_reference_white_near_white(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    drop(aws, lambda_context, "pq_patches.heic")
+
+    failures = reported_failures(
+        variants_handler.lambda_handler, as_lambda_event(aws.drain("VariantsQueue")), lambda_context
+    )
+
+    assert failures == []
+    [job] = stored_jobs(aws)
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.variants
+    for variant in job.variants.values():
+        body = aws.client("s3").get_object(Bucket=aws.media_bucket, Key=variant.key)["Body"].read()
+        with Image.open(io.BytesIO(body)) as image:
+            assert image.size == (80, 32)
+            # The 203-nit patch (BT.2408 reference white); read as SDR code values it would be 148.
+            white = image.convert("L").getpixel((56, 8))
+            assert isinstance(white, int)
+            assert 230 <= white <= 252, f"{variant.preset}.{variant.format}: {white}"

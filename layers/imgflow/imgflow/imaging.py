@@ -20,7 +20,7 @@ from typing import NoReturn
 import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
 
-from imgflow import blurhash, icc
+from imgflow import blurhash, hdr, icc
 from imgflow.errors import ImageRejectedError
 from imgflow.isobmff import read_header, sniff_brand
 from imgflow.models import ImageFormat, ImageInfo, ImageLimits, OutputFormat, Placeholder
@@ -200,10 +200,12 @@ def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = Non
     with _opened(data, limits) as (image, fmt):
         if fmt == "JPEG" and max_edge is not None and max(image.size) > max_edge:
             image.draft("RGB", _draft_request(image.size, max_edge))
-        image.load()
+        # HDR is decoded and tone-mapped by _load_hdr, from 16 bits where it can: not loaded here at 8.
+        if (hdr_source := _hdr_source(data, fmt)) is None:
+            image.load()
         icc_profile = image.info.get("icc_profile") or _profile_from_code_points(data, fmt)
         _apply_orientation(image)
-        normalized = _to_srgb(image, icc_profile)
+        normalized = _to_srgb(image, icc_profile) if hdr_source is None else _load_hdr(image, data, hdr_source)
     if max_edge is not None:
         normalized = resize_to_long_edge(normalized, max_edge)
     normalized.info.clear()
@@ -423,8 +425,8 @@ def _frame_count(image: Image.Image) -> int:
 def _profile_from_code_points(data: bytes, fmt: ImageFormat) -> bytes | None:
     """Display P3 for a HEIC or AVIF that says so only with CICP code points (`nclx`), else None.
 
-    Other spaces named that way (BT.2020, PQ or HLG HDR) would need tone mapping, not only a profile:
-    their values are taken as sRGB.
+    HDR (PQ or HLG) is tone-mapped instead (_load_hdr); other spaces named that way (BT.2020 SDR) are
+    taken as sRGB.
     """
     if fmt not in _ISO_FORMATS:
         return None
@@ -432,6 +434,44 @@ def _profile_from_code_points(data: bytes, fmt: ImageFormat) -> bytes | None:
     if cicp is not None and cicp.primaries == _CICP_DISPLAY_P3 and cicp.transfer in _CICP_SRGB_LIKE_TRANSFERS:
         return icc.display_p3()
     return None
+
+
+def _hdr_source(data: bytes, fmt: ImageFormat) -> hdr.HdrSource | None:
+    """How to read a HEIC or AVIF that says with CICP code points that it is HDR (PQ or HLG), else None."""
+    if fmt not in _ISO_FORMATS:
+        return None
+    cicp = read_header(data, MAX_ISO_BOXES).primary_cicp
+    if cicp is None or not hdr.is_hdr(cicp.transfer):
+        return None
+    return hdr.HdrSource(transfer=cicp.transfer, primaries=cicp.primaries)
+
+
+def _load_hdr(image: ImageFile.ImageFile, data: bytes, source: hdr.HdrSource) -> Image.Image:
+    """An HDR first frame, decoded once and tone-mapped to 8-bit sRGB RGB or RGBA (not yet upright).
+
+    At 16 bits where the decoder gives them: pillow-heif decodes HEVC at its full depth (the same libheif,
+    limits and irot/imir transforms as the plugin's 8-bit decode, which then never runs); Pillow's AVIF
+    decoder gives 8 bits only, so an AVIF's ramps are coarser.
+    """
+    high = low = None
+    if image.format == "HEIF":
+        decoded = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+        base = decoded.mode.removesuffix(";16")
+        if decoded.mode.endswith(";16") and base in ("RGB", "RGBA"):
+            # Native (little-endian) 16-bit samples: Pillow's unpackers give their high and low bytes.
+            high = Image.frombytes(base, decoded.size, decoded.data, "raw", f"{base};16L", decoded.stride)
+            low = Image.frombytes(base, decoded.size, decoded.data, "raw", f"{base};16B", decoded.stride)
+    if high is None:
+        image.load()
+        high = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    mapped = hdr.to_sdr(_rgb_only(high), _rgb_only(low) if low is not None else None, source)
+    if high.mode == "RGBA":
+        mapped.putalpha(high.getchannel("A"))
+    return mapped
+
+
+def _rgb_only(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _is_animation(fmt: ImageFormat, frames: int) -> bool:
