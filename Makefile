@@ -70,8 +70,16 @@ cfn-lint: $(STAMP)
 sam-validate: $(SAM_STAMP)
 	$(SAM) validate --lint --template template.yaml
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+# The contenders (pyvips with its own libvips), numpy for PSNR and matplotlib for the chart: `.[bench]`.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	rm -f $(VENV)/.bench-* && touch $@
+
+# `make bench ARGS=--details` adds the per-stage figures (benchmarks/details.py).
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py $(ARGS)
 
 # Each Lambda artifact's requirements.txt, a hashed lock for arm64 Linux and Python 3.13, from pyproject.toml.
 lock: $(STAMP)

@@ -1,281 +1,246 @@
-"""`make bench`: the speed and memory of the variants work, alternatives side by side in one run, and the
-time from upload to `succeeded` on the local runtime. Figures, not assertions: this machine is shared."""
+"""`make bench`: imgflow's variants path beside naive Pillow and libvips, in one interleaved run.
+
+Every contender x input runs in a fresh process (benchmarks/contender.py) for every repetition, the
+contenders interleaved, so a minute when the shared machine is busy falls on all of them alike. Figures
+are medians; CPU seconds are the primary one (wall time swings 2-3x here). Writes
+benchmarks/results.json and benchmarks/results.png. `--details` adds the older per-stage figures
+(benchmarks/details.py): phone formats, output formats, animations, edits, the local runtime.
+"""
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from imgflow.imaging import ImageLimits, inspect_image, load_normalized, placeholder, render_variant
-from imgflow.models import OutputFormat
+import numpy as np
+from PIL import Image, ImageOps, features
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTO = ROOT / "tests" / "fixtures" / "images" / "photos" / "sunset_by_Aitzol_Berasategi.jpg"
-LIMITS = ImageLimits(max_bytes=25 * 2**20, max_pixels=60_000_000, max_side=16384, max_frames=300)
-PRESETS = (4096, 1200, 600, 150)
-ROUNDS = 3
+PHOTOS = ROOT / "tests" / "fixtures" / "images" / "photos"
+RESULTS = ROOT / "benchmarks" / "results.json"
+CHART = ROOT / "benchmarks" / "results.png"
+CONTENDER = ROOT / "benchmarks" / "contender.py"
+CONTENDERS = ("imgflow", "naive", "pyvips")
+SCORED_EDGE = 1200
 
 
-def timed(label: str, action: Callable[[], object], rounds: int = ROUNDS) -> float:
-    samples, cpu = [], []
-    for _ in range(rounds):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        action()
-        samples.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - started_cpu)
-    median = statistics.median(samples)
-    # CPU beside wall time: libheif, libavif and the encoders use several threads, and Lambda bills
-    # the wall time of however many vCPUs the memory setting gives.
-    print(
-        f"  {label:<58} median {median * 1000:8.0f} ms  (min {min(samples) * 1000:.0f}, n={rounds}; "
-        f"CPU {statistics.median(cpu) * 1000:.0f} ms)"
-    )
-    return median
+def inputs(workdir: Path) -> list[Path]:
+    """The committed photos, and a 24 MP phone-style JPEG made from one of them (same bytes every run)."""
+    photos = sorted(path for path in PHOTOS.iterdir() if path.suffix in {".jpg", ".png"})
+    return [*photos, twenty_four_megapixels(workdir / "24mp_portrait_exif6.jpg")]
 
 
-def decode_without_draft(data: bytes, edge: int = 4096) -> Image.Image:
-    """The naive alternative: decode every pixel, then orient and resize."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        rgb = image.convert("RGB")
-    rgb.thumbnail((edge, edge), Image.Resampling.LANCZOS)
-    return rgb
+def twenty_four_megapixels(path: Path) -> Path:
+    """The sunset photo upscaled to 6000 x 4000, stored sideways with EXIF orientation 6 as a phone
+    held upright writes it, JPEG q90 4:2:0. Upscaled pixels are smoother than a sensor's, so the encodes
+    are a little cheaper than a real 24 MP photo's: the comparison is what it is for, not the absolutes."""
+    with Image.open(PHOTOS / "sunset_by_Aitzol_Berasategi.jpg") as photo:
+        large = photo.convert("RGB").resize((6000, 4000), Image.Resampling.LANCZOS)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    large.transpose(Image.Transpose.ROTATE_90).save(path, format="JPEG", quality=90, exif=exif)
+    return path
 
 
-QUALITY: dict[OutputFormat, int] = {"webp": 85, "avif": 60, "jpeg": 82}  # Settings' defaults
+def run_contender(name: str, source: Path, out_dir: Path, workers: int = 1) -> dict[str, Any]:
+    """One fresh process: its own figures (CPU, wall, its own VmHWM) and its 1200 px variant in out_dir."""
+    command = [sys.executable, str(CONTENDER), name, str(source), str(out_dir), str(workers)]
+    completed = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
 
 
-def all_variants(image: Image.Image, fmt: OutputFormat) -> None:
-    for edge in PRESETS:
-        render_variant(image, edge, fmt, QUALITY[fmt])
+def reference(source: Path, size: tuple[int, int]) -> np.ndarray:
+    """The full-resolution decode, upright, resized in float (per channel, LANCZOS, no shortcuts)."""
+    with Image.open(source) as opened:
+        upright = ImageOps.exif_transpose(opened).convert("RGB")
+    channels = [channel.convert("F").resize(size, Image.Resampling.LANCZOS) for channel in upright.split()]
+    return np.stack([np.asarray(channel, dtype=np.float64) for channel in channels], axis=-1)
 
 
-def twelve_megapixels() -> Image.Image:
-    """The photo at a phone camera's 4032 x 3024."""
-    with Image.open(PHOTO) as photo:
-        return photo.convert("RGB").resize((4032, 3024), Image.Resampling.BILINEAR)
+def psnr(variant: bytes, source: Path, references: dict[tuple[str, tuple[int, int]], np.ndarray]) -> float:
+    with Image.open(io.BytesIO(variant)) as decoded:
+        pixels = np.asarray(decoded.convert("RGB"), dtype=np.float64)
+        size = decoded.size
+    key = (source.name, size)
+    if key not in references:
+        references[key] = reference(source, size)
+    error = float(np.mean((pixels - np.clip(references[key], 0, 255)) ** 2))
+    return 10 * np.log10(255**2 / error)
 
 
-def peak_rss_mb(code: str) -> float:
-    """Peak resident memory of a fresh interpreter running `code` (what one Lambda container would hold)."""
-    script = f"import resource\n{code}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
-    return int(output.strip().splitlines()[-1]) / 1024
-
-
-def imaging() -> None:
-    data = PHOTO.read_bytes()
-    with Image.open(PHOTO) as probe:
-        print(f"\nimaging: {PHOTO.name}, {probe.width}x{probe.height} ({probe.width * probe.height / 1e6:.1f} MP)")
-    timed("inspect_image (bounds + strict full decode)", lambda: inspect_image(data, LIMITS))
-    timed("decode to 4096 px: load_normalized (JPEG draft, sRGB, orient)", lambda: load_normalized(data, LIMITS, 4096))
-    timed("decode to 4096 px: naive full decode + resize", lambda: decode_without_draft(data))
-    timed("decode to 1200 px: load_normalized (draft at 1/2)", lambda: load_normalized(data, LIMITS, 1200))
-    timed("decode to 1200 px: naive full decode + resize", lambda: decode_without_draft(data, 1200))
-    image = load_normalized(data, LIMITS, 4096)
-    timed("placeholder (blurhash + dominant colour)", lambda: placeholder(image))
-    timed("4 WebP variants q85 (each from the decoded image)", lambda: all_variants(image, "webp"))
-    for edge in PRESETS:
-        timed(f"  one WebP variant at {edge} px", partial(render_variant, image, edge, "webp", 85))
-    timed("4 AVIF variants q60 speed 8", lambda: all_variants(image, "avif"), rounds=1)
-    sizes = {fmt: len(render_variant(image, 1200, fmt, QUALITY[fmt]).data) for fmt in ("webp", "avif")}
-    print(f"  large (1200 px) bytes: WebP q85 {sizes['webp']:,}  AVIF q60 {sizes['avif']:,}")
-    prelude = "\n".join(
-        [
-            f"import sys; sys.path.insert(0, {str(ROOT / 'layers/imgflow')!r})",
-            "import io",
-            "from PIL import Image",
-            "from imgflow.imaging import ImageLimits, load_normalized, render_variant",
-            f"limits = ImageLimits({LIMITS.max_bytes}, {LIMITS.max_pixels}, {LIMITS.max_side}, {LIMITS.max_frames})",
-            f"data = open({str(PHOTO)!r}, 'rb').read()",
-            "",
-        ]
-    )
-    variants_task = (
-        "im = load_normalized(data, limits, 4096)\nfor e in (4096, 1200, 600, 150): render_variant(im, e, 'webp', 85)"
-    )
-    naive = "im = Image.open(io.BytesIO(data)); im.load(); im = im.convert('RGB'); im.thumbnail((4096, 4096))"
-    with_draft = peak_rss_mb(prelude + variants_task)
-    without = peak_rss_mb(prelude + naive)
-    print(f"  peak RSS, whole variants task (draft):       {with_draft:6.0f} MB")
-    print(f"  peak RSS, naive full decode + resize only:   {without:6.0f} MB")
-
-
-def phone_formats() -> None:
-    """HEIC and AVIF uploads of a 12 MP photo: what validating and decoding them costs beside a JPEG."""
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
-    twelve_mp = twelve_megapixels()
-    uploads: dict[str, bytes] = {}
-    encodings: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("JPEG q90", {"format": "JPEG", "quality": 90}),
-        # As an iPhone writes it: HEVC in 512 px tiles of a grid.
-        ("HEIC q80, 512 px grid", {"format": "HEIF", "quality": 80}),
-        ("AVIF q75 (8-bit)", {"format": "AVIF", "quality": 75, "speed": 6}),
-    )
-    for name, options in encodings:
-        pillow_heif.options.GRID_TILE_SIZE = 512
-        buffer = io.BytesIO()
-        twelve_mp.save(buffer, **options)
-        pillow_heif.options.GRID_TILE_SIZE = 0
-        uploads[name] = buffer.getvalue()
-    print("\nHEIC and AVIF input: a 12 MP photo (4032x3024)")
-    for name, data in uploads.items():
-        print(f"  {name}: {len(data):,} bytes")
-        timed(f"  inspect_image ({name})", partial(inspect_image, data, LIMITS))
-        timed(f"  load_normalized to 4096 px ({name})", partial(load_normalized, data, LIMITS, 4096))
-
-
-def output_formats() -> None:
-    """What each output format costs: encode time and bytes of every preset of a 12 MP photo."""
-    image = twelve_megapixels()
-    print("\noutput formats: the presets of a 12 MP photo (4032x3024), at the deployment's qualities")
-    formats: tuple[OutputFormat, ...] = ("webp", "avif", "jpeg")
-    for fmt in formats:
-        for edge in PRESETS:
-            rendered = render_variant(image, edge, fmt, QUALITY[fmt])
-            label = f"{fmt} q{QUALITY[fmt]} at {min(edge, 4032)} px: {len(rendered.data):,} bytes"
-            timed(label, partial(render_variant, image, edge, fmt, QUALITY[fmt]), rounds=1 if fmt == "avif" else 3)
-
-
-def animations() -> None:
-    """An animated GIF of 60 frames of 480 x 360: validation, one decode of every frame, each preset's encode."""
-    from imgflow.imaging import load_animation, render_animation
-
-    with Image.open(PHOTO) as photo:
-        strip = photo.convert("RGB").resize((480 + 60 * 4, 360))
-    frames = [strip.crop((index * 4, 0, index * 4 + 480, 360)) for index in range(60)]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=40, loop=0)
-    data = buffer.getvalue()
-    print(f"\nanimations: a GIF of 60 frames of 480x360 ({len(data):,} bytes)")
-    timed("inspect_image (every frame decoded)", partial(inspect_image, data, LIMITS), rounds=1)
-    animation = load_animation(data, LIMITS)
-    timed("load_animation (every frame, upright sRGB RGBA)", partial(load_animation, data, LIMITS), rounds=1)
-    formats: tuple[OutputFormat, ...] = ("webp", "avif")
-    for fmt in formats:
-        for edge in PRESETS:
-            size = len(render_animation(animation, edge, fmt, QUALITY[fmt]).data)
-            label = f"animated {fmt} q{QUALITY[fmt]} at {edge} px: {size:,} bytes"
-            timed(label, partial(render_animation, animation, edge, fmt, QUALITY[fmt]), rounds=1)
-
-
-def edits() -> None:
-    from imgflow.operations import apply_recipe
-    from imgflow.recipes import Recipe
-
-    data = PHOTO.read_bytes()
-    image = load_normalized(data, LIMITS)
-    recipe = Recipe.model_validate({"operations": [{"op": "grayscale"}, {"op": "rotate", "degrees": 90}]})
-    print(f"\nedits: a recipe at full size ({image.width}x{image.height}), and how its result is stored")
-    timed("decode at full size (recipes work on the size the view shows)", lambda: load_normalized(data, LIMITS))
-    result = apply_recipe(image, recipe)
-    timed("recipe grayscale + rotate 90", lambda: apply_recipe(image, recipe))
-    choices: tuple[tuple[str, dict[str, Any]], ...] = (
+def machine() -> dict[str, Any]:
+    model = next(
         (
-            "lossless WebP, effort 50, method 2 (chosen)",
-            {"format": "WEBP", "lossless": True, "quality": 50, "method": 2},
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if ":" in line and line.split(":")[0].strip() in {"model name", "Model"}
         ),
-        ("lossless WebP, effort 0, method 0", {"format": "WEBP", "lossless": True, "quality": 0, "method": 0}),
-        ("PNG, compress level 1", {"format": "PNG", "compress_level": 1}),
+        platform.processor(),
     )
-    for label, options in choices:
-        buffer = io.BytesIO()
-        timed(label, partial(result.save, buffer, **options), rounds=1)
-        print(f"    {len(buffer.getvalue()):,} bytes")
+    import pyvips
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pillow": Image.__version__,
+        "libwebp": features.version("webp"),
+        "libjpeg_turbo": features.version("libjpeg_turbo"),
+        "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
+        "note": "shared machine: other work runs beside the benchmark; compare ratios within this run",
+    }
 
 
-def _memory_mb(pids: list[int]) -> tuple[float, float]:
-    """Resident and proportional (shared pages split among their sharers) memory of `pids`, in MB."""
-    rss = pss = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in {"Rss", "Pss"}:
-                kilobytes = int(value.split()[0])
-                rss, pss = (rss + kilobytes, pss) if name == "Rss" else (rss, pss + kilobytes)
-    return rss / 1024, pss / 1024
-
-
-def local_runtime() -> None:
-    """What isolating invocations costs: each function's init, each container's cold start, and memory."""
-    import os
-    import re
-    from concurrent.futures import ThreadPoolExecutor
-
-    import requests
-
-    from imgflow_client import Client
-    from imgflow_local.runtime import LocalRuntime, RuntimeOptions
-
-    print("\nlocal runtime: a container per invocation (loader imports once, containers fork from it)")
-    log: list[str] = []
-    options = RuntimeOptions(
-        template=ROOT / "template.yaml", api_port=0, aws_port=0, parameters={"LogLevel": "WARNING"}, log=log.append
-    )
-    # One runtime per process: the embedded emulator's state belongs to the process.
-    with LocalRuntime(options) as runtime:
-        client = Client(runtime.api_url, runtime.token("bench"))
-        print("  end to end (POST /uploads, presigned POST through the policy check, long-poll), first run cold:")
-        for run in range(3):
-            started = time.perf_counter()
-            job_id = client.upload(PHOTO, wait=False)["job_id"]
-            uploaded = time.perf_counter()
-            view = client.wait(job_id)
-            done = time.perf_counter()
-            print(
-                f"    run {run + 1}: {view['status']}; POST /uploads + presigned POST {uploaded - started:.2f} s, "
-                f"-> succeeded {done - started:.2f} s"
+def compare(sources: list[Path], repetitions: int, workdir: Path) -> list[dict[str, Any]]:
+    samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    references: dict[tuple[str, tuple[int, int]], np.ndarray] = {}
+    scores: dict[tuple[str, str], float] = {}
+    for repetition in range(repetitions):
+        for source in sources:
+            for name in CONTENDERS:
+                out_dir = workdir / f"{source.stem}-{repetition}"
+                out_dir.mkdir(exist_ok=True)
+                samples.setdefault((source.name, name), []).append(run_contender(name, source, out_dir))
+                if repetition == 0:  # every repetition writes the same bytes
+                    scores[(source.name, name)] = psnr((out_dir / f"{name}.webp").read_bytes(), source, references)
+        print(f"  repetition {repetition + 1}/{repetitions} done", flush=True)
+    results = []
+    for source in sources:
+        with Image.open(source) as opened:
+            megapixels = round(opened.width * opened.height / 1e6, 1)
+        for name in CONTENDERS:
+            runs = samples[(source.name, name)]
+            results.append(
+                {
+                    "input": source.name,
+                    "megapixels": megapixels,
+                    "contender": name,
+                    "cpu_s": round(statistics.median(run["cpu_s"] for run in runs), 3),
+                    "wall_s": round(statistics.median(run["wall_s"] for run in runs), 3),
+                    "peak_rss_mb": round(statistics.median(run["peak_rss_mb"] for run in runs), 1),
+                    "bytes": runs[0]["bytes"],
+                    "psnr_1200": round(scores[(source.name, name)], 2),
+                }
             )
-        for line in log:
-            if " init " in line:
-                print("  " + line.split("  ", 1)[1].split("; imported")[0] + ")")
-        own = [os.getpid()]
-        warm_pids = own + [pid for function in runtime.functions.values() for pid in function.pids()]
-        rss, pss = _memory_mb(warm_pids)
-        own_rss, _ = _memory_mb(own)
-        print(f"  after three uploads (one container per function used): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
-        print(f"    of which the runtime's own process (emulator, front door, pollers): RSS {own_rss:.0f} MB")
-        api = runtime.functions["ApiFunction"]
-        pending = client.create_upload(PHOTO.name, PHOTO.stat().st_size, content_type="image/jpeg")["job_id"]
-        with ThreadPoolExecutor(api.max_containers) as pollers:
-            list(
-                pollers.map(
-                    lambda _: requests.get(
-                        f"{runtime.api_url}/jobs/{pending}",
-                        params={"wait": 2},
-                        headers={"Authorization": f"Bearer {runtime.token('bench')}"},
-                        timeout=60,
-                    ),
-                    range(api.max_containers),
-                )
-            )
-        cold = [float(m[1]) for line in log if (m := re.search(r"ApiFunction .*new container, (\d+) ms", line))]
+    return results
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(f"\n{'input':<38}{'MP':>5} {'contender':<9}{'CPU s':>7}{'wall s':>8}{'RSS MB':>8}{'bytes':>10}{'PSNR':>7}")
+    for row in results:
         print(
-            f"  ApiFunction cold starts: {len(cold)}, fork to ready median {statistics.median(cold):.0f} ms "
-            f"(max {max(cold):.0f} ms); {api.containers} containers now"
+            f"{row['input']:<38}{row['megapixels']:>5} {row['contender']:<9}{row['cpu_s']:>7.2f}{row['wall_s']:>8.2f}"
+            f"{row['peak_rss_mb']:>8.0f}{row['bytes']:>10,}{row['psnr_1200']:>7.2f}"
         )
-        pids = own + [pid for function in runtime.functions.values() for pid in function.pids()]
-        rss, pss = _memory_mb(pids)
-        api_rss, api_pss = _memory_mb(api.pids()[1:])
-        print(f"  with ApiFunction at its limit ({api.containers} containers): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
-        print(f"    of which its containers: RSS {api_rss:.0f} MB, PSS {api_pss:.0f} MB")
+
+
+def check_targets(results: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, as ratios within this run: one line each, met or not."""
+    lines = []
+    by_input: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in results:
+        by_input.setdefault(row["input"], {})[row["contender"]] = row
+    largest = max(by_input, key=lambda name: by_input[name]["imgflow"]["megapixels"])
+    for name, rows in by_input.items():
+        ours, vips, naive = rows["imgflow"], rows["pyvips"], rows["naive"]
+        checks = [
+            ("CPU <= pyvips", ours["cpu_s"] <= vips["cpu_s"], f"{ours['cpu_s'] / vips['cpu_s']:.2f}x"),
+            (
+                "bytes within 3% of pyvips",
+                ours["bytes"] <= 1.03 * vips["bytes"],
+                f"{ours['bytes'] / vips['bytes']:.3f}x",
+            ),
+            (
+                "PSNR@1200 >= pyvips",
+                ours["psnr_1200"] >= vips["psnr_1200"] - 0.005,
+                f"{ours['psnr_1200'] - vips['psnr_1200']:+.2f} dB",
+            ),
+            (
+                "peak RSS <= 1.5x pyvips",
+                ours["peak_rss_mb"] <= 1.5 * vips["peak_rss_mb"],
+                f"{ours['peak_rss_mb'] / vips['peak_rss_mb']:.2f}x",
+            ),
+        ]
+        if name == largest:
+            checks += [
+                (
+                    "CPU >= 1.5x lower than naive",
+                    naive["cpu_s"] >= 1.5 * ours["cpu_s"],
+                    f"{naive['cpu_s'] / ours['cpu_s']:.2f}x",
+                ),
+                ("peak RSS <= 200 MB", ours["peak_rss_mb"] <= 200, f"{ours['peak_rss_mb']:.0f} MB"),
+            ]
+        for label, met, figure in checks:
+            lines.append(f"  {'met ' if met else 'MISS'} {name}: {label} ({figure})")
+    return lines
+
+
+def chart(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(row["input"] for row in results))
+    labels = [
+        f"{name.split('_by_')[0].split('.')[0]}\n{next(r['megapixels'] for r in results if r['input'] == name)} MP"
+        for name in names
+    ]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    width = 0.27
+    for offset, contender in enumerate(CONTENDERS):
+        rows = [next(r for r in results if r["input"] == name and r["contender"] == contender) for name in names]
+        positions = [index + (offset - 1) * width for index in range(len(names))]
+        for axis, field in zip(axes, ("cpu_s", "peak_rss_mb", "bytes"), strict=True):
+            axis.bar(
+                positions, [row[field] / (1000 if field == "bytes" else 1) for row in rows], width, label=contender
+            )
+    for axis, title in zip(
+        axes, ("CPU seconds (median)", "peak RSS of a fresh process, MB", "output KB, 4 WebP variants"), strict=True
+    ):
+        axis.set_title(title)
+        axis.set_xticks(range(len(names)), labels)
+    axes[0].legend()
+    figure.suptitle("Variants of one upload (4096/1200/600/150 px WebP q85): imgflow, naive Pillow, libvips")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--details", action="store_true", help="also the per-stage figures of benchmarks/details.py")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="imgflow-bench-") as temporary:
+        workdir = Path(temporary)
+        sources = inputs(workdir)
+        print(f"variants of {len(sources)} inputs x {CONTENDERS}, {args.repetitions} repetitions, interleaved")
+        facts = machine()
+        results = compare(sources, args.repetitions, workdir)
+    print_table(results)
+    print("\ntargets (ratios in this run):")
+    print("\n".join(check_targets(results)))
+    RESULTS.write_text(json.dumps({"machine": facts, "results": results}, indent=2) + "\n")
+    chart(results, CHART)
+    print(f"\nwrote {RESULTS.relative_to(ROOT)} and {CHART.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s")
+    if args.details:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "details.py")], check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":
-    imaging()
-    phone_formats()
-    output_formats()
-    animations()
-    edits()
-    local_runtime()
+    main()

@@ -8,6 +8,7 @@ checked before pixels are decoded.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import struct
 import zlib
@@ -90,9 +91,16 @@ _ANIMATED_FORMATS: frozenset[ImageFormat] = frozenset({"GIF", "WEBP", "AVIF"})
 # which encoders write for sRGB-like content too (the curves differ by a few levels in the shadows).
 _CICP_DISPLAY_P3 = 12
 _CICP_SRGB_LIKE_TRANSFERS = frozenset({1, 13})
+# The encoders' effort, from the bytes-versus-CPU frontier `make bench` measures (README, Performance):
+# WebP method 3 writes the bytes and PSNR of the default 4 for ~10% less CPU (2 and below skip the
+# rate-distortion search: 4-15% more bytes at the same PSNR; 5 and 6 cost 15-50% more for 0-3% less);
+# AVIF speed 8 takes ~60% of the time of the default 6 for a file of about the same size.
+_WEBP_METHOD = 3
+_AVIF_SPEED = 8
 # Animated variants are encoded with less effort than stills: one encode per frame and preset.
 _ANIMATION_WEBP_METHOD = 2
 _RESIZE_REDUCING_GAP = 3.0
+_RESIZE_BAND_BYTES = 8 * 2**20
 _BLURHASH_COMPONENTS = (4, 3)
 _PLACEHOLDER_EDGE = 32
 _DOMINANT_PALETTE_SIZE = 8
@@ -204,10 +212,14 @@ def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = Non
         if (hdr_source := _hdr_source(data, fmt)) is None:
             image.load()
         icc_profile = image.info.get("icc_profile") or _profile_from_code_points(data, fmt)
-        _apply_orientation(image)
+        # Turned upright after the resize: the same pixels, and turning the smaller image costs less.
+        transpose = _ORIENTATION_TRANSPOSES.get(_orientation(image))
         normalized = _to_srgb(image, icc_profile) if hdr_source is None else _load_hdr(image, data, hdr_source)
+    del image  # often what `normalized` is: the full decode goes as soon as it is resized
     if max_edge is not None:
         normalized = resize_to_long_edge(normalized, max_edge)
+    if transpose is not None:
+        normalized = normalized.transpose(transpose)
     normalized.info.clear()
     return normalized
 
@@ -221,7 +233,22 @@ def resize_to_long_edge(image: Image.Image, long_edge: int) -> Image.Image:
         size = (long_edge, max(1, round(height * long_edge / width)))
     else:
         size = (max(1, round(width * long_edge / height)), long_edge)
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=_RESIZE_REDUCING_GAP)
+    # Under 2x, LANCZOS's outer lobes cost half as much again as BICUBIC for 0.9 dB at 57-58 dB PSNR
+    # (24 MP to 4096 px, make bench), far below what the encoders take away (42 dB at WebP q85).
+    resample = Image.Resampling.BICUBIC if max(width, height) < 2 * long_edge else Image.Resampling.LANCZOS
+    # Pillow resizes along rows first, into an image of the new width and the whole old height (65 MB
+    # from 24 MP to 4096 px, beside the decode and the result): a band of rows at a time, it is a few MB.
+    # Each band's filter reads the rows around its box, so the bands join as the whole would.
+    bands = math.ceil(size[0] * height * 4 / _RESIZE_BAND_BYTES)
+    if bands < 2 or image.mode == "P":
+        return image.resize(size, resample, reducing_gap=_RESIZE_REDUCING_GAP)
+    resized = Image.new(image.mode, size, None)  # every row is pasted over: no need to clear it first
+    edges = [size[1] * band // bands for band in range(bands + 1)]
+    for top, bottom in itertools.pairwise(edges):
+        box = (0.0, top * height / size[1], float(width), bottom * height / size[1])
+        band = image.resize((size[0], bottom - top), resample, box=box, reducing_gap=_RESIZE_REDUCING_GAP)
+        resized.paste(band, (0, top))
+    return resized
 
 
 def render_variant(image: Image.Image, long_edge: int, fmt: OutputFormat, quality: int) -> RenderedImage:
@@ -231,16 +258,14 @@ def render_variant(image: Image.Image, long_edge: int, fmt: OutputFormat, qualit
     # Explicit empty metadata: the AVIF encoder would otherwise copy the image's own ICC profile.
     metadata = {"exif": b"", "xmp": b"", "icc_profile": b""}
     if fmt == "webp":
-        variant.save(buffer, format="WEBP", quality=quality, method=4, **metadata)
+        variant.save(buffer, format="WEBP", quality=quality, method=_WEBP_METHOD, **metadata)
     elif fmt == "jpeg":
         # For old clients and e-mail: no alpha (flattened on white), progressive so a slow link shows the
         # whole picture early, optimized Huffman tables (a few % smaller, a few ms more).
         variant = _flatten_on_white(variant)
         variant.save(buffer, format="JPEG", quality=quality, progressive=True, optimize=True, **metadata)
     else:
-        # Measured on a 4096 px photo: speed 8 takes ~60% of the time of the default 6, for a file
-        # of about the same size.
-        variant.save(buffer, format="AVIF", quality=quality, speed=8, **metadata)
+        variant.save(buffer, format="AVIF", quality=quality, speed=_AVIF_SPEED, **metadata)
     return RenderedImage(
         data=buffer.getvalue(),
         width=variant.width,
@@ -544,7 +569,8 @@ def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
             converted = None
         if converted is not None:
             return converted
-    return image.convert(target)
+    # Already in its mode, the decode itself: convert() would copy it (96 MB for 24 MP).
+    return image if image.mode == target else image.convert(target)
 
 
 def _gray16_to_8bit(image: Image.Image) -> Image.Image:

@@ -1,0 +1,121 @@
+"""One contender's variants of one input, in a process of its own: `contender.py NAME INPUT OUT_DIR [WORKERS]`.
+
+Prints one JSON line: CPU and wall seconds of the work (imports and reading the file excluded: a warm
+Lambda container has paid for them), this process's own peak resident memory (`VmHWM`, imports included:
+a container holds them), the bytes of every output, the stage CPU times where the contender has stages.
+Writes the 1200 px variant to OUT_DIR/NAME.webp for the parent to score against its reference.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+EDGES = (4096, 1200, 600, 150)  # the deployment's default presets: full, large, small, thumb
+SCORED_EDGE = 1200
+QUALITY = 85
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water mark; ru_maxrss would fold in the parent's at fork time."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def imgflow(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+    """The variants function's own path: the domain calls VariantsService makes, through the same helpers."""
+    from imgflow.imaging import load_normalized, placeholder
+    from imgflow.models import OutputFormat
+    from imgflow.settings import Settings
+    from imgflow.variants import render_stills
+
+    settings = Settings(jobs_table="bench", uploads_bucket="bench", media_bucket="bench")
+    # What plan() makes of a job that asks for the defaults: every preset in WebP, largest first.
+    formats: tuple[OutputFormat, ...] = ("webp",)
+    steps = [
+        (preset, fmt) for preset in sorted(settings.variant_presets, key=lambda p: -p.long_edge) for fmt in formats
+    ]
+    started = time.process_time()
+    image = load_normalized(data, settings.image_limits, max_edge=steps[0][0].long_edge)
+    decoded = time.process_time()
+    placeholder(image)
+    rendered = {preset.long_edge: variant.data for preset, _, variant in render_stills(image, steps, settings, workers)}
+    return rendered, {"decode_s": decoded - started, "render_s": time.process_time() - decoded}
+
+
+def naive(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+    """What a first Pillow version does: decode every pixel, orient, each size from the full image."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        full = ImageOps.exif_transpose(opened).convert("RGB")
+    outputs = {}
+    for edge in EDGES:
+        scale = min(1.0, edge / max(full.size))
+        size = (max(1, round(full.width * scale)), max(1, round(full.height * scale)))
+        resized = full.resize(size, Image.Resampling.LANCZOS) if scale < 1 else full
+        buffer = io.BytesIO()
+        resized.save(buffer, format="WEBP", quality=QUALITY, method=4)
+        outputs[edge] = buffer.getvalue()
+    return outputs, {}
+
+
+def pyvips(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+    """libvips as its users call it: a shrink-on-load thumbnail per size, WebP without metadata."""
+    import pyvips as vips
+
+    # sRGB export only where the file embeds a profile: asked for always, libvips would take every
+    # pixel of an untagged file through XYZ and back.
+    header = vips.Image.new_from_buffer(data, "")
+    export = {"export_profile": "srgb"} if header.get_typeof("icc-profile-data") else {}
+    outputs = {}
+    for edge in EDGES:
+        thumb = vips.Image.thumbnail_buffer(data, edge, height=edge, size="down", **export)
+        outputs[edge] = thumb.webpsave_buffer(Q=QUALITY, effort=4, keep="none")
+    return outputs, {}
+
+
+CONTENDERS: dict[str, Callable[[bytes, int], tuple[dict[int, bytes], dict[str, float]]]] = {
+    "imgflow": imgflow,
+    "naive": naive,
+    "pyvips": pyvips,
+}
+
+
+def main(name: str, source: Path, out_dir: Path, workers: int) -> None:
+    run = CONTENDERS[name]
+    data = source.read_bytes()
+    # Imports first, outside the timed work (each contender imports its library on first use).
+    run(_tiny_jpeg(), workers)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    outputs, stages = run(data, workers)
+    wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    (out_dir / f"{name}.webp").write_bytes(outputs[SCORED_EDGE])
+    result = {
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "bytes": sum(len(output) for output in outputs.values()),
+        "bytes_by_edge": {str(edge): len(output) for edge, output in outputs.items()},
+        **stages,
+    }
+    print(json.dumps(result))
+
+
+def _tiny_jpeg() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "gray").save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 1)

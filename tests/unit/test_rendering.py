@@ -1,0 +1,91 @@
+"""The render side of the variants path: resizes in bands, stills from the next larger size, encodes in parallel."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from imgflow import variants
+from imgflow.imaging import RenderedImage, resize_to_long_edge
+from imgflow.models import OutputFormat, VariantPreset
+from imgflow.settings import Settings
+from imgflow.variants import render_stills
+
+PRESETS = [VariantPreset(name=name, long_edge=edge) for name, edge in (("full", 900), ("large", 300), ("thumb", 60))]
+
+
+def settings() -> Settings:
+    return Settings(jobs_table="jobs", uploads_bucket="uploads", media_bucket="media")
+
+
+def gradient(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """Detail in every direction, so a resize that got its rows or bands wrong shows."""
+    red = Image.linear_gradient("L").resize(size)
+    green = Image.linear_gradient("L").transpose(Image.Transpose.ROTATE_90).resize(size)
+    blue = Image.effect_noise((size[0] // 4, size[1] // 4), 40).resize(size, Image.Resampling.NEAREST)
+    image = Image.merge("RGB", (red, green, blue))
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def steps(formats: tuple[OutputFormat, ...] = ("webp",)) -> list[tuple[VariantPreset, OutputFormat]]:
+    return [(preset, fmt) for preset in PRESETS for fmt in formats]
+
+
+def test_given_a_large_image_when_resized_in_bands_then_it_matches_one_resize_of_the_whole() -> None:
+    # 2400 x 3600 to 1200 px: an intermediate of 800 x 3600 x 4 bytes, two bands of the 8 MB budget.
+    image = gradient((2400, 3600))
+
+    banded = resize_to_long_edge(image, 1200)
+
+    whole = image.resize(banded.size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    assert banded.size == (800, 1200)
+    difference = ImageStat.Stat(ImageChops.difference(banded, whole))
+    assert max(high for _, high in difference.extrema) <= 1
+
+
+def test_given_steps_when_stills_render_then_each_comes_in_step_order_at_its_size() -> None:
+    rendered = list(render_stills(gradient((1200, 800)), steps(("webp", "jpeg")), settings()))
+
+    assert [(preset.name, fmt) for preset, fmt, _ in rendered] == [(p.name, f) for p, f in steps(("webp", "jpeg"))]
+    for preset, fmt, still in rendered:
+        with Image.open(io.BytesIO(still.data)) as decoded:
+            assert decoded.format == {"webp": "WEBP", "jpeg": "JPEG"}[fmt]
+            assert max(decoded.size) == preset.long_edge
+            assert decoded.size == (still.width, still.height)
+
+
+def test_given_two_workers_when_stills_render_then_the_bytes_are_those_of_one() -> None:
+    image = gradient((1200, 800))
+
+    one = [still.data for _, _, still in render_stills(image, steps(), settings(), workers=1)]
+    two = [still.data for _, _, still in render_stills(image, steps(), settings(), workers=2)]
+
+    assert one == two
+
+
+@pytest.mark.parametrize(("alpha", "mode"), [(255, "RGB"), (128, "RGBA")])
+def test_given_an_alpha_channel_when_stills_render_then_only_a_transparent_one_is_kept(alpha: int, mode: str) -> None:
+    image = gradient((400, 300), "RGBA")
+    image.putalpha(alpha)
+
+    _, _, still = next(render_stills(image, steps(), settings()))
+
+    with Image.open(io.BytesIO(still.data)) as decoded:
+        assert decoded.mode == mode
+
+
+def test_given_an_encode_fails_when_stills_render_then_the_failure_reaches_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def failing_render(image: Image.Image, long_edge: int, *args: Any) -> RenderedImage:
+        raise OSError(f"encoder failed at {long_edge} px")
+
+    monkeypatch.setattr(variants, "render_variant", failing_render)
+    stills = render_stills(gradient((1200, 800)), steps(), settings(), workers=2)
+
+    with pytest.raises(OSError, match="encoder failed at 900 px"):
+        next(stills)
+    assert next(stills, None) is None  # the generator ended: nothing after the failure is handed out
