@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_INPUTS = ROOT / "tests" / "fixtures" / "images" / "bad-inputs"
+ANIMATED_GIF = ROOT / "tests" / "fixtures" / "images" / "animations" / "crossing_24_frames.gif"
 CHROMIUM = Path("/usr/bin/chromium")
 # No internet here: anything Chromium would fetch on its own in the background only stalls or fails.
 CHROMIUM_ARGS = [
@@ -200,20 +201,27 @@ def test_an_upload_that_s3_refuses_is_shown_with_s3s_reason(page: Page) -> None:
 
 def test_several_files_at_once_and_a_screenshot(page: Page, tmp_path: Path) -> None:
     files = [BAD_INPUTS / name for name in ("hopper.jpg", "broken_data_stream.png", "hopper_orientation_6.jpg")]
-    page.set_input_files("#file", [str(path) for path in files])
+    page.set_input_files("#file", [str(path) for path in [*files, ANIMATED_GIF]])
 
     expected = {
         "hopper.jpg": "succeeded",
         "broken_data_stream.png": "rejected",
         "hopper_orientation_6.jpg": "succeeded",
+        ANIMATED_GIF.name: "succeeded",
     }
     for filename, status in expected.items():
         card = page.locator(f'#jobs .job[data-filename="{filename}"]')
         expect(card).to_have_attribute("data-status", status, timeout=WAIT_MS)
     page.wait_for_function(
-        "() => [...document.querySelectorAll('img[data-role=thumb]')].filter(i => i.naturalWidth > 0).length === 2",
+        "() => [...document.querySelectorAll('img[data-role=thumb]')].filter(i => i.naturalWidth > 0).length === 3",
         timeout=WAIT_MS,
     )
+    # An animation's card links its animated variants and, beside each, the poster still of its first frame.
+    animated = page.locator(f'#jobs .job[data-filename="{ANIMATED_GIF.name}"]')
+    expect(animated.locator('a[data-role="variant"][data-variant-role="animation"]')).to_have_count(4)
+    posters = animated.locator('a[data-role="variant"][data-variant-role="poster"]')
+    expect(posters).to_have_count(4)
+    expect(posters.first).to_have_text(re.compile(r"^(thumb|small|large|full)\.poster\.webp$"))
 
     screenshot = tmp_path / "demo-page.png"
     page.screenshot(path=str(screenshot), full_page=True)
@@ -276,6 +284,11 @@ def test_an_upload_with_the_grayscale_recipe_shows_its_grey_result(page: Page) -
     # R == G == B in every pixel.
     assert image.get_attribute("data-preset") == "thumb"
     assert "/thumb." in (image.get_attribute("src") or "")
+    # Every variant of the result is linked, as an upload's are.
+    links = edit.locator('a[data-role="edit-variant"]')
+    expect(links).to_have_count(4)
+    assert {links.nth(index).get_attribute("data-preset") for index in range(4)} == {"thumb", "small", "large", "full"}
+    assert all((links.nth(index).get_attribute("href") or "").startswith("http://") for index in range(4))
     master = edit.locator('a[data-role="edit-link"]').get_attribute("href") or ""
     assert master.startswith("http://")
     assert master != image.get_attribute("src")
