@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgflow import aws
+from imgflow.batches import require_time
 from imgflow.errors import TransientError, TransitionRejectedError
 from imgflow.event_models import EditRecordModel
 from imgflow.models import JobError, TaskStatus, edit_task_name
@@ -18,9 +19,14 @@ from imgflow.services import edit_service
 from imgflow.settings import get_settings
 
 processor = BatchProcessor(event_type=EventType.SQS, model=EditRecordModel, raise_on_entire_batch_failure=False)
+# Less time than this is likely to be cut short by the timeout (a recipe and its variants; a Gemini call
+# takes longer in its tail): no record of a batch starts with less. BatchSize 1 makes it matter only if
+# the template raises it.
+RECORD_TIME_MS = 20_000
 
 
-def record_handler(record: EditRecordModel) -> None:
+def record_handler(record: EditRecordModel, lambda_context: LambdaContext) -> None:
+    require_time(lambda_context, RECORD_TIME_MS)
     message = record.body
     logger.append_keys(job_id=message.job_id, edit_id=message.edit_id)
     settings = get_settings()

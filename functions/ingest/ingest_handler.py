@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from imgflow import aws
+from imgflow.batches import require_time
 from imgflow.event_models import IngestRecordModel, created_objects
 from imgflow.models import SourceObject
 from imgflow.observability import logger, metrics, tracer
@@ -29,6 +30,9 @@ idempotency_config = IdempotencyConfig(
     expires_after_seconds=24 * 3600,
     raise_on_no_idempotency_key=True,
 )
+# Less time than this is likely to be cut short by the timeout (validating and copying a large upload):
+# no record of a batch starts with less, so a slow neighbour never takes the rest of the batch with it.
+RECORD_TIME_MS = 15_000
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +53,8 @@ def _ingest_once() -> Any:
     return ingest_once
 
 
-def record_handler(record: IngestRecordModel) -> None:
+def record_handler(record: IngestRecordModel, lambda_context: LambdaContext) -> None:
+    require_time(lambda_context, RECORD_TIME_MS)
     sources = created_objects(record.body)
     if not sources:
         logger.info("s3 test event acknowledged")

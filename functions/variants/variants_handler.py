@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from imgflow.batches import require_time
 from imgflow.errors import TransitionRejectedError
 from imgflow.event_models import VariantsRecordModel
 from imgflow.models import JobError
@@ -16,9 +17,13 @@ from imgflow.services import variants_service
 from imgflow.settings import get_settings
 
 processor = BatchProcessor(event_type=EventType.SQS, model=VariantsRecordModel, raise_on_entire_batch_failure=False)
+# Less time than this is likely to be cut short by the timeout (a large image's variants): no record
+# of a batch starts with less. BatchSize 1 makes it matter only if the template raises it.
+RECORD_TIME_MS = 20_000
 
 
-def record_handler(record: VariantsRecordModel) -> None:
+def record_handler(record: VariantsRecordModel, lambda_context: LambdaContext) -> None:
+    require_time(lambda_context, RECORD_TIME_MS)
     message = record.body
     logger.append_keys(job_id=message.job_id)
     attempt = int(record.attributes.ApproximateReceiveCount)
