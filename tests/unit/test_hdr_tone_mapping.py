@@ -8,11 +8,13 @@ nits; HLG at 0, 38%, 50%, 75% (reference white) and 100% of its signal.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from imgflow import icc
 from imgflow.hdr import PQ, HdrSource, to_sdr
 from imgflow.imaging import ImageLimits, load_normalized
 
@@ -111,3 +113,31 @@ def test_given_16_bit_code_values_when_mapped_then_the_low_bytes_count() -> None
     precise = to_sdr(high, low, HdrSource(transfer=PQ, primaries=9)).getpixel((0, 0))
 
     assert precise == (srgb_8bit(100 / 203),) * 3
+
+
+def cicp_profile(primaries: int, transfer: int) -> bytes:
+    """A bare ICC profile whose one tag is `cicp` (ICC.1:2022), as HDR profiles carry it."""
+    tag = b"cicp" + bytes(4) + bytes([primaries, transfer, 0, 1])
+    header = (144 + len(tag)).to_bytes(4, "big") + bytes(32) + b"acsp" + bytes(88)
+    return header + (1).to_bytes(4, "big") + b"cicp" + (144).to_bytes(4, "big") + len(tag).to_bytes(4, "big") + tag
+
+
+def test_given_an_icc_profile_then_its_cicp_tag_is_read() -> None:
+    assert icc.cicp(cicp_profile(9, 16)) == (9, 16, 0)
+    assert icc.cicp(icc.display_p3()) is None  # a matrix/TRC profile: no tag
+    assert icc.cicp(b"short") is None
+
+
+def test_given_a_png_whose_icc_profile_names_pq_when_normalized_then_tone_mapped() -> None:
+    grey = Image.new("RGB", (2 * PATCH, PATCH), (round(pq_code(203) * 255),) * 3)
+    grey.paste((round(pq_code(26) * 255),) * 3, (PATCH, 0, 2 * PATCH, PATCH))
+    buffer = io.BytesIO()
+    grey.save(buffer, "PNG", icc_profile=cicp_profile(9, 16))
+
+    image = load_normalized(buffer.getvalue(), LIMITS)
+
+    white, grey_18 = (image.getpixel((x, PATCH // 2)) for x in (PATCH // 2, PATCH + PATCH // 2))
+    assert isinstance(white, tuple)
+    assert isinstance(grey_18, tuple)
+    assert white[1] in REFERENCE_WHITE
+    assert abs(grey_18[1] - srgb_8bit(26 / 203)) <= 3

@@ -53,3 +53,21 @@ def display_p3() -> bytes:
         + bytes(48)
     )
     return header + struct.pack(">I", len(tags)) + directory + body
+
+
+def cicp(profile: bytes) -> tuple[int, int, int] | None:
+    """The colour primaries, transfer and matrix that a profile's `cicp` tag (ICC.1:2022) names, if it has one.
+
+    HDR profiles (BT.2100 PQ or HLG) carry one: their curves are beyond what littleCMS's matrix/TRC
+    conversion can do, and the tag says what the values are.
+    """
+    if len(profile) < 132:
+        return None
+    count = int.from_bytes(profile[128:132], "big")
+    for entry in range(132, min(132 + 12 * count, len(profile) - 11), 12):
+        if profile[entry : entry + 4] == b"cicp":
+            offset = int.from_bytes(profile[entry + 4 : entry + 8], "big")
+            tag = profile[offset : offset + 12]
+            if len(tag) == 12 and tag[:4] == b"cicp":
+                return tag[8], tag[9], tag[10]
+    return None

@@ -209,7 +209,7 @@ def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = Non
         if fmt == "JPEG" and max_edge is not None and max(image.size) > max_edge:
             image.draft("RGB", _draft_request(image.size, max_edge))
         # HDR is decoded and tone-mapped by _load_hdr, from 16 bits where it can: not loaded here at 8.
-        if (hdr_source := _hdr_source(data, fmt)) is None:
+        if (hdr_source := _hdr_source(image, data, fmt)) is None:
             image.load()
         icc_profile = image.info.get("icc_profile") or _profile_from_code_points(data, fmt)
         # Turned upright after the resize: the same pixels, and turning the smaller image costs less.
@@ -461,14 +461,18 @@ def _profile_from_code_points(data: bytes, fmt: ImageFormat) -> bytes | None:
     return None
 
 
-def _hdr_source(data: bytes, fmt: ImageFormat) -> hdr.HdrSource | None:
-    """How to read a HEIC or AVIF that says with CICP code points that it is HDR (PQ or HLG), else None."""
-    if fmt not in _ISO_FORMATS:
+def _hdr_source(image: Image.Image, data: bytes, fmt: ImageFormat) -> hdr.HdrSource | None:
+    """How to read an image that says with CICP code points that it is HDR (PQ or HLG), else None: in its
+    ICC profile's `cicp` tag (any format), or, in a HEIC or AVIF without a profile, in its `nclx` box."""
+    if profile := image.info.get("icc_profile"):
+        codes = icc.cicp(profile)
+    elif fmt in _ISO_FORMATS and (cicp := read_header(data, MAX_ISO_BOXES).primary_cicp) is not None:
+        codes = cicp.primaries, cicp.transfer, cicp.matrix
+    else:
         return None
-    cicp = read_header(data, MAX_ISO_BOXES).primary_cicp
-    if cicp is None or not hdr.is_hdr(cicp.transfer):
+    if codes is None or not hdr.is_hdr(codes[1]):
         return None
-    return hdr.HdrSource(transfer=cicp.transfer, primaries=cicp.primaries)
+    return hdr.HdrSource(transfer=codes[1], primaries=codes[0])
 
 
 def _load_hdr(image: ImageFile.ImageFile, data: bytes, source: hdr.HdrSource) -> Image.Image:
