@@ -93,6 +93,18 @@ package: $(STAMP)
 build: $(SAM_STAMP)
 	PATH="$(PYTHON313_DIR):$$PATH" $(SAM) build
 
+# Measured limits (README, "Measured limits"): each function's cold start in fresh processes (import, then
+# first call; `ARGS="api ingest --baseline /tmp/old-tree"` compares with another checkout in the same run).
+.PHONY: bench-cold
+bench-cold: $(STAMP)
+	$(BIN)/python benchmarks/cold_start.py $(ARGS)
+
+# The local runtime under load, over HTTP (benchmarks/load.py; ~10 min here): 12 MP uploads one at a time,
+# 200 uploads from 8 clients, GET /jobs/{id} at 100/s open loop, AWS requests per upload.
+.PHONY: load
+load: $(STAMP)
+	$(BIN)/python benchmarks/load.py $(ARGS)
+
 schemas: $(STAMP)
 	$(BIN)/python -m imgflow.schemas events/schemas
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from imgflow.ingest import drop_job_id
@@ -91,7 +93,7 @@ def test_given_sequencers_of_different_lengths_when_ordered_then_they_compare_af
 
 
 def test_given_default_settings_when_planned_then_every_preset_in_webp_largest_first() -> None:
-    steps = plan(a_job(), Settings(**BASE_ENV))  # type: ignore[arg-type]
+    steps = plan(a_job(), Settings.from_environment(BASE_ENV))
     assert [(p.name, p.long_edge, fmt) for p, fmt in steps] == [
         ("full", 4096, "webp"),
         ("large", 1200, "webp"),
@@ -102,7 +104,7 @@ def test_given_default_settings_when_planned_then_every_preset_in_webp_largest_f
 
 def test_given_a_request_for_some_presets_and_avif_when_planned_then_only_those() -> None:
     job = a_job(variants_request=VariantsRequest(presets=("thumb",), formats=("webp", "avif")))
-    steps = plan(job, Settings(**BASE_ENV))  # type: ignore[arg-type]
+    steps = plan(job, Settings.from_environment(BASE_ENV))
     assert [(p.name, fmt) for p, fmt in steps] == [("thumb", "webp"), ("thumb", "avif")]
 
 
@@ -131,7 +133,7 @@ def test_given_environment_when_settings_are_read_then_presets_and_formats_parse
     monkeypatch.setenv("VARIANT_PRESETS", "tiny=64, hero=2000")
     monkeypatch.setenv("DEFAULT_FORMATS", "webp,avif")
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
-    settings = Settings()
+    settings = Settings.from_environment(os.environ)
     assert [(p.name, p.long_edge) for p in settings.variant_presets] == [("tiny", 64), ("hero", 2000)]
     assert settings.default_formats == ("webp", "avif")
     assert settings.max_upload_bytes == 1000
@@ -142,7 +144,7 @@ def test_given_a_missing_table_name_when_settings_are_read_then_it_fails_fast(mo
     monkeypatch.setenv("UPLOADS_BUCKET", "up")
     monkeypatch.setenv("MEDIA_BUCKET", "media")
     with pytest.raises(ValueError, match="jobs_table"):
-        Settings()
+        Settings.from_environment(os.environ)
 
 
 def test_given_terminal_statuses_then_exactly_the_four_endings_are_terminal() -> None:

@@ -81,7 +81,8 @@ NotifyUrl = Annotated[
 
 
 class ApiModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Built when first used (see imgflow.models.Model).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class VariantsRequestBody(VariantsRequest):
