@@ -187,28 +187,12 @@ class LocalRuntime:
         for service, url in sorted(services.items()):
             self.say(f"{service} at {url}" + (" (the embedded emulator)" if url == embedded_url else ""))
 
-    def _enforce_iam(self, session: boto3.session.Session) -> None:
-        """Give each function its role's credentials and have the embedded emulator enforce IAM. Not with
-        another emulator for some service: its credentials are the runtime's own (LocalStack checks no IAM
-        unless told to, and would take a role's key for another account)."""
-        if not self.options.iam or self._front_door is None:
-            return
-        default, services = self.options.aws_endpoints.urls(self._front_door.url)
-        if {default, *services.values()} != {self._front_door.url}:
-            return
-        self._roles = assume_function_roles(session, self.stack)
-        self._secrets.update({role.access_key_id: role.secret_access_key for role in self._roles.values()})
-        self._iam = Enforcement(session, self.stack.account_id, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
-        self._iam.start()
-        self.say("IAM enforced: each function runs as its role from template.yaml (--no-iam turns it off)")
-
     def _environment(self, spec: FunctionSpec) -> dict[str, str]:
         """A function's environment: this process's (the emulator's endpoint and credentials, keys such
-        as GEMINI_API_KEYS), then the template's variables for that function, and its role's credentials."""
+        as GEMINI_API_KEYS), then the template's variables for that function."""
         return {
             **os.environ,
             **spec.environment,
-            **(self._roles[spec.logical_id].environment() if spec.logical_id in self._roles else {}),
             # No X-Ray daemon and no CloudWatch here: traces off, metrics off (they would only print).
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
