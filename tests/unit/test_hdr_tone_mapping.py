@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from imgflow import icc
+from imgflow.errors import ImageRejectedError
 from imgflow.hdr import PQ, HdrSource, to_sdr
 from imgflow.imaging import ImageLimits, load_normalized
 
@@ -141,3 +142,13 @@ def test_given_a_png_whose_icc_profile_names_pq_when_normalized_then_tone_mapped
     assert isinstance(grey_18, tuple)
     assert white[1] in REFERENCE_WHITE
     assert abs(grey_18[1] - srgb_8bit(26 / 203)) <= 3
+
+
+@pytest.mark.parametrize("name", ["pq_patches.heic", "pq_patches.avif"])
+def test_given_a_truncated_hdr_file_when_normalized_then_corrupt_image(name: str) -> None:
+    data = (HEIC_AVIF / name).read_bytes()
+
+    with pytest.raises(ImageRejectedError) as caught:
+        load_normalized(data[: len(data) * 2 // 3], LIMITS)
+
+    assert caught.value.code == "corrupt_image"
