@@ -9,8 +9,8 @@ write a handful of these parts, so a file with far more is refused (`too_complex
 The walk only counts: a structure it cannot follow (truncated, malformed) is left to the decoder,
 which rejects it as corrupt.
 
-HEIF and AVIF are walked as far as their `meta` box (imgflow.isobmff): libheif and libavif build an
-object per box and per item while parsing, before any pixel.
+HEIF and AVIF are walked as far as their `meta` box and an image sequence's track tables (imgflow.isobmff):
+libheif and libavif build an object per box, per item and per sample while parsing, before any pixel.
 
 GIF and WebP are not walked. WebP's chunks are parsed by libwebp in C (two million empty chunks, or
 half a million frames, take ~0.1 s), and the GIF parser's worst case stays linear in the bytes, so
