@@ -1,5 +1,5 @@
-"""HEIC and AVIF as phones and browsers send them (and an animated GIF beside them), through `imgflow
-process` and through the HTTP flow.
+"""HEIC and AVIF as phones and browsers send them (and an animated GIF and an AVIF sequence beside them),
+through `imgflow process` and through the HTTP flow.
 
 Small fixtures (tests/fixtures/images/heic-avif): an iPhone-style HEIC (Display P3, orientation 6, GPS
 in EXIF; stored 96 x 64, shown 64 x 96 with its warm half on top), a 10-bit AVIF, a 10-bit PQ (HDR) HEIC
@@ -29,6 +29,7 @@ TEN_BIT = HEIC_AVIF / "ten_bit_p3.avif"
 HDR = HEIC_AVIF / "pq_patches.heic"
 HUGE_HEADER = HEIC_AVIF / "declares_100000x100000.heic"
 ANIMATED_GIF = ROOT / "tests" / "fixtures" / "images" / "animations" / "crossing_24_frames.gif"
+AVIF_SEQUENCE = ROOT / "tests" / "fixtures" / "images" / "animations" / "crossing_8_frames.avif"
 CLI_SECONDS = 180
 
 
@@ -48,7 +49,7 @@ def assert_upright_warm_on_top(output: OutputImage, what: str) -> None:
 def test_process_takes_a_heic_and_a_10_bit_avif_and_rejects_a_header_bomb_without_decoding(
     imgflow_cli: list[str], tmp_path: Path, open_image: Callable[[bytes], OutputImage]
 ) -> None:
-    files = [IPHONE, TEN_BIT, HDR, HUGE_HEADER, ANIMATED_GIF]
+    files = [IPHONE, TEN_BIT, HDR, HUGE_HEADER, ANIMATED_GIF, AVIF_SEQUENCE]
     command = [*imgflow_cli, "process", *map(str, files), "--out", str(tmp_path), "--json"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
 
@@ -83,14 +84,15 @@ def test_process_takes_a_heic_and_a_10_bit_avif_and_rejects_a_header_bomb_withou
         white = open_image(Path(variant["path"]).read_bytes()).pixels.convert("L").getpixel((56, 8))
         assert isinstance(white, int)
         assert 230 <= white <= 252, f"{variant['preset']}: {white}"
-    # The animation and its poster stills, side by side.
-    animated = tmp_path / ANIMATED_GIF.stem
-    for preset in ("thumb", "small", "large", "full"):
-        with (
-            Image.open(animated / f"{preset}.webp") as animation,
-            Image.open(animated / f"{preset}.poster.webp") as poster,
-        ):
-            assert (getattr(animation, "n_frames", 1), getattr(poster, "n_frames", 1)) == (24, 1)
+    # The animations (a GIF, an AVIF image sequence) and their poster stills, side by side.
+    assert views[AVIF_SEQUENCE.name]["image"]["animated"] is True, views[AVIF_SEQUENCE.name]
+    for source, frames in ((ANIMATED_GIF, 24), (AVIF_SEQUENCE, 8)):
+        for preset in ("thumb", "small", "large", "full"):
+            with (
+                Image.open(tmp_path / source.stem / f"{preset}.webp") as animation,
+                Image.open(tmp_path / source.stem / f"{preset}.poster.webp") as poster,
+            ):
+                assert (getattr(animation, "n_frames", 1), getattr(poster, "n_frames", 1)) == (frames, 1)
     for variant in iphone["variants"]:
         output = open_image(Path(variant["path"]).read_bytes())
         assert output.format == "WEBP"
