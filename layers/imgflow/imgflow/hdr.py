@@ -1,8 +1,9 @@
 """HDR pictures (BT.2100 PQ or HLG) mapped to SDR sRGB, for web variants that every screen shows alike.
 
-A HEIC or AVIF says it is HDR with CICP code points (transfer 16, PQ, or 18, HLG, usually with BT.2020
-primaries). Taking its code values as sRGB, as for SDR, gives a dull, flat, desaturated picture: PQ puts
-diffuse white (203 nits, BT.2408) at 58% of the signal. The mapping here:
+An image says it is HDR with CICP code points (transfer 16, PQ, or 18, HLG, usually with BT.2020
+primaries): a HEIC's or AVIF's `nclx` colour box, or an ICC profile's `cicp` tag. Taking its code values
+as sRGB, as for SDR, gives a dull, flat, desaturated picture: PQ puts diffuse white (203 nits, BT.2408)
+at 58% of the signal. The mapping here:
 
 1. code values to linear light, relative to the HDR reference white of 203 nits (BT.2408): PQ through
    its EOTF (absolute nits); HLG through its inverse OETF and the OOTF of a 1,000-nit display (system
@@ -17,7 +18,8 @@ diffuse white (203 nits, BT.2408) at 58% of the signal. The mapping here:
 5. the sRGB transfer, to 8 bits.
 
 The work is Pillow's own float images and ImageMath (C loops), a band of rows at a time to bound memory:
-no numpy in the imaging layer for the rare HDR upload. A 12 MP picture takes about a second.
+no numpy in the imaging layer for the rare HDR upload. A 12 MP PQ HEIC took 1.5 s of CPU to decode (at 16
+bits) and map, against 0.7 s for the decode of an SDR one.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ HDR_TRANSFERS = frozenset({PQ, HLG})
 
 REFERENCE_WHITE_NITS = 203.0
 # PQ carries absolute nits up to 10,000; mastering displays (and so most content) peak at 1,000, which
-# is what the roll-off reaches white at. Brighter highlights are clipped with their hue kept (step 4).
+# is what the roll-off reaches white at. Brighter highlights are clipped with their hue kept (step 4): the
+# content light level a file may declare (`clli`) is not read.
 PQ_PEAK_NITS = 1000.0
 # HLG is relative: BT.2100's reference display peaks at 1,000 nits, with a system gamma of 1.2.
 HLG_PEAK_NITS = 1000.0
