@@ -86,6 +86,12 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="bring failed messages back after this many seconds instead of the queue's visibility timeout",
     )
     parser.add_argument(
+        "--no-iam",
+        dest="iam",
+        action="store_false",
+        help="run every function with the runtime's own credentials instead of its role's, unchecked",
+    )
+    parser.add_argument(
         "--faults",
         default=os.environ.get(SPEC_VARIABLE, ""),
         metavar="SPEC",
@@ -107,6 +113,7 @@ def _options(args: argparse.Namespace, **overrides: object) -> RuntimeOptions:
         retry_delay=args.retry_delay,
         max_containers=args.max_containers,
         schedule_interval=args.schedule_interval,
+        iam=args.iam,
         faults=FaultSpec.parse(args.faults),
         fault_seed=args.seed,
         # Handlers log JSON at WARNING and above locally; `--parameter LogLevel=INFO` shows everything.

@@ -28,6 +28,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
 from imgflow_local import s3_cors
+from imgflow_local.iam import s3_authorization
 from imgflow_local.post_form import UploadFormReader, malformed
 from imgflow_local.post_policy import PostPolicyError, VerifiedFields, error_xml, verify_post_fields
 
@@ -58,15 +59,20 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Host is the upstream's; Expect is answered by our own server before the body arrives.
-_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"host", "expect", "content-length"}
+# Host goes on as the client sent it: it is signed, and the emulator checks signatures (iam.py). Expect is
+# answered by our own server before the body arrives.
+_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"expect", "content-length"}
 # The serving HTTP server writes its own Server and Date lines; relaying moto's would duplicate them.
 _DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {"server", "date"}
 
 
-def make_front_door(upstream: str, secrets: Mapping[str, str], region: str) -> WSGIApplication:
-    """A WSGI app relaying everything to `upstream`, checking S3 POST uploads against `secrets`."""
-    return _FrontDoor(upstream, secrets, region)
+def make_front_door(
+    upstream: str, secrets: Mapping[str, str], region: str, own_key: str | None = None
+) -> WSGIApplication:
+    """A WSGI app relaying everything to `upstream`, checking S3 POST uploads against `secrets` (read on
+    each upload: keys added later count). A verified upload goes on signed by its form's signer, and the
+    front door's own requests by `own_key`, so that an emulator enforcing IAM authorizes them as S3 would."""
+    return _FrontDoor(upstream, secrets, region, own_key)
 
 
 class FrontDoorServer:
@@ -113,9 +119,11 @@ class _QuietRequestHandler(WSGIRequestHandler):
 
 
 class _FrontDoor:
-    def __init__(self, upstream: str, secrets: Mapping[str, str], region: str) -> None:
-        self._secrets = dict(secrets)
+    def __init__(self, upstream: str, secrets: Mapping[str, str], region: str, own_key: str | None) -> None:
+        self._upstream = upstream
+        self._secrets = secrets
         self._region = region
+        self._own_key = own_key
         # urllib3's pool is thread-safe; block=False opens extra connections under bursts
         # rather than queueing requests behind a slow one (SQS long polls).
         self._pool = urllib3.connection_from_url(
@@ -171,8 +179,13 @@ class _FrontDoor:
 
     def _cors_rules(self, bucket: str) -> list[s3_cors.CorsRule] | None:
         """The bucket's CORS rules as the emulator holds them (None: the bucket has no CORS configuration)."""
+        target = f"/{quote(bucket)}?cors"
+        headers = {"Host": urlsplit(self._upstream).netloc}
+        if self._own_key is not None:
+            credentials = (self._own_key, self._secrets[self._own_key], None)
+            headers |= s3_authorization("GET", self._upstream + target, headers, credentials, self._region)
         try:
-            response = self._pool.request("GET", f"/{quote(bucket)}?cors", retries=False)
+            response = self._pool.request("GET", target, headers=headers, retries=False)
         except urllib3.exceptions.HTTPError:
             return None
         return s3_cors.parse_rules(response.data) if response.status == 200 else None
@@ -182,7 +195,7 @@ class _FrontDoor:
     ) -> Iterable[bytes]:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as form:
             try:
-                content_type = self._read_upload(environ, form)
+                content_type, signer = self._read_upload(environ, form)
             except PostPolicyError as error:
                 logger.debug("refused a POST upload: %s", error)
                 # The CORS headers too: without them a browser hides S3's reason from the page.
@@ -190,11 +203,17 @@ class _FrontDoor:
             length = form.tell()
             form.seek(0)
             environ = {**environ, "CONTENT_TYPE": content_type}
+            # As S3 does, the upload is authorized as whoever signed its form (the api function's role).
+            url = f"http://{environ.get('HTTP_HOST', '')}{_target_of(environ)}"
+            headers = {"Host": environ.get("HTTP_HOST", ""), "Content-Type": content_type}
+            credentials = (signer[0], self._secrets[signer[0]], signer[1])
+            signed = s3_authorization("POST", url, headers, credentials, self._region)
             # The whole body is sent before urlopen returns, so the spool can close on the way out.
-            return self._relay(environ, start_response, form, length, cors=cors)
+            return self._relay(environ, start_response, form, length, cors=cors, signed=signed)
 
-    def _read_upload(self, environ: WSGIEnvironment, out: IO[bytes]) -> str:
-        """Read and verify the upload as it streams in, writing the emulator's form to `out`; its Content-Type."""
+    def _read_upload(self, environ: WSGIEnvironment, out: IO[bytes]) -> tuple[str, tuple[str, str | None]]:
+        """Read and verify the upload as it streams in, writing the emulator's form to `out`; its Content-Type
+        and its signer (access key id, session token)."""
         bucket = _bucket_of(environ)
         if _media_type(environ) != "multipart/form-data":
             raise PostPolicyError(
@@ -205,8 +224,11 @@ class _FrontDoor:
         length = _upload_length(environ)
         now = datetime.now(UTC)
 
+        verified: list[VerifiedFields] = []
+
         def verify(fields: Mapping[str, str], filename: str | None) -> VerifiedFields:
-            return verify_post_fields(bucket, fields, self._secrets, self._region, now, filename=filename)
+            verified.append(verify_post_fields(bucket, fields, self._secrets, self._region, now, filename=filename))
+            return verified[-1]
 
         reader = UploadFormReader(_boundary_of(environ), out, verify, MAX_UPLOAD_FILE_BYTES)
         stream = get_input_stream(environ, max_content_length=length)
@@ -219,7 +241,11 @@ class _FrontDoor:
                 "IncompleteBody",
                 "You did not provide the number of bytes specified by the Content-Length HTTP header",
             ) from exc
-        return reader.content_type
+        if not verified:
+            raise malformed()
+        form = verified[-1].fields
+        access_key_id = form["x-amz-credential"].split("/")[0] if "x-amz-credential" in form else form["awsaccesskeyid"]
+        return reader.content_type, (access_key_id, form.get("x-amz-security-token"))
 
     def _relay(
         self,
@@ -229,11 +255,14 @@ class _FrontDoor:
         length: int | None,
         *,
         cors: list[tuple[str, str]] | None = None,
+        signed: Mapping[str, str] | None = None,
     ) -> Iterable[bytes]:
-        """Send the request on; the emulator's own CORS headers are replaced by `cors` (S3's, or none)."""
+        """Send the request on (with the `signed` headers, if any); the emulator's own CORS headers are
+        replaced by `cors` (S3's, or none)."""
         headers = _forwarded_headers(environ)
         if length is not None:
             headers["Content-Length"] = str(length)
+        headers.update(signed or {})
         try:
             response = self._pool.urlopen(
                 environ["REQUEST_METHOD"],

@@ -28,6 +28,7 @@ from imgflow_local.faults import FaultSpec, FunctionFaults, RuntimeFaults
 from imgflow_local.front_door import FrontDoorServer, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction
 from imgflow_local.http_api import HttpApiApp, bind
+from imgflow_local.iam import Enforcement, SessionCredentials, assume_function_roles
 from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
 from imgflow_local.sqs_poller import SqsPoller
 from imgflow_local.stack import LOCAL_PARAMETERS, FunctionSpec, HttpApiSpec, LocalStack
@@ -73,6 +74,8 @@ class RuntimeOptions:
     # Containers per function when the template reserves no concurrency for it (Lambda would scale
     # to the account's limit; a laptop cannot): beyond it, invocations wait for a free container.
     max_containers: int = 10
+    # Each function runs as its template role and the embedded emulator enforces IAM (iam.py).
+    iam: bool = True
     log: Callable[[str], None] = print
     # Faults to inject on purpose (faults.py), and the seed their decisions derive from.
     faults: FaultSpec | None = None
@@ -91,6 +94,10 @@ class LocalRuntime:
         self.api_url = ""
         self.aws_url = ""
         self._emulator: Any = None
+        # Access keys the front door verifies S3 POST forms with: the runtime's, then each function role's.
+        self._secrets = {ACCESS_KEY_ID: SECRET_ACCESS_KEY}
+        self._roles: dict[str, SessionCredentials] = {}
+        self._iam: Enforcement | None = None
         self._front_door: FrontDoorServer | None = None
         self._api_server: BaseWSGIServer | None = None
         self._api_app: HttpApiApp | None = None
@@ -113,6 +120,7 @@ class LocalRuntime:
         account_id = session.client("sts").get_caller_identity()["Account"]
         self.stack = dataclasses.replace(self.stack, account_id=account_id)
         self.stack.create(session)
+        self._enforce_iam(session)
         self.functions = {
             spec.logical_id: LocalFunction(
                 spec,
@@ -153,6 +161,8 @@ class LocalRuntime:
             self._front_door.stop()
         if self._emulator:
             self._emulator.stop()
+        if self._iam:
+            self._iam.stop()
 
     def __enter__(self) -> LocalRuntime:
         return self.start()
@@ -178,7 +188,7 @@ class LocalRuntime:
             emulator_port = free_port()
             self._emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=emulator_port, verbose=False)
             self._emulator.start()
-            app = make_front_door(f"http://127.0.0.1:{emulator_port}", {ACCESS_KEY_ID: SECRET_ACCESS_KEY}, REGION)
+            app = make_front_door(f"http://127.0.0.1:{emulator_port}", self._secrets, REGION, own_key=ACCESS_KEY_ID)
             self._front_door = FrontDoorServer(app, host=self.options.host, port=self.options.aws_port)
             self._front_door.start()
         embedded_url = self._front_door.url if self._front_door else None
@@ -187,12 +197,28 @@ class LocalRuntime:
         for service, url in sorted(services.items()):
             self.say(f"{service} at {url}" + (" (the embedded emulator)" if url == embedded_url else ""))
 
+    def _enforce_iam(self, session: boto3.session.Session) -> None:
+        """Give each function its role's credentials and have the embedded emulator enforce IAM. Not with
+        another emulator for some service: its credentials are the runtime's own (LocalStack checks no IAM
+        unless told to, and would take a role's key for another account)."""
+        if not self.options.iam or self._front_door is None:
+            return
+        default, services = self.options.aws_endpoints.urls(self._front_door.url)
+        if {default, *services.values()} != {self._front_door.url}:
+            return
+        self._roles = assume_function_roles(session, self.stack)
+        self._secrets.update({role.access_key_id: role.secret_access_key for role in self._roles.values()})
+        self._iam = Enforcement(session, self.stack.account_id, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+        self._iam.start()
+        self.say("IAM enforced: each function runs as its role from template.yaml (--no-iam turns it off)")
+
     def _environment(self, spec: FunctionSpec) -> dict[str, str]:
         """A function's environment: this process's (the emulator's endpoint and credentials, keys such
-        as GEMINI_API_KEYS), then the template's variables for that function."""
+        as GEMINI_API_KEYS), then the template's variables for that function, and its role's credentials."""
         return {
             **os.environ,
             **spec.environment,
+            **(self._roles[spec.logical_id].environment() if spec.logical_id in self._roles else {}),
             # No X-Ray daemon and no CloudWatch here: traces off, metrics off (they would only print).
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
