@@ -105,6 +105,11 @@ bench-cold: $(STAMP)
 load: $(STAMP)
 	$(BIN)/python benchmarks/load.py $(ARGS)
 
+# The cost model (README, Deploy): per upload and at two rates, from load-results.json and the template.
+.PHONY: cost
+cost: $(STAMP)
+	$(BIN)/python benchmarks/cost.py $(ARGS)
+
 schemas: $(STAMP)
 	$(BIN)/python -m imgflow.schemas events/schemas
 

@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +65,12 @@ print(json.dumps({{"import_cpu_s": import_cpu, "import_wall_s": import_wall, "fi
 """
 
 
-def environment(tree: Path, folder: str) -> dict[str, str]:
+def environment(tree: Path, folder: str, pycache: str | None = None) -> dict[str, str]:
+    # An empty PYTHONPYCACHEPREFIX: every module is compiled from source on import, as from an artifact
+    # without .pyc files (Lambda's /opt and /var/task are read-only, so it cannot keep what it compiles).
+    cache = {"PYTHONPYCACHEPREFIX": pycache} if pycache else {}
     return {
+        **cache,
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join([str(tree / "layers" / "imgflow"), str(tree / folder)]),
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -86,17 +91,18 @@ def environment(tree: Path, folder: str) -> dict[str, str]:
     }
 
 
-def cold_start(tree: Path, name: str) -> dict[str, object]:
+def cold_start(tree: Path, name: str, bytecode: bool = True) -> dict[str, object]:
     folder, module, event = FUNCTIONS[name]
     code = _CHILD.format(module=module, event=str(EVENTS / event) if event else "")
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=environment(tree, folder),
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as empty:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env=environment(tree, folder, None if bytecode else empty),
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if done.returncode != 0:
         raise SystemExit(f"cold start of {name} failed:\n{done.stderr}")
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -144,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TREE",
         help="another checkout to measure in the same run, interleaved (e.g. `git archive HEAD~3 | tar -x -C /tmp/b`)",
     )
+    parser.add_argument(
+        "--source-only",
+        action="store_true",
+        help="compile every module from source, as an artifact without .pyc files makes Lambda do",
+    )
     parser.add_argument("--modules", type=int, default=0, metavar="N", help="list the N costliest imports too")
     parser.add_argument("--json", type=Path, help="write the medians here")
     args = parser.parse_args(argv)
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeat):
         for name in args.functions:
             for tree, path in trees.items():
-                samples[tree, name].append(cold_start(path, name))
+                samples[tree, name].append(cold_start(path, name, bytecode=not args.source_only))
     print(f"cold start, medians of {args.repeat} fresh processes, interleaved (CPU is the primary figure; ms)")
     header = f"{'import CPU':>10} {'wall':>6} {'1st call CPU':>12} {'+ clients CPU':>13}"
     print(f"  {'function':<16} {'tree':<10} {header}  loaded")

@@ -341,20 +341,51 @@ def request_phase(runtime: Runtime, recording: Path, token: str, count: int) -> 
     return {
         "uploads": count,
         "statuses": collections.Counter(job.status for job in jobs),
+        "job_item": job_items(runtime, [job.job_id for job in jobs if job.job_id]),
+        "upload_bytes_mean": statistics.fmean((PHOTOS / photo).stat().st_size for photo in photos),
+        "variant_bytes_mean": statistics.fmean(job.variant_bytes for job in jobs),
         "per_upload": dict(sorted(per_upload.items())),
         "idle_per_minute": {f"{s}:{o}": round(n * 60 / idle_seconds, 1) for (s, o), n in sorted(idle.items())},
     }
 
 
 def _count(recording: Path) -> collections.Counter[tuple[str, str]]:
+    """Requests by (service, operation); EventBridge's billed events (PutEvents entries) as events:Entries."""
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     if not recording.exists():
         return counts
     for line in recording.read_text().splitlines():
-        operation = _operation(json.loads(line))
+        entry = json.loads(line)
+        operation = _operation(entry)
         if operation:
             counts[operation] += 1
+        if operation == ("events", "PutEvents"):
+            body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else entry["body"]
+            counts["events", "Entries"] += len(json.loads(body).get("Entries", []))
     return counts
+
+
+def job_items(runtime: Runtime, job_ids: list[str]) -> dict[str, float]:
+    """Size of the sample jobs' items as stored (JSON of the attribute values: close to DynamoDB's own
+    count of names and values), which sets the read and write units each request costs."""
+    import boto3
+
+    from imgflow_local.runtime import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
+
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=runtime.aws_url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
+    table = next(name for name in dynamodb.list_tables()["TableNames"] if name.endswith("JobsTable"))
+    sizes = []
+    for job_id in job_ids:
+        item = dynamodb.get_item(TableName=table, Key={"pk": {"S": job_id}}).get("Item")
+        if item:
+            sizes.append(sum(len(name) + len(json.dumps(value)) for name, value in item.items()))
+    return {"jobs": len(sizes), "item_bytes_median": statistics.median(sizes) if sizes else 0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,18 +422,20 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(json.dumps(results["single"], indent=2), flush=True)
         if args.uploads:
-            run_load(runtime, args, owners, recording, results)
+            run_load(runtime, args, owners, results)
+        if args.sample:
+            print(f"requests: {args.sample} uploads with the emulator recording ...", flush=True)
+            results["requests"] = request_phase(runtime, recording, tokens(["load-sample"])[0], args.sample)
+            print(json.dumps(results["requests"], indent=2, default=str), flush=True)
     finally:
         runtime.stop()
         recording.unlink(missing_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {args.json}")
-    return 0 if results.get("uploads", {}).get("terminal") == args.uploads else 1
+    return 0 if not args.uploads or results["uploads"]["terminal"] == args.uploads else 1
 
 
-def run_load(
-    runtime: Runtime, args: argparse.Namespace, owners: list[str], recording: Path, results: dict[str, Any]
-) -> None:
+def run_load(runtime: Runtime, args: argparse.Namespace, owners: list[str], results: dict[str, Any]) -> None:
     print(f"uploads: {args.uploads} from {args.clients} clients ...", flush=True)
     mark = len(runtime.log)
     uploads, elapsed = upload_phase(runtime, owners, args.uploads)
@@ -439,10 +472,6 @@ def run_load(
     job_ids = [u.job_id for u in uploads if u.job_id and u.owner == owners[0]]
     results["status"] = status_phase(runtime, tokens(owners[:1])[0], job_ids, args.rate, args.seconds)
     print(json.dumps(results["status"], indent=2), flush=True)
-
-    print(f"requests: {args.sample} uploads with the emulator recording ...", flush=True)
-    results["requests"] = request_phase(runtime, recording, tokens(["load-sample"])[0], args.sample)
-    print(json.dumps(results["requests"], indent=2, default=str), flush=True)
 
 
 if __name__ == "__main__":
