@@ -21,6 +21,7 @@ import boto3
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from imgflow_local import atomic_dynamodb
 from imgflow_local.auth import JwtAuthorizer, LocalIssuer
 from imgflow_local.demo import DEMO_OWNER, DemoPages, ai_edits_configured
 from imgflow_local.endpoints import AwsEndpoints
@@ -32,6 +33,7 @@ from imgflow_local.iam import Enforcement, SessionCredentials, assume_function_r
 from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
 from imgflow_local.sqs_poller import SqsPoller
 from imgflow_local.stack import LOCAL_PARAMETERS, FunctionSpec, HttpApiSpec, LocalStack
+from imgflow_local.stream_poller import StreamPoller
 
 REGION = "us-east-1"
 # The emulator's credentials: the front door verifies presigned POSTs with this secret, as S3 would with yours.
@@ -101,7 +103,7 @@ class LocalRuntime:
         self._front_door: FrontDoorServer | None = None
         self._api_server: BaseWSGIServer | None = None
         self._api_app: HttpApiApp | None = None
-        self._pollers: list[SqsPoller] = []
+        self._pollers: list[SqsPoller | StreamPoller] = []
         self._schedules: list[ScheduledInvoker] = []
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -141,6 +143,7 @@ class LocalRuntime:
         self._start_pollers(session)
         self._start_schedules()
         self._start_lifecycle_log(session)
+        self._start_stream_pollers(session)
         self._start_api()
         return self
 
@@ -247,6 +250,20 @@ class LocalRuntime:
                     retry_delay=self.options.retry_delay,
                     faults=self._faults_of(function.spec),
                 )
+                poller.start()
+                self._pollers.append(poller)
+
+    def _start_stream_pollers(self, session: boto3.session.Session) -> None:
+        """Every DynamoDB stream event source: after the lifecycle log, which must see the first events."""
+        if self._emulator is not None:
+            atomic_dynamodb.install()  # the stream's order is then the order of the writes
+        dynamodb, sqs = session.client("dynamodb"), session.client("sqs")
+        # The stream is read where its table is (an `--aws-endpoint dynamodb=...` moves both).
+        streams = session.client("dynamodbstreams", endpoint_url=dynamodb.meta.endpoint_url)
+        for function in self.functions.values():
+            arn = f"arn:aws:lambda:{REGION}:{self.stack.account_id}:function:{function.name}"
+            for source in function.spec.stream_sources:
+                poller = StreamPoller(dynamodb, streams, sqs, source, function, arn)
                 poller.start()
                 self._pollers.append(poller)
 

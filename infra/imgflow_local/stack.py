@@ -40,6 +40,23 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class StreamEventSource:
+    """A DynamoDB stream event source mapping (`Type: DynamoDB`)."""
+
+    name: str
+    table_name: str
+    starting_position: str  # TRIM_HORIZON or LATEST
+    batch_size: int
+    report_batch_item_failures: bool
+    bisect_on_error: bool
+    # -1: until the record expires from the stream, as Lambda's default.
+    maximum_retry_attempts: int
+    maximum_record_age: int
+    # Where batches given up on are recorded (an SQS queue's ARN), if anywhere.
+    on_failure: str | None
+
+
+@dataclass(frozen=True)
 class ScheduleSource:
     name: str
     expression: str  # rate(5 minutes) or cron(...)
@@ -67,6 +84,7 @@ class FunctionSpec:
     schedules: tuple[ScheduleSource, ...] = ()
     # ReservedConcurrentExecutions: at most this many invocations at once; None when not reserved.
     reserved_concurrency: int | None = None
+    stream_sources: tuple[StreamEventSource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,8 +191,10 @@ class LocalStack:
             }[attribute]
         if resource_type == "AWS::S3::Bucket" and attribute == "Arn":
             return f"arn:aws:s3:::{self.physical_id(logical_id)}"
-        if resource_type == "AWS::DynamoDB::Table" and attribute == "Arn":
-            return f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{self.physical_id(logical_id)}"
+        if resource_type == "AWS::DynamoDB::Table" and attribute in {"Arn", "StreamArn"}:
+            arn = f"arn:aws:dynamodb:{self.region}:{self.account_id}:table/{self.physical_id(logical_id)}"
+            # A stream's label is known once the table exists: this names its table's stream, whatever it is.
+            return arn if attribute == "Arn" else f"{arn}/stream/*"
         if resource_type == "AWS::Events::EventBus" and attribute in {"Arn", "Name"}:
             name = self.physical_id(logical_id)
             return name if attribute == "Name" else f"arn:aws:events:{self.region}:{self.account_id}:event-bus/{name}"
@@ -197,7 +217,7 @@ class LocalStack:
                 **defaults.get("Environment", {}).get("Variables", {}),
                 **props.get("Environment", {}).get("Variables", {}),
             }
-            sqs_sources, routes, schedules = [], [], []
+            sqs_sources, routes, schedules, streams = [], [], [], []
             for event_name, event in props.get("Events", {}).items():
                 event_props = self.resolver.resolve(event["Properties"])
                 if event["Type"] == "SQS":
@@ -227,6 +247,8 @@ class LocalStack:
                     )
                 elif event["Type"] == "Schedule":
                     schedules.append(ScheduleSource(name=event_name, expression=event_props["Schedule"]))
+                elif event["Type"] == "DynamoDB":
+                    streams.append(_stream_source(event_name, event_props))
             specs.append(
                 FunctionSpec(
                     logical_id=logical_id,
@@ -241,6 +263,7 @@ class LocalStack:
                     reserved_concurrency=_optional_int(
                         self.resolver.resolve(props.get("ReservedConcurrentExecutions"))
                     ),
+                    stream_sources=tuple(streams),
                 )
             )
         return specs
@@ -324,6 +347,9 @@ class LocalStack:
             for indexes in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
                 if indexes in props:
                     arguments[indexes] = props[indexes]
+            if "StreamSpecification" in props:
+                view = props["StreamSpecification"]["StreamViewType"]
+                arguments["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
             dynamodb.create_table(**arguments)
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):
@@ -374,6 +400,23 @@ class LocalStack:
                         "QueueConfigurations": [_queue_notification(n) for n in queue_notifications]
                     },
                 )
+
+
+def _stream_source(name: str, props: Mapping[str, Any]) -> StreamEventSource:
+    # arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL
+    table_name = str(props["Stream"]).split(":", 5)[5].split("/")[1]
+    on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    return StreamEventSource(
+        name=name,
+        table_name=table_name,
+        starting_position=props["StartingPosition"],
+        batch_size=int(props.get("BatchSize", 100)),
+        report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+        bisect_on_error=bool(props.get("BisectBatchOnFunctionError", False)),
+        maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+        maximum_record_age=int(props.get("MaximumRecordAgeInSeconds", -1)),
+        on_failure=None if on_failure is None else str(on_failure),
+    )
 
 
 def _optional_int(value: Any) -> int | None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from imgflow_local import atomic_dynamodb
 from integration.helpers import shared_service_models, tap_lifecycle_events
 from support import EmulatedAws
 
@@ -14,6 +15,13 @@ from support import EmulatedAws
 def _shared_service_models() -> Iterator[None]:
     with shared_service_models():
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _atomic_dynamodb() -> None:
+    # Some tests run handlers on threads side by side, as Lambda does: moto's own races must not show in
+    # JobsTable or its stream (imgflow_local.atomic_dynamodb).
+    atomic_dynamodb.install()
 
 
 @pytest.fixture

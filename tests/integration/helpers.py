@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import boto3
 import botocore.loaders
 import botocore.session
 import jsonschema  # type: ignore[import-untyped]
@@ -24,13 +25,17 @@ from PIL import Image, ImageCms
 
 import api_handler
 import ingest_handler
+import publisher_handler
 from imgflow.models import Job
-from support import EVENTS, FIXTURES, EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
+from imgflow_local.stream_poller import lambda_record
+from support import EVENTS, FIXTURES, REGION, EmulatedAws, FakeLambdaContext, load_event, load_fixture_event
 
 IMAGES = FIXTURES / "images"
 BAD_INPUTS = IMAGES / "bad-inputs"
 HOPPER = BAD_INPUTS / "hopper.jpg"
 LIFECYCLE_TAP = "lifecycle-tap"
+# Per stream (each test's table has its own): the last record the publisher was given.
+_stream_positions: dict[str, str] = {}
 # The `sub` of the token in events/api_*.json: the owner of every job the sample API events make.
 API_OWNER = "alice"
 # Settings' default owner of direct drops (DIRECT_DROP_OWNER is not set in the tests' environment).
@@ -305,11 +310,45 @@ def tap_lifecycle_events(aws: EmulatedAws) -> str:
     return url
 
 
+def job_changes(aws: EmulatedAws) -> list[dict[str, Any]]:
+    """JobsTable's stream records since the last call, as Lambda's stream mapping hands them to a function."""
+    table = aws.client("dynamodb").describe_table(TableName=aws.env["JOBS_TABLE"])["Table"]
+    stream_arn = table["LatestStreamArn"]
+    # The mock routes DynamoDB Streams by this host only (boto3 would name the account in it).
+    streams = boto3.client(
+        "dynamodbstreams", region_name=REGION, endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com"
+    )
+    [shard] = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    after = _stream_positions.get(stream_arn)
+    position: dict[str, str] = (
+        {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+        if after
+        else {"ShardIteratorType": "TRIM_HORIZON"}
+    )
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"], **position)["ShardIterator"]
+    records: list[dict[str, Any]] = []
+    while batch := (response := streams.get_records(ShardIterator=iterator))["Records"]:
+        records += [lambda_record(record, stream_arn) for record in batch]
+        iterator = response["NextShardIterator"]
+    if records:
+        _stream_positions[stream_arn] = records[-1]["dynamodb"]["SequenceNumber"]
+    return records
+
+
+def publish_job_changes(aws: EmulatedAws) -> None:
+    """Run PublisherFunction over what JobsTable's stream holds since the last call (moto runs no mapping)."""
+    if records := job_changes(aws):
+        result = publisher_handler.lambda_handler({"Records": records}, FakeLambdaContext())
+        assert result["batchItemFailures"] == [], result
+
+
 def lifecycle_events(aws: EmulatedAws, job_id: str | None = None) -> list[dict[str, Any]]:
-    """The imgflow events published since the last call (of `job_id`, when given), oldest first.
+    """The imgflow events published since the last call (of `job_id`, when given), oldest first: the
+    publisher first announces the job changes committed since then, as its stream mapping would.
 
     Every detail is checked against its published JSON Schema (events/schemas/), the contract consumers rely on.
     """
+    publish_job_changes(aws)
     received: list[dict[str, Any]] = []
     sqs = aws.client("sqs")
     url = sqs.get_queue_url(QueueName=LIFECYCLE_TAP)["QueueUrl"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import api_handler
 import expire_handler
+from integration.helpers import publish_job_changes
 from support import EmulatedAws, FakeLambdaContext, load_event
 
 
@@ -28,6 +29,7 @@ def lifecycle_queue(aws: EmulatedAws) -> str:
 
 
 def received(aws: EmulatedAws, url: str) -> list[dict[str, Any]]:
+    publish_job_changes(aws)  # the publisher announces what the sweep wrote
     messages = aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
     return [json.loads(message["Body"]) for message in messages]
 

@@ -502,20 +502,20 @@ def test_given_s3_throttles_on_the_last_attempt_when_ingested_then_a_job_failed_
     assert events[0]["detail"]["error"]["code"] == "internal_error"
 
 
-def test_given_eventbridge_throttles_after_acceptance_when_the_record_is_retried_then_job_accepted_is_published(
+def test_given_eventbridge_is_down_when_an_upload_is_accepted_then_job_accepted_is_published_from_the_stream(
     aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
 ) -> None:
     job_id, key, etag = api_upload(aws, lambda_context)
     event = upload_notification(aws, key, etag, HOPPER_SIZE)
-    with throttled(clients.events(), "put_events", code="ThrottlingException", status=400):
-        first = ingest(event, lambda_context)
-    assert first == [event["Records"][0]["messageId"]]
 
-    retried = ingest(with_receive_count(event, 2), lambda_context)
+    with no_calls_allowed(clients.events()):
+        failures = ingest(event, lambda_context)
 
-    assert retried == []
-    assert stored_job(aws, job_id).status is JobStatus.PROCESSING
-    assert detail_types(lifecycle_events(aws, job_id)) == ["Job Accepted"]
+    assert failures == []
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.PROCESSING
+    [accepted] = lifecycle_events(aws, job_id)
+    assert (accepted["detail-type"], accepted["detail"]["version"]) == ("Job Accepted", job.version)
 
 
 def test_given_an_accepted_api_job_when_its_key_is_overwritten_then_the_job_keeps_the_object_it_accepted(
@@ -604,9 +604,9 @@ def test_given_the_acceptance_was_cut_short_after_the_upload_was_released_when_r
 ) -> None:
     job_id, key, etag = api_upload(aws, lambda_context)
     event = upload_notification(aws, key, etag, HOPPER_SIZE)
-    with throttled(clients.events(), "put_events", code="ThrottlingException", status=400):
+    with throttled(clients.sqs(), "send_message", code="AWS.SimpleQueueService.RequestThrottled", status=400):
         assert ingest(event, lambda_context) == [event["Records"][0]["messageId"]]
-    assert upload_keys(aws) == []  # released before the announcement failed
+    assert upload_keys(aws) == []  # released before the fan-out failed
     fan_out(aws)
 
     retried = ingest(with_receive_count(event, 2), lambda_context)

@@ -153,18 +153,24 @@ def test_given_a_function_in_the_template_then_its_policies_allow_every_aws_call
     assert disallowed_calls(functions(TEMPLATE)[name]) == []
 
 
-def test_given_the_api_function_without_put_events_then_the_check_names_the_call_that_would_be_denied() -> None:
-    # The permission the api function once lacked: it publishes Job Expired when a read finds an overdue upload.
-    api = copy.deepcopy(functions(TEMPLATE)["ApiFunction"])
-    api["Policies"] = [policy for policy in api["Policies"] if "EventBridgePutEventsPolicy" not in policy]
+def test_given_the_publisher_without_put_events_then_the_check_names_the_call_that_would_be_denied() -> None:
+    publisher = copy.deepcopy(functions(TEMPLATE)["PublisherFunction"])
+    publisher["Policies"] = [policy for policy in publisher["Policies"] if "EventBridgePutEventsPolicy" not in policy]
 
-    [denied] = disallowed_calls(api)
+    [denied] = disallowed_calls(publisher)
     assert denied.startswith("events:PutEvents (imgflow/lifecycle.py:")
 
 
+@pytest.mark.parametrize("name", sorted(set(functions(TEMPLATE)) - {"PublisherFunction"}))
+def test_given_a_function_other_than_the_publisher_then_it_may_not_publish(name: str) -> None:
+    # Lifecycle events come from JobsTable's stream alone (imgflow.outbox); the test below checks the code.
+    assert not is_allowed("events:PutEvents", allowed_actions(functions(TEMPLATE)[name].get("Policies", [])))
+
+
 # What each function's job needs at least: an analysis that found nothing would pass the test above.
-_JOB_CALLS = {"dynamodb:GetItem", "dynamodb:UpdateItem", "events:PutEvents"}
+_JOB_CALLS = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
 NEEDED_CALLS: dict[str, set[str]] = {
+    "PublisherFunction": {"events:PutEvents"},
     # The webhook functions read endpoints and record deliveries; they publish nothing.
     "WebhookFanOutFunction": {"dynamodb:Query", "dynamodb:PutItem", "sqs:SendMessage"},
     "WebhookDeliveryFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem", "sqs:ChangeMessageVisibility"},
@@ -179,6 +185,8 @@ def test_given_a_function_then_the_analysis_finds_the_calls_its_job_needs(name: 
     }
 
     assert NEEDED_CALLS.get(name, _JOB_CALLS) <= actions
+    # Only the publisher publishes: a service that did would announce twice, or once without the write.
+    assert ("events:PutEvents" in actions) is (name == "PublisherFunction")
 
 
 def test_given_a_policy_template_the_table_does_not_know_then_the_check_fails_rather_than_passes() -> None:

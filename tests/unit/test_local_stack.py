@@ -30,6 +30,7 @@ def test_given_the_template_then_every_function_and_its_event_sources_are_read(s
         "EditFunction",
         "WebhookFanOutFunction",
         "WebhookDeliveryFunction",
+        "PublisherFunction",
     }
     [ingest_source] = functions["IngestFunction"].sqs_sources
     assert ingest_source.queue_arn.endswith(":imgflow-unit-IngestQueue")
@@ -37,6 +38,12 @@ def test_given_the_template_then_every_function_and_its_event_sources_are_read(s
     assert ingest_source.maximum_concurrency == 5
     assert ingest_source.batch_size == 10
     assert functions["VariantsFunction"].sqs_sources[0].batch_size == 1
+    [changes] = functions["PublisherFunction"].stream_sources
+    assert (changes.table_name, changes.starting_position) == ("imgflow-unit-JobsTable", "TRIM_HORIZON")
+    assert changes.report_batch_item_failures
+    assert changes.bisect_on_error
+    assert (changes.maximum_retry_attempts, changes.maximum_record_age) == (10, 21600)
+    assert str(changes.on_failure).endswith(":imgflow-unit-PublisherDeadLetterQueue")
     assert [s.expression for s in functions["ExpireFunction"].schedules] == ["rate(5 minutes)"]
     assert {(r.method, r.path) for r in functions["ApiFunction"].routes} >= {
         ("POST", "/uploads"),

@@ -20,7 +20,6 @@ from imgflow.errors import EditError, ImageRejectedError, TransitionRejectedErro
 from imgflow.imaging import load_normalized, placeholder, render_variant, resize_to_long_edge
 from imgflow.job_store import EDIT_RUNNABLE, JobStore
 from imgflow.keys import edit_key, edit_text_key, edit_variant_key, original_key
-from imgflow.lifecycle import EventPublisher, edit_finished
 from imgflow.models import (
     Edit,
     EditMessage,
@@ -91,7 +90,6 @@ class EditOutput:
 class EditService:
     store: JobStore
     storage: ObjectStorage
-    events: EventPublisher
     edit_queue: TaskQueue
     settings: Settings
     # Built only when a prompt or a translation needs it: recipes work with no provider configured.
@@ -165,7 +163,7 @@ class EditService:
     def finish(
         self, job_id: str, edit_id: str, error: JobError | None = None, extra: dict[str, object] | None = None
     ) -> Job | None:
-        """Close the edit's task (failed when `error`), then announce it, fan out or fail its children, settle."""
+        """Close the edit's task (failed when `error`), then fan out or fail its children, and settle."""
         try:
             job = self.store.finish_task(
                 job_id,
@@ -187,8 +185,7 @@ class EditService:
         return self._after(job, edit_id)
 
     def _after(self, job: Job, edit_id: str) -> Job:
-        """What follows a finished edit; safe to repeat, as consumers drop events by job_id and version."""
-        self.events.publish(edit_finished(job, edit_id))
+        """What follows a finished edit (its children queued or failed, the job settled); safe to repeat."""
         succeeded = job.tasks[edit_task_name(edit_id)].status is TaskStatus.SUCCEEDED
         failed_children = False
         for child in list(job.edits.values()):
@@ -208,7 +205,7 @@ class EditService:
                 failed_children = True
         # Only a cascade changed the job since `job` was read; otherwise settle from what is in hand.
         current = self.store.require(job.job_id) if failed_children else job
-        return settle_if_done(self.store, self.events, current)
+        return settle_if_done(self.store, current)
 
     # --- the work ----------------------------------------------------------------------------------
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools.utilities.parser.models import S3Model, S3RecordModel, SqsRecordModel
+from aws_lambda_powertools.utilities.parser.models import (
+    DynamoDBStreamChangedRecordModel,
+    DynamoDBStreamRecordModel,
+    S3Model,
+    S3RecordModel,
+    SqsRecordModel,
+)
 from aws_lambda_powertools.utilities.parser.models.s3 import (
     S3Bucket,
     S3Identity,
@@ -78,6 +84,23 @@ class VariantsRecordModel(SqsRecordModel):
 
 class EditRecordModel(SqsRecordModel):
     body: Json[EditMessage]
+
+
+class ItemChange(DynamoDBStreamChangedRecordModel):
+    """A change of a JobsTable item: its images as plain items (Powertools deserializes them; numbers are
+    Decimal), either absent when the item did not exist before or no longer does."""
+
+    NewImage: dict[str, Any] | None = None
+    OldImage: dict[str, Any] | None = None
+
+
+class ItemChangeRecordModel(DynamoDBStreamRecordModel):
+    dynamodb: ItemChange
+
+    @property
+    def removed_by_ttl(self) -> bool:
+        """DynamoDB names itself (the service `dynamodb.amazonaws.com`) only on the removals its TTL makes."""
+        return self.eventName == "REMOVE" and self.userIdentity is not None
 
 
 def source_object(record: S3NotificationRecord) -> SourceObject:

@@ -19,8 +19,8 @@ from imgflow.errors import ErrorCode, ImageRejectedError, TransientError, Transi
 from imgflow.imaging import inspect_image
 from imgflow.job_store import JobStore, open_tasks
 from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key, original_key, owner_segment, upload_key
-from imgflow.lifecycle import EventPublisher, job_accepted, job_rejected, job_settled
 from imgflow.models import (
+    VARIANTS_TASK,
     EditMessage,
     Job,
     JobError,
@@ -35,7 +35,6 @@ from imgflow.queues import TaskQueue
 from imgflow.settings import Settings
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
-VARIANTS_TASK = "variants"
 _API_UPLOAD_KEY = re.compile(r"^uploads/(?P<owner_segment>[0-9a-f]{32})/(?P<job_id>[0-9a-f]{32})/original$")
 # Direct drops get a job id derived from the object's identity, so a redelivery finds the same job.
 _DROP_NAMESPACE = uuid.UUID("6f1d9a4e-3c1b-4d8e-9a53-0c2f6f4b7e21")
@@ -78,7 +77,6 @@ class IngestService:
     storage: ObjectStorage
     variants_queue: TaskQueue
     edit_queue: TaskQueue
-    events: EventPublisher
     settings: Settings
 
     def ingest(self, source: SourceObject) -> IngestResult:
@@ -113,10 +111,9 @@ class IngestService:
             # A later write to an accepted job's key: failing to remove it is no failure of the job.
             return None
         try:
-            failed = self.store.fail(job.job_id, JobError(code="internal_error", message=reason))
+            self.store.fail(job.job_id, JobError(code="internal_error", message=reason))
         except TransitionRejectedError:
             return None
-        self.events.publish(job_settled(failed))
         return job.job_id
 
     def _validate(self, job: Job, source: SourceObject) -> IngestResult:
@@ -150,7 +147,6 @@ class IngestService:
         accepted = self.store.accept(job.job_id, image, {VARIANTS_TASK: Task()})
         warning = self._release_upload(accepted, source)
         self._fan_out(accepted)
-        self.events.publish(job_accepted(accepted))
         return IngestResult(IngestOutcome.ACCEPTED, job.job_id, warning)
 
     def _after_acceptance(self, job: Job, source: SourceObject) -> IngestResult:
@@ -158,11 +154,10 @@ class IngestService:
         if job.source is not None and _same_write(job.source, source):
             outcome = IngestOutcome.ALREADY_STARTED
             if job.status is JobStatus.PROCESSING:
-                # A retry after a failure between accepting and announcing: fan out and announce again.
-                # Variants are idempotent and consumers drop the repeated event by its job_id and version.
+                # A retry after a failure between accepting and fanning out: fan out again (variants are
+                # idempotent).
                 outcome = IngestOutcome.ACCEPTED
                 self._fan_out(job)
-                self.events.publish(job_accepted(job))
             # The upload may be gone already: the frozen copy was made before the job was accepted.
             return IngestResult(outcome, job.job_id, self._release_upload(job, source))
         # Only an API job's key can get here (a drop's later write is a drop of its own): its form was used
@@ -193,8 +188,7 @@ class IngestService:
         return None
 
     def _reject(self, job: Job, code: ErrorCode, message: str) -> IngestResult:
-        rejected = self.store.reject(job.job_id, JobError(code=code, message=message), open_tasks(job))
-        self.events.publish(job_rejected(rejected))
+        self.store.reject(job.job_id, JobError(code=code, message=message), open_tasks(job))
         return IngestResult(IngestOutcome.REJECTED, job.job_id, code=code)
 
     def _check_declared(self, job: Job, source: SourceObject) -> None:

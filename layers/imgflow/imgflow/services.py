@@ -43,7 +43,6 @@ def ingest_service() -> IngestService:
         storage=ObjectStorage(aws.s3()),
         variants_queue=TaskQueue(aws.sqs(), settings.variants_queue_url),
         edit_queue=TaskQueue(aws.sqs(), settings.edit_queue_url),
-        events=publisher(),
         settings=settings,
     )
 
@@ -52,9 +51,7 @@ def ingest_service() -> IngestService:
 def variants_service() -> VariantsService:
     from imgflow.variants import VariantsService
 
-    return VariantsService(
-        store=job_store(), storage=ObjectStorage(aws.s3()), events=publisher(), settings=get_settings()
-    )
+    return VariantsService(store=job_store(), storage=ObjectStorage(aws.s3()), settings=get_settings())
 
 
 @lru_cache(maxsize=1)
@@ -95,7 +92,6 @@ def edit_service() -> EditService:
     return EditService(
         store=job_store(),
         storage=ObjectStorage(aws.s3()),
-        events=publisher(),
         edit_queue=TaskQueue(aws.sqs(), settings.edit_queue_url),
         settings=settings,
         editor=image_editor,
@@ -113,7 +109,6 @@ def uploads_service() -> UploadsService:
         store=job_store(),
         storage=ObjectStorage(aws.s3()),
         settings=settings,
-        events=publisher(),
         edit_queue=TaskQueue(aws.sqs(), settings.edit_queue_url),
         quota_store=QuotaStore(aws.dynamodb().Table(settings.jobs_table)),
     )

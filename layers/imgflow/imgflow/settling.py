@@ -5,7 +5,6 @@ from __future__ import annotations
 from imgflow.errors import TransitionRejectedError
 from imgflow.job_store import JobStore
 from imgflow.keys import job_prefix
-from imgflow.lifecycle import EventPublisher, job_settled
 from imgflow.models import Job, JobStatus, TaskStatus
 from imgflow.storage import ObjectStorage
 
@@ -20,8 +19,8 @@ def settle_status(job: Job) -> JobStatus | None:
     return JobStatus.FAILED if TaskStatus.FAILED in statuses else JobStatus.SUCCEEDED
 
 
-def settle_if_done(store: JobStore, events: EventPublisher, job: Job) -> Job:
-    """Settle a processing job whose tasks have all finished, and announce it; otherwise return it as is.
+def settle_if_done(store: JobStore, job: Job) -> Job:
+    """Settle a processing job whose tasks have all finished; otherwise return it as is.
 
     A job that settled already keeps its status: later edits are tracked on their own tasks.
     """
@@ -32,8 +31,7 @@ def settle_if_done(store: JobStore, events: EventPublisher, job: Job) -> Job:
     try:
         settled = store.settle(job.job_id, status, error if status is JobStatus.FAILED else None)
     except TransitionRejectedError:
-        return store.require(job.job_id)  # settled by another worker, which announced it
-    events.publish(job_settled(settled))
+        return store.require(job.job_id)  # settled by another worker
     return settled
 
 

@@ -27,7 +27,6 @@ from imgflow.api_models import (
 from imgflow.errors import EditNotFoundError, ImgflowError, JobNotFoundError, TransitionRejectedError
 from imgflow.job_store import EDIT_RUNNABLE, JobStore, open_tasks
 from imgflow.keys import job_prefix, upload_key, upload_prefix
-from imgflow.lifecycle import EventPublisher, edit_feedback, job_deleted, job_expired
 from imgflow.models import (
     Edit,
     EditFeedback,
@@ -156,7 +155,6 @@ class UploadsService:
     store: JobStore
     storage: ObjectStorage
     settings: Settings
-    events: EventPublisher
     edit_queue: TaskQueue
     quota_store: QuotaStore
     sleep: Callable[[float], None] = field(default=time.sleep)
@@ -270,7 +268,6 @@ class UploadsService:
             self.storage.delete(
                 self.settings.uploads_bucket, source.key, etag=source.etag, version_id=source.version_id
             )
-        self.events.publish(job_deleted(job))
 
     def add_edit(
         self, job_id: str, caller: Caller, request: AddEditRequest, status_url: Callable[[str], str]
@@ -361,7 +358,7 @@ class UploadsService:
             )
 
     def give_feedback(self, job_id: str, owner: str, edit_id: str, rating: FeedbackRating, text: str | None) -> Job:
-        """Record the owner's rating of a finished edit (replacing an earlier one) and announce it."""
+        """Record the owner's rating of a finished edit (replacing an earlier one)."""
         job = self.get_job(job_id, owner)
         if edit_id not in job.edits:
             raise EditNotFoundError(f"the job has no edit {edit_id}")
@@ -372,7 +369,6 @@ class UploadsService:
             updated = self.store.give_feedback(job_id, owner, edit_id, feedback)
         except TransitionRejectedError:
             raise JobNotFoundError(job_id) from None  # deleted meanwhile
-        self.events.publish(edit_feedback(updated, edit_id))
         return updated
 
     def get_job(self, job_id: str, owner: str) -> Job:
@@ -398,7 +394,6 @@ class UploadsService:
             job = self.store.expire(job_id, open_tasks(current) if current else ())
         except TransitionRejectedError:
             return None  # the upload arrived meanwhile
-        self.events.publish(job_expired(job))
         return job
 
     def wait_for_job(self, job_id: str, owner: str, wait: float, since: int | None) -> Job:

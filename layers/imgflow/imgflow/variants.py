@@ -29,8 +29,8 @@ from imgflow.imaging import (
 )
 from imgflow.job_store import JobStore
 from imgflow.keys import original_key, poster_key, variant_key
-from imgflow.lifecycle import EventPublisher, job_settled, variants_ready
 from imgflow.models import (
+    VARIANTS_TASK,
     Job,
     JobError,
     JobStatus,
@@ -45,7 +45,7 @@ from imgflow.settings import Settings
 from imgflow.settling import remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
-TASK = "variants"
+TASK = VARIANTS_TASK
 
 
 def plan(job: Job, settings: Settings) -> list[tuple[VariantPreset, OutputFormat]]:
@@ -132,7 +132,6 @@ def render_stills(
 class VariantsService:
     store: JobStore
     storage: ObjectStorage
-    events: EventPublisher
     settings: Settings
 
     def run(self, message: VariantsMessage) -> Job | None:
@@ -171,7 +170,7 @@ class VariantsService:
         return remove_leftovers(self.store, self.storage, self.settings.media_bucket, job_id)
 
     def finish(self, job_id: str, error: JobError | None = None) -> Job | None:
-        """Close the task (failed when `error`), announce it, and settle the job once all its tasks are done."""
+        """Close the task (failed when `error`) and settle the job once all its tasks are done."""
         try:
             job = self.store.finish_task(job_id, TASK, error)
         except TransitionRejectedError:
@@ -185,13 +184,8 @@ class VariantsService:
         return self._after_task(job)
 
     def _after_task(self, job: Job) -> Job | None:
-        """What follows a finished task; safe to repeat, as consumers drop events by job_id and version."""
-        if job.status.is_terminal:
-            self.events.publish(job_settled(job))
-            return job
-        if job.tasks[TASK].status is TaskStatus.SUCCEEDED:
-            self.events.publish(variants_ready(job))
-        return settle_if_done(self.store, self.events, job)
+        """What follows a finished task: the job settles once all its tasks have finished. Safe to repeat."""
+        return settle_if_done(self.store, job)
 
     def _render_all(self, job: Job, data: bytes) -> Job | None:
         s = self.settings
