@@ -223,6 +223,26 @@ def process(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def soak(args: argparse.Namespace) -> int:
+    from imgflow_local.soak import soak as run_soak
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    # Failed messages back within seconds, not the queues' minutes; schedules (sweeps) every few seconds.
+    options = _options(
+        args,
+        api_port=0,
+        aws_port=0,
+        log=say if args.verbose else lambda _line: None,
+        retry_delay=2 if args.retry_delay is None else args.retry_delay,
+        schedule_interval=args.schedule_interval or 10,
+    )
+    return run_soak(
+        options, uploads=args.uploads, concurrency=args.concurrency, patience=args.patience, as_json=args.json
+    )
+
+
 def events(args: argparse.Namespace) -> int:
     from imgflow_local.event_tail import BusSource, EventFilter, LocalSource, describe, tail
 
@@ -309,6 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     process_parser.add_argument("--verbose", action="store_true", help="print the runtime's step log on stderr")
     process_parser.set_defaults(run=process)
+
+    soak_parser = commands.add_parser(
+        "soak", help="upload many images with faults injected, then check that nothing was lost or duplicated"
+    )
+    _add_runtime_options(soak_parser)
+    soak_parser.add_argument("--uploads", type=int, required=True, metavar="N", help="how many uploads")
+    soak_parser.add_argument("--concurrency", type=int, default=8, metavar="C", help="uploads at once (default 8)")
+    soak_parser.add_argument(
+        "--patience",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="stop waiting when no job has changed for this long (default 300)",
+    )
+    soak_parser.add_argument("--json", action="store_true", help="end with the report as one JSON line")
+    soak_parser.add_argument("--verbose", action="store_true", help="print the runtime's step log on stderr")
+    soak_parser.set_defaults(run=soak)
 
     events_parser = commands.add_parser(
         "events", help="print lifecycle events: the local runtime's, or a deployed stack's with --bus"

@@ -164,6 +164,10 @@ class LocalRuntime:
             self._front_door.stop()
         if self._emulator:
             self._emulator.stop()
+            # moto keeps its state in this process's memory: a runtime started after this one starts empty.
+            from moto.moto_api._internal.models import moto_api_backend
+
+            moto_api_backend.reset()
         if self._iam:
             self._iam.stop()
 
