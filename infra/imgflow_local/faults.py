@@ -4,7 +4,7 @@ handler ran, an invocation that outlives its timeout, throttled AWS calls, and d
 
 SPEC is a comma-separated list of `[Function.]kind=probability`, for example
 `crash_after=0.1,duplicate=0.2,throttle=0.05,timeout=0.01,EditFunction.timeout=0`. An entry without a
-function applies to every function a queue triggers (the pipeline); one with a function's logical id
+function applies to every function a queue or a stream triggers (the pipeline); one with a function's logical id
 overrides it for that function, and is the only way to fault the others (`ApiFunction.throttle=0.05`).
 
 Each decision is a hash of (seed, function, kind, key) against the probability, never a draw from a

@@ -237,7 +237,8 @@ class LocalRuntime:
         }
 
     def _faults_of(self, spec: FunctionSpec) -> FunctionFaults:
-        return self.faults.for_function(spec.logical_id, queue_triggered=bool(spec.sqs_sources))
+        triggered = bool(spec.sqs_sources or spec.stream_sources)
+        return self.faults.for_function(spec.logical_id, queue_triggered=triggered)
 
     def _start_pollers(self, session: boto3.session.Session) -> None:
         sqs = session.client("sqs")
