@@ -42,6 +42,10 @@ class InOrder:
                 self._events.publish(detail)
         except Exception:
             self._failed_at = change.SequenceNumber
+            logger.exception(
+                "publishing a change failed: it and the rest of the batch are retried",
+                extra={"sequence_number": change.SequenceNumber},
+            )
             raise
         if details:
             metrics.add_metric(name="EventsPublished", unit="Count", value=len(details))

@@ -18,7 +18,7 @@ from integration.helpers import (
     lifecycle_events,
     throttled,
 )
-from support import EmulatedAws, FakeLambdaContext
+from support import EmulatedAws, FakeLambdaContext, load_event
 
 
 def publish(records: list[dict[str, Any]], context: FakeLambdaContext) -> list[str]:
@@ -104,3 +104,14 @@ def test_given_dynamodbs_ttl_removed_a_job_then_no_deletion_is_announced(
 
     assert publish([removal], lambda_context) == []
     assert announced(lifecycle_events(aws, job_id))[0][0] == "Job Deleted"
+
+
+def test_given_the_sample_event_of_an_accepted_upload_then_job_accepted_carries_its_version_and_image(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
+) -> None:
+    # events/publisher_job_change.json: what `sam local invoke PublisherFunction -e` sends, as Lambda sends it.
+    assert publish(load_event("publisher_job_change.json")["Records"], lambda_context) == []
+
+    [accepted] = lifecycle_events(aws)
+    assert announced([accepted]) == [("Job Accepted", 3)]
+    assert (accepted["detail"]["image"]["width"], accepted["detail"]["owner"]) == (128, "alice")

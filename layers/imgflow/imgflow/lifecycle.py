@@ -1,7 +1,9 @@
 """Lifecycle events: one EventBridge event per change of a job's state that other systems care about.
 
-Consumers drop duplicates with `job_id` + `version`. `python -m imgflow.schemas DIR` writes the JSON
-Schema of each detail-type to `events/schemas/`.
+Published only by the publisher function, from JobsTable's stream (`imgflow.outbox`). Consumers drop
+duplicates by detail-type, `job_id`, `version` and the edit's id: one write can mean several events,
+which share its `version`. `python -m imgflow.schemas DIR` writes the JSON Schema of each detail-type
+to `events/schemas/`.
 """
 
 from __future__ import annotations
