@@ -26,7 +26,7 @@ MAX_UNZIPPED_BYTES = 250 * MB  # a function and all its layers, unzipped
 MAX_LAYERS = 5
 # What these functions must not carry, in their own code or any of their layers: the api function's cold
 # start and attack surface stay free of the imaging stack and the Gemini SDK, and so do the sweeper's.
-LEAN_FUNCTIONS = ("ApiFunction", "ExpireFunction")
+LEAN_FUNCTIONS = ("ApiFunction", "SweepFunction")
 # By distribution (as a lock pins it) and by the folder it installs.
 FORBIDDEN_IN_LEAN = {"pillow": "PIL", "google-genai": "google/genai"}
 PIP_TARGET = (

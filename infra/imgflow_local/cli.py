@@ -243,6 +243,12 @@ def soak(args: argparse.Namespace) -> int:
     )
 
 
+def dlq(args: argparse.Namespace) -> int:
+    from imgflow_local.dlq import command
+
+    return command(args, args.template or _find_template())
+
+
 def events(args: argparse.Namespace) -> int:
     from imgflow_local.event_tail import BusSource, EventFilter, LocalSource, describe, tail
 
@@ -366,6 +372,24 @@ def main(argv: list[str] | None = None) -> int:
         "rule and queue carry its events here and are removed on exit",
     )
     events_parser.set_defaults(run=events)
+
+    dlq_parser = commands.add_parser(
+        "dlq", help="list what the dead-letter queues hold (peeking), or move it back with `dlq redrive`"
+    )
+    dlq_parser.add_argument("action", nargs="?", choices=["list", "redrive"], default="list")
+    dlq_parser.add_argument("--queue", metavar="NAME", help="only this step's queue (ingest, variants, edit, ...)")
+    dlq_parser.add_argument("--json", action="store_true", help="one JSON object per message (or per queue moved)")
+    dlq_parser.add_argument("--limit", type=int, default=100, metavar="N", help="messages listed per queue (100)")
+    dlq_parser.add_argument("--stack", metavar="NAME", help="a deployed stack, with your AWS credentials")
+    dlq_parser.add_argument(
+        "--queue-url", action="append", default=[], metavar="URL", help="a dead-letter queue by URL (repeatable)"
+    )
+    dlq_parser.add_argument("--table", metavar="NAME", help="with --queue-url: the JobsTable to read errors from")
+    dlq_parser.add_argument(
+        "--aws-endpoint", metavar="URL", help="the local runtime's AWS endpoint (default http://127.0.0.1:4566)"
+    )
+    dlq_parser.add_argument("--template", type=Path, help="the SAM template (default: ./template.yaml)")
+    dlq_parser.set_defaults(run=dlq)
 
     args = parser.parse_args(argv)
     try:

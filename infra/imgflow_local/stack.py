@@ -136,6 +136,7 @@ class LocalStack:
             conditions=self.template.get("Conditions", {}),
             list_parameters=frozenset(n for n, spec in declared.items() if spec["Type"] == "CommaDelimitedList"),
             account_id=self.account_id,
+            mappings=self.template.get("Mappings", {}),
         )
 
     # --- naming ------------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ class LocalStack:
                     logical_id=logical_id,
                     code_uri=self.template_path.parent / props["CodeUri"],
                     handler=props["Handler"],
-                    timeout=int(props.get("Timeout", defaults.get("Timeout", 3))),
+                    timeout=int(self.resolver.resolve(props.get("Timeout", defaults.get("Timeout", 3)))),
                     memory_mb=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
                     environment={k: str(v) for k, v in self.resolver.resolve(environment).items()},
                     sqs_sources=tuple(sqs_sources),

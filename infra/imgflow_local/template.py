@@ -1,5 +1,6 @@
 """Reads template.yaml: CloudFormation's short-form tags, parameters, and the intrinsic functions the
-local runtime needs to name and wire the same resources (Ref, Fn::GetAtt, Fn::Sub, Fn::Join)."""
+local runtime needs to name and wire the same resources (Ref, Fn::GetAtt, Fn::Sub, Fn::Join,
+Fn::FindInMap)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ class Resolver:
     # Parameters of type CommaDelimitedList: a Ref to one is a list.
     list_parameters: frozenset[str] = frozenset()
     account_id: str = DEFAULT_ACCOUNT_ID
+    # The template's Mappings, read by Fn::FindInMap.
+    mappings: Mapping[str, Any] = field(default_factory=dict)
     pseudo: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +120,9 @@ class Resolver:
                 return self.attribute(logical, attribute)
             if key == "Fn::Sub":
                 return self._sub(argument)
+            if key == "Fn::FindInMap":
+                mapping, top, second = self.resolve(argument)
+                return self.mappings[mapping][top][second]
             if key == "Fn::Join":
                 separator, items = argument
                 return separator.join(str(item) for item in self.resolve(items))

@@ -18,6 +18,8 @@ from imgflow.models import (
     TaskStatus,
     Variant,
 )
+from imgflow.overdue import Deadlines
+from imgflow.settings import get_settings
 from support import EmulatedAws
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -39,7 +41,7 @@ BROKEN = JobError(code="corrupt_image", message="the JPEG image is corrupt or tr
 
 @pytest.fixture
 def store(aws: EmulatedAws) -> JobStore:
-    return JobStore(aws.table(), clock=lambda: NOW)
+    return JobStore(aws.table(), Deadlines.from_settings(get_settings()), clock=lambda: NOW)
 
 
 def new_job(job_id: str = JOB_ID) -> Job:
@@ -92,7 +94,7 @@ def test_given_a_job_when_it_goes_through_its_whole_life_then_each_change_adds_e
         lambda: store.progress_task(JOB_ID, "variants", "placeholder", 10, placeholder=PLACEHOLDER),
         lambda: store.progress_task(JOB_ID, "variants", "encoded thumb.webp", 50, variant=VARIANT),
         lambda: store.finish_task(JOB_ID, "variants"),
-        lambda: store.settle(JOB_ID, JobStatus.SUCCEEDED),
+        lambda: store.settle(store.require(JOB_ID), JobStatus.SUCCEEDED),
     ]
     versions = [store.require(JOB_ID).version]
 
@@ -179,7 +181,7 @@ def test_given_no_job_when_a_transition_is_asked_then_it_is_refused_and_nothing_
         pytest.param(lambda s: s.fail(JOB_ID, BROKEN), id="fail"),
         pytest.param(lambda s: s.reject(JOB_ID, BROKEN), id="reject"),
         pytest.param(lambda s: s.expire(JOB_ID), id="expire"),
-        pytest.param(lambda s: s.settle(JOB_ID, JobStatus.FAILED, BROKEN), id="settle"),
+        pytest.param(lambda s: s.settle(s.require(JOB_ID), JobStatus.FAILED, BROKEN), id="settle"),
         pytest.param(lambda s: s.start_validation(JOB_ID, SOURCE), id="start_validation"),
         pytest.param(lambda s: s.accept(JOB_ID, IMAGE, {"variants": Task()}), id="accept"),
     ],
@@ -191,7 +193,7 @@ def test_given_a_settled_job_when_anything_would_change_it_then_it_is_refused(
     # Two tasks, one of them still pending: only the job's own state can protect it.
     processing(store, tasks=("variants", "edit-1"))
     store.finish_task(JOB_ID, "edit-1")
-    settled = store.settle(JOB_ID, terminal, BROKEN if terminal is JobStatus.FAILED else None)
+    settled = store.settle(store.require(JOB_ID), terminal, BROKEN if terminal is JobStatus.FAILED else None)
 
     with pytest.raises(TransitionRejectedError):
         change(store)  # type: ignore[operator]

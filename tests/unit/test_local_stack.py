@@ -26,7 +26,7 @@ def test_given_the_template_then_every_function_and_its_event_sources_are_read(s
         "IngestFunction",
         "VariantsFunction",
         "ApiFunction",
-        "ExpireFunction",
+        "SweepFunction",
         "EditFunction",
         "WebhookFanOutFunction",
         "WebhookDeliveryFunction",
@@ -44,7 +44,7 @@ def test_given_the_template_then_every_function_and_its_event_sources_are_read(s
     assert changes.bisect_on_error
     assert (changes.maximum_retry_attempts, changes.maximum_record_age) == (10, 21600)
     assert str(changes.on_failure).endswith(":imgflow-unit-PublisherDeadLetterQueue")
-    assert [s.expression for s in functions["ExpireFunction"].schedules] == ["rate(5 minutes)"]
+    assert [s.expression for s in functions["SweepFunction"].schedules] == ["rate(5 minutes)"]
     assert {(r.method, r.path) for r in functions["ApiFunction"].routes} >= {
         ("POST", "/uploads"),
         ("GET", "/jobs/{job_id}"),

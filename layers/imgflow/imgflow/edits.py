@@ -107,6 +107,9 @@ class EditService:
         if message.edit_id not in job.edits or task_name not in job.tasks:
             return None
         edit = job.edits[message.edit_id]
+        if job.tasks[task_name].swept:
+            # Failed by the sweep when its step gave up, and its message is back (redriven): it runs again.
+            job = self.store.reopen(job, task_name)
         if job.tasks[task_name].status not in OPEN_TASK_STATUSES:
             return self._after(job, edit.edit_id)  # a redelivery: what follows the edit may have been cut short
         if job.status not in EDIT_RUNNABLE:
@@ -189,10 +192,12 @@ class EditService:
         succeeded = job.tasks[edit_task_name(edit_id)].status is TaskStatus.SUCCEEDED
         failed_children = False
         for child in list(job.edits.values()):
-            if (
-                child.parent_edit_id != edit_id
-                or job.tasks[edit_task_name(child.edit_id)].status is not TaskStatus.PENDING
-            ):
+            if child.parent_edit_id != edit_id:
+                continue
+            if succeeded and job.tasks[edit_task_name(child.edit_id)].swept:
+                # Never run: the sweep failed it with the edit it waited for, which now succeeded (redriven).
+                job = self.store.reopen(job, edit_task_name(child.edit_id))
+            if job.tasks[edit_task_name(child.edit_id)].status is not TaskStatus.PENDING:
                 continue
             if succeeded:
                 self.edit_queue.send(EditMessage(job_id=job.job_id, edit_id=child.edit_id))

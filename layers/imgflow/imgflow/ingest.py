@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from imgflow.errors import ErrorCode, ImageRejectedError, TransientError, TransitionRejectedError
 from imgflow.imaging import inspect_image
-from imgflow.job_store import JobStore, open_tasks
+from imgflow.job_store import JobStore
 from imgflow.keys import UPLOAD_PREFIX, is_safe_upload_key, original_key, owner_segment, upload_key
 from imgflow.models import (
     VARIANTS_TASK,
@@ -66,6 +66,12 @@ def drop_job_id(source: SourceObject) -> str:
     return uuid.uuid5(_DROP_NAMESPACE, identity).hex
 
 
+def job_id_of(source: SourceObject) -> str:
+    """The job an uploaded object is for: an API upload's, named in its key, else the drop's own."""
+    match = _API_UPLOAD_KEY.match(source.key)
+    return match["job_id"] if match else drop_job_id(source)
+
+
 def _same_write(accepted: SourceObject, event: SourceObject) -> bool:
     """Whether an event names the very object a job accepted (not a later overwrite of its key)."""
     return (accepted.sequencer, accepted.etag, accepted.version_id) == (event.sequencer, event.etag, event.version_id)
@@ -92,6 +98,9 @@ class IngestService:
         if source.sequencer and not self.store.claim_object(source.bucket, source.key, source.sequencer, job_id):
             return IngestResult(IngestOutcome.STALE, job_id)
         job = existing or self._create_drop_job(job_id, source)
+        if job.swept and job.image is None:
+            # Validation gave up and the sweep failed the job; the upload's notification is back (redriven).
+            job = self.store.reopen(job)
         if job.image is not None:
             return self._after_acceptance(job, source)
         if job.status not in {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}:
@@ -188,7 +197,7 @@ class IngestService:
         return None
 
     def _reject(self, job: Job, code: ErrorCode, message: str) -> IngestResult:
-        self.store.reject(job.job_id, JobError(code=code, message=message), open_tasks(job))
+        self.store.reject(job.job_id, JobError(code=code, message=message))
         return IngestResult(IngestOutcome.REJECTED, job.job_id, code=code)
 
     def _check_declared(self, job: Job, source: SourceObject) -> None:

@@ -3,8 +3,12 @@ it, bumps `version`, and returns the job as stored afterwards.
 
 The table holds two kinds of item, told apart by `pk`: a job (`pk` = its id) and, per uploaded object
 key, the newest S3 `sequencer` seen for it (`pk` = `object#<bucket>/<key>`), which orders overwrites.
-A job waiting for its upload also carries `awaiting_upload_shard`, which puts it in the sparse
-`awaiting-upload-index` (by `upload_expires_at`) until its upload arrives or it expires.
+
+A job with something still open (its upload, its validation, a task) carries `overdue_shard` and
+`overdue_at`, which put it in the sparse `overdue-index` that the sweep reads (imgflow.sweep). A write
+that leaves something open records when the job is overdue if nothing moves after it, never later than
+`Deadlines.overdue_at` says (the sweep sets that exactly when it comes by early); a write that ends
+everything removes both.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from imgflow.models import (
     TaskStatus,
     Variant,
     edit_task_name,
+    open_tasks,
 )
+from imgflow.overdue import MARGIN_SECONDS, Deadlines, Step, step_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -41,9 +47,14 @@ PROCESSING_ONLY = frozenset({JobStatus.PROCESSING})
 # Edits may be added to, and run on, a job that has settled: its status stays, its version grows.
 EDIT_RUNNABLE = frozenset({JobStatus.PROCESSING, JobStatus.SUCCEEDED, JobStatus.FAILED})
 EDITABLE = EDIT_RUNNABLE | {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}
-AWAITING_UPLOAD_INDEX = "awaiting-upload-index"
+OVERDUE_INDEX = "overdue-index"
 OWNER_INDEX = "owner-index"
-_AWAITING_SHARD = "awaiting_upload_shard"
+_OVERDUE_SHARD = "overdue_shard"
+_OVERDUE_AT = "overdue_at"
+_NOTHING_OPEN = (_OVERDUE_SHARD, _OVERDUE_AT)
+# Ending a job reads it, then writes on the condition that it is still the version read; a write between
+# (an edit added) makes it read again. Writes to one job are few: a handful of rounds settles it.
+_END_ROUNDS = 5
 # S3 sequencers are hex strings of varying length: right-padded they compare as the S3 docs prescribe.
 _SEQUENCER_WIDTH = 64
 
@@ -57,8 +68,9 @@ def sequencer_order_key(sequencer: str) -> str:
 
 
 class JobStore:
-    def __init__(self, table: Table, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, table: Table, deadlines: Deadlines, clock: Callable[[], float] = time.time) -> None:
         self._table = table
+        self._deadlines = deadlines
         self._clock = clock
 
     def now(self) -> int:
@@ -160,8 +172,9 @@ class JobStore:
     def create(self, job: Job) -> bool:
         """Store a new job; False when a job with that id exists already (a redelivered drop)."""
         item = {"pk": job.job_id, **_to_item_value(job)}
-        if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at is not None:
-            item[_AWAITING_SHARD] = "0"
+        overdue_at = self._deadlines.overdue_at(job)
+        if overdue_at is not None:
+            item |= {_OVERDUE_SHARD: "0", _OVERDUE_AT: overdue_at}
         try:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -170,16 +183,40 @@ class JobStore:
             raise
         return True
 
-    def overdue_uploads(self, deadline: int, limit: int = 100) -> list[str]:
-        """Ids of jobs still awaiting an upload whose form expired before `deadline`."""
+    def overdue(self, now: int, limit: int = 100) -> list[str]:
+        """Ids of jobs whose recorded `overdue_at` has passed, the most overdue first."""
         response = self._table.query(
-            IndexName=AWAITING_UPLOAD_INDEX,
-            KeyConditionExpression="#shard = :shard AND #expires < :deadline",
-            ExpressionAttributeNames={"#shard": _AWAITING_SHARD, "#expires": "upload_expires_at"},
-            ExpressionAttributeValues={":shard": "0", ":deadline": deadline},
+            IndexName=OVERDUE_INDEX,
+            KeyConditionExpression="#shard = :shard AND #overdue < :now",
+            ExpressionAttributeNames={"#shard": _OVERDUE_SHARD, "#overdue": _OVERDUE_AT},
+            ExpressionAttributeValues={":shard": "0", ":now": now},
             Limit=limit,
         )
         return [str(item["pk"]) for item in response.get("Items", [])]
+
+    def reschedule(self, job: Job, overdue_at: int | None) -> bool:
+        """Record when `job` (as read) is overdue, or that nothing of it is open; False when it has moved
+        since. Not a change of the job: its version stays."""
+        names = {"#version": "version", "#shard": _OVERDUE_SHARD, "#overdue": _OVERDUE_AT}
+        values: dict[str, Any] = {":version": job.version}
+        if overdue_at is None:
+            expression = "REMOVE #shard, #overdue"
+        else:
+            expression = "SET #shard = :shard, #overdue = :overdue"
+            values |= {":shard": "0", ":overdue": overdue_at}
+        try:
+            self._table.update_item(
+                Key={"pk": job.job_id},
+                UpdateExpression=expression,
+                ConditionExpression="#version = :version",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def claim_object(self, bucket: str, key: str, sequencer: str, job_id: str) -> bool:
         """Record `sequencer` as the newest write of the key; False when a newer write was seen already.
@@ -210,7 +247,7 @@ class JobStore:
             {"status": JobStatus.VALIDATING, "source": source},
             # validating again is how a retry after a crash resumes; duplicates never get here.
             allowed={JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING},
-            removes=(_AWAITING_SHARD,),
+            overdue_at=self._deadlines.hint(Step.INGEST, self.now()),
         )
 
     def accept(self, job_id: str, image: ImageInfo, tasks: Mapping[str, Task]) -> Job:
@@ -220,45 +257,122 @@ class JobStore:
             # Per task, so that the tasks of edits asked for with the upload stay.
             {"status": JobStatus.PROCESSING, "image": image, **{f"tasks.{name}": task for name, task in tasks.items()}},
             allowed={JobStatus.VALIDATING},
+            overdue_at=min(self._deadlines.hint(step_of(name), self.now()) for name in tasks),
         )
 
-    def reject(self, job_id: str, error: JobError, open_tasks: Iterable[str] = ()) -> Job:
-        """End a job whose upload is not an acceptable image; its `open_tasks` (edits asked with the upload)
-        end with it, as they will never run."""
+    def reject(self, job_id: str, error: JobError) -> Job:
+        """End a job whose upload is not an acceptable image; its open tasks (edits asked with the upload,
+        including one added meanwhile) end with it, as they will never run."""
         not_run = JobError(code="edit_failed", message=f"not run: the upload was rejected ({error.code})")
-        return self._update(
-            job_id,
-            "reject",
-            {"status": JobStatus.REJECTED, "error": error, **_closed(open_tasks, not_run)},
-            allowed={JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING},
-            removes=(_AWAITING_SHARD,),
+        return self._end(
+            job_id, "reject", JobStatus.REJECTED, {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}, not_run, error
         )
 
-    def expire(self, job_id: str, open_tasks: Iterable[str] = ()) -> Job:
+    def expire(self, job_id: str) -> Job:
         not_run = JobError(code="edit_failed", message="not run: no upload arrived before the form expired")
-        return self._update(
-            job_id,
-            "expire",
-            {"status": JobStatus.EXPIRED, **_closed(open_tasks, not_run)},
-            allowed={JobStatus.AWAITING_UPLOAD},
-            removes=(_AWAITING_SHARD,),
-        )
+        return self._end(job_id, "expire", JobStatus.EXPIRED, {JobStatus.AWAITING_UPLOAD}, not_run)
 
     def fail(self, job_id: str, error: JobError) -> Job:
-        """End a job that cannot go on, from any state that is not terminal yet."""
-        return self._update(
-            job_id,
-            "fail",
-            {"status": JobStatus.FAILED, "error": error},
-            allowed=NON_TERMINAL,
-            removes=(_AWAITING_SHARD,),
-        )
+        """End a job that cannot go on, from any state that is not terminal yet, and every task still open."""
+        not_run = JobError(code="internal_error", message=f"not run: the job failed ({error.message})")
+        return self._end(job_id, "fail", JobStatus.FAILED, NON_TERMINAL, not_run, error)
 
-    def settle(self, job_id: str, status: JobStatus, error: JobError | None = None) -> Job:
+    def settle(self, job: Job, status: JobStatus, error: JobError | None = None) -> Job:
+        """Settle a processing job as read, whose tasks have all finished; TransitionRejectedError when it
+        changed since (settled elsewhere, or an edit was added, which the job now waits for)."""
         changes: dict[str, Any] = {"status": status}
         if error is not None:
             changes["error"] = error
-        return self._update(job_id, f"settle as {status}", changes, allowed={JobStatus.PROCESSING})
+        return self._update(
+            job.job_id,
+            f"settle as {status}",
+            changes,
+            allowed={JobStatus.PROCESSING},
+            conditions=[("version", "=", job.version)],
+            removes=_NOTHING_OPEN,
+        )
+
+    def give_up(self, job: Job, error: JobError | None, task_errors: Mapping[str, JobError]) -> Job:
+        """What the sweep writes once a job's step gave up: the open tasks failed with their errors (marked
+        `swept`), and the job failed with `error` unless it had settled before; on the condition that the
+        job is still the version the sweep read, so that it is written once and a late finish wins."""
+        changes: dict[str, Any] = {}
+        for task, task_error in task_errors.items():
+            changes |= {
+                f"tasks.{task}.status": TaskStatus.FAILED,
+                f"tasks.{task}.stage": "gave up",
+                f"tasks.{task}.error": task_error,
+                f"tasks.{task}.swept": True,
+            }
+        if error is not None:
+            changes |= {"status": JobStatus.FAILED, "error": error, "swept": True}
+        return self._update(
+            job.job_id,
+            "give up",
+            changes,
+            allowed={job.status},
+            conditions=[("version", "=", job.version)],
+            removes=_NOTHING_OPEN,
+        )
+
+    def reopen(self, job: Job, task: str | None = None) -> Job:
+        """Open again what the sweep failed, for its step's message has come back (redriven from the
+        dead-letter queue, or late): `task`, and a job the sweep failed goes back to processing with it;
+        or (no `task`) the ingest step, whose job goes back to validating with the edits it closed.
+        Permanent failures never reopen: only what is marked `swept` does, and only as the job was read."""
+        tasks = [task] if task else [name for name, open_task in job.tasks.items() if open_task.swept]
+        changes: dict[str, Any] = {}
+        removes: tuple[str, ...] = ()
+        for name in tasks:
+            changes |= {
+                f"tasks.{name}.status": TaskStatus.PENDING,
+                f"tasks.{name}.stage": "redriven",
+                f"tasks.{name}.swept": False,
+            }
+            removes += (f"tasks.{name}.error",)
+        if job.status is JobStatus.FAILED and job.swept:
+            changes |= {"status": JobStatus.PROCESSING if task else JobStatus.VALIDATING, "swept": False}
+            removes += ("error",)
+        return self._update(
+            job.job_id,
+            f"reopen {task or 'validation'}",
+            changes,
+            allowed={job.status},
+            conditions=[("version", "=", job.version)],
+            removes=removes,
+            overdue_at=self._deadlines.hint(step_of(task) if task else Step.INGEST, self.now()),
+        )
+
+    def _end(
+        self,
+        job_id: str,
+        action: str,
+        status: JobStatus,
+        allowed: frozenset[JobStatus] | set[JobStatus],
+        task_error: JobError,
+        error: JobError | None = None,
+    ) -> Job:
+        """End a job and close every task open in it, in one write on the condition that the job is the
+        version read: a task added meanwhile makes it read again and close that one too."""
+        for _ in range(_END_ROUNDS):
+            job = self.get(job_id)
+            if job is None or job.status not in allowed:
+                raise TransitionRejectedError(job_id, action)
+            changes: dict[str, Any] = {"status": status, **_closed(open_tasks(job), task_error)}
+            if error is not None:
+                changes["error"] = error
+            try:
+                return self._update(
+                    job_id,
+                    action,
+                    changes,
+                    allowed=allowed,
+                    conditions=[("version", "=", job.version)],
+                    removes=_NOTHING_OPEN,
+                )
+            except TransitionRejectedError:
+                continue
+        raise TransitionRejectedError(job_id, action)
 
     def add_edits(
         self, job_id: str, edits: Sequence[Edit], *, parent_task: str | None = None, max_edits: int | None = None
@@ -274,7 +388,17 @@ class JobStore:
             conditions.append((f"tasks.{parent_task}.status", "<>", TaskStatus.FAILED.value))
         if max_edits is not None:
             conditions.append(("size(edits)", "<=", max_edits - len(edits)))
-        return self._update(job_id, "add edits", changes, allowed=EDITABLE, conditions=conditions)
+        return self._update(
+            job_id,
+            "add edits",
+            changes,
+            allowed=EDITABLE,
+            conditions=conditions,
+            # A job that has something open keeps its deadline (an upload's expiry, above all); a settled
+            # one gets the edit's.
+            overdue_at=self._deadlines.hint(Step.EDIT, self.now()),
+            overdue_if_unset=True,
+        )
 
     def give_feedback(self, job_id: str, owner: str, edit_id: str, feedback: EditFeedback) -> Job:
         """Record (or replace) the owner's feedback on an edit whose task has finished, in whatever state
@@ -308,6 +432,7 @@ class JobStore:
             allowed=allowed,
             increments={f"tasks.{task}.attempts": 1},
             task_open=task,
+            overdue_at=self._deadlines.hint(step_of(task), self.now()),
         )
 
     def progress_task(
@@ -326,7 +451,14 @@ class JobStore:
             changes[f"variants.{variant.slot}"] = variant
         if placeholder is not None:
             changes["placeholder"] = placeholder
-        return self._update(job_id, f"progress task {task}", changes, allowed=allowed, task_open=task)
+        return self._update(
+            job_id,
+            f"progress task {task}",
+            changes,
+            allowed=allowed,
+            task_open=task,
+            overdue_at=self._deadlines.hint(step_of(task), self.now()),
+        )
 
     def finish_task(
         self,
@@ -347,7 +479,15 @@ class JobStore:
             changes[f"tasks.{task}.progress"] = 100
         else:
             changes[f"tasks.{task}.error"] = error
-        return self._update(job_id, f"finish task {task}", changes, allowed=allowed, task_open=task)
+        return self._update(
+            job_id,
+            f"finish task {task}",
+            changes,
+            allowed=allowed,
+            task_open=task,
+            # The job settles next, or waits for its other tasks: the sweep sees which, and when.
+            overdue_at=self.now() + MARGIN_SECONDS,
+        )
 
     # --- the one write path ------------------------------------------------------------------------
 
@@ -362,10 +502,17 @@ class JobStore:
         task_open: str | None = None,
         removes: tuple[str, ...] = (),
         conditions: Sequence[tuple[str, str, Any]] = (),
+        overdue_at: int | None = None,
+        overdue_if_unset: bool = False,
     ) -> Job:
         names: dict[str, str] = {"#status": "status", "#version": "version", "#updated": "updated_at"}
         values: dict[str, Any] = {":one": 1, ":now": self.now()}
         sets = ["#version = #version + :one", "#updated = :now"]
+        if overdue_at is not None:
+            names |= {"#overdue_shard": _OVERDUE_SHARD, "#overdue_at": _OVERDUE_AT}
+            values |= {":overdue_shard": "0", ":overdue_at": overdue_at}
+            at = "if_not_exists(#overdue_at, :overdue_at)" if overdue_if_unset else ":overdue_at"
+            sets += ["#overdue_shard = :overdue_shard", f"#overdue_at = {at}"]
         for index, (path, value) in enumerate(changes.items()):
             sets.append(f"{_path(path, names)} = :v{index}")
             values[f":v{index}"] = _to_item_value(value)
@@ -419,10 +566,6 @@ def _closed(tasks: Iterable[str], error: JobError) -> dict[str, Any]:
         changes[f"tasks.{task}.stage"] = "not run"
         changes[f"tasks.{task}.error"] = error
     return changes
-
-
-def open_tasks(job: Job) -> list[str]:
-    return [name for name, task in job.tasks.items() if task.status in {TaskStatus.PENDING, TaskStatus.RUNNING}]
 
 
 def _path(dotted: str, names: dict[str, str]) -> str:

@@ -54,6 +54,9 @@ class TaskStatus(StrEnum):
     FAILED = "failed"
 
 
+OPEN_TASK_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """Bounds of an acceptable upload.
@@ -102,6 +105,9 @@ class Task(Model):
     progress: Annotated[int, Field(ge=0, le=100)] = 0
     attempts: int = 0
     error: JobError | None = None
+    # Failed by the sweep because its step gave up (imgflow.overdue), not for a reason of its own: its
+    # message, redriven from the dead-letter queue, may run it again.
+    swept: bool = False
 
 
 class SourceObject(Model):
@@ -233,6 +239,12 @@ class Job(Model):
     placeholder: Placeholder | None = None
     edits: dict[str, Edit] = Field(default_factory=dict)
     error: JobError | None = None
+    # Failed by the sweep (see Task.swept): a step's redriven message may reopen it.
+    swept: bool = False
+
+
+def open_tasks(job: Job) -> list[str]:
+    return [name for name, task in job.tasks.items() if task.status in OPEN_TASK_STATUSES]
 
 
 class VariantsMessage(Model):

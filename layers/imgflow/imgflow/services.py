@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from imgflow import aws
 from imgflow.job_store import JobStore
 from imgflow.lifecycle import EventPublisher
+from imgflow.overdue import Deadlines
 from imgflow.settings import get_settings
 from imgflow.storage import ObjectStorage
 
@@ -19,13 +20,15 @@ if TYPE_CHECKING:
     from imgflow.edits import EditService, ImageEditor
     from imgflow.ingest import IngestService
     from imgflow.stats import StatsService
+    from imgflow.sweep import SweepService
     from imgflow.uploads import UploadsService
     from imgflow.variants import VariantsService
     from imgflow.webhooks import WebhookService
 
 
 def job_store() -> JobStore:
-    return JobStore(aws.dynamodb().Table(get_settings().jobs_table))
+    settings = get_settings()
+    return JobStore(aws.dynamodb().Table(settings.jobs_table), Deadlines.from_settings(settings))
 
 
 def publisher() -> EventPublisher:
@@ -115,6 +118,13 @@ def uploads_service() -> UploadsService:
 
 
 @lru_cache(maxsize=1)
+def sweep_service() -> SweepService:
+    from imgflow.sweep import SweepService
+
+    return SweepService(store=job_store(), deadlines=Deadlines.from_settings(get_settings()))
+
+
+@lru_cache(maxsize=1)
 def webhook_service() -> WebhookService:
     from imgflow.queues import TaskQueue
     from imgflow.webhook_store import WebhookStore
@@ -148,6 +158,7 @@ def reset() -> None:
         ingest_service,
         variants_service,
         uploads_service,
+        sweep_service,
         edit_service,
         webhook_service,
         stats_service,

@@ -68,6 +68,14 @@ class Settings(BaseModel):
     job_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
     # The queue's maxReceiveCount: the attempt that reaches it must end the job instead of retrying.
     max_receive_count: Annotated[int, Field(ge=1)] = 5
+    # Each step's function timeout and its queue's visibility timeout (template.yaml's Steps mapping): how
+    # long a step may take before the sweep takes it for given up (imgflow.overdue).
+    ingest_timeout_seconds: PositiveInt = 60
+    ingest_visibility_seconds: PositiveInt = 360
+    variants_timeout_seconds: PositiveInt = 120
+    variants_visibility_seconds: PositiveInt = 720
+    edit_timeout_seconds: PositiveInt = 900
+    edit_visibility_seconds: PositiveInt = 5400
 
     variant_presets: tuple[VariantPreset, ...] = DEFAULT_PRESETS
     default_formats: tuple[OutputFormat, ...] = ("webp",)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from imgflow.errors import TransitionRejectedError
 from imgflow.job_store import JobStore
 from imgflow.keys import job_prefix
-from imgflow.models import Job, JobStatus, TaskStatus
+from imgflow.models import OPEN_TASK_STATUSES, Job, JobStatus, TaskStatus
 from imgflow.storage import ObjectStorage
-
-OPEN_TASK_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 
 
 def settle_status(job: Job) -> JobStatus | None:
@@ -24,15 +22,17 @@ def settle_if_done(store: JobStore, job: Job) -> Job:
 
     A job that settled already keeps its status: later edits are tracked on their own tasks.
     """
-    status = settle_status(job) if job.status is JobStatus.PROCESSING else None
-    if status is None:
-        return job
-    error = next((task.error for task in job.tasks.values() if task.error), None)
-    try:
-        settled = store.settle(job.job_id, status, error if status is JobStatus.FAILED else None)
-    except TransitionRejectedError:
-        return store.require(job.job_id)  # settled by another worker
-    return settled
+    while job.status is JobStatus.PROCESSING and (status := settle_status(job)) is not None:
+        error = next((task.error for task in job.tasks.values() if task.error), None)
+        try:
+            settled = store.settle(job, status, error if status is JobStatus.FAILED else None)
+        except TransitionRejectedError:
+            # Settled by another worker; or changed since it was read (an edit added meanwhile, which it
+            # now waits for): read again.
+            job = store.require(job.job_id)
+            continue
+        return settled
+    return job
 
 
 def remove_leftovers(store: JobStore, storage: ObjectStorage, media_bucket: str, job_id: str) -> int:

@@ -25,7 +25,7 @@ from imgflow.api_models import (
     VariantView,
 )
 from imgflow.errors import EditNotFoundError, ImgflowError, JobNotFoundError, TransitionRejectedError
-from imgflow.job_store import EDIT_RUNNABLE, JobStore, open_tasks
+from imgflow.job_store import EDIT_RUNNABLE, JobStore
 from imgflow.keys import job_prefix, upload_key, upload_prefix
 from imgflow.models import (
     Edit,
@@ -39,6 +39,7 @@ from imgflow.models import (
     Variant,
     edit_task_name,
 )
+from imgflow.overdue import UPLOAD_GRACE_SECONDS
 from imgflow.queues import TaskQueue
 from imgflow.quotas import Quotas, QuotaStore, QuotaUse
 from imgflow.recipes import Recipe
@@ -49,8 +50,6 @@ MAX_WAIT_SECONDS = 20
 _POLL_CAP_SECONDS = 0.25
 # Job ids are 32 hex digits (uploads) or derived from the object (drops): far shorter than this.
 _MAX_JOB_ID_LENGTH = 128
-# An upload that starts just before its policy expires may take a while to land and be noticed.
-_EXPIRY_GRACE_SECONDS = 300
 
 
 class UploadTooLargeError(ImgflowError):
@@ -254,7 +253,7 @@ class UploadsService:
         """Remove the job and every object of it; a job that is not there (deleted already) is a 404."""
         _check_job_id(job_id)
         # Remembered as deleted while its upload form could still be used (with the expiry sweep's grace).
-        remember_until = self.store.now() + self.settings.upload_url_ttl_seconds + _EXPIRY_GRACE_SECONDS
+        remember_until = self.store.now() + self.settings.upload_url_ttl_seconds + UPLOAD_GRACE_SECONDS
         job = self.store.delete(job_id, owner, remember_until)
         if job is None:
             raise JobNotFoundError(job_id)
@@ -377,21 +376,15 @@ class UploadsService:
         # Another owner's job, or one past its retention (TTL deletes lazily), is simply not there.
         if job is None or job.owner != owner or job.expires_at < self.store.now():
             raise JobNotFoundError(job_id)
-        upload_deadline = (job.upload_expires_at or 0) + _EXPIRY_GRACE_SECONDS
+        upload_deadline = (job.upload_expires_at or 0) + UPLOAD_GRACE_SECONDS
         if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at and self.store.now() > upload_deadline:
             # The scheduled sweep may not have come by yet: a reader never sees a form that can no longer work.
             return self._expire(job_id) or self.store.require(job_id)
         return job
 
-    def expire_overdue(self) -> list[str]:
-        """End every job whose upload form expired (plus a grace period) with no upload: `expired`."""
-        overdue = self.store.overdue_uploads(self.store.now() - _EXPIRY_GRACE_SECONDS)
-        return [job_id for job_id in overdue if self._expire(job_id) is not None]
-
     def _expire(self, job_id: str) -> Job | None:
         try:
-            current = self.store.get(job_id)
-            job = self.store.expire(job_id, open_tasks(current) if current else ())
+            job = self.store.expire(job_id)
         except TransitionRejectedError:
             return None  # the upload arrived meanwhile
         return job
@@ -424,7 +417,8 @@ class UploadsService:
             filename=job.filename,
             metadata=job.metadata,
             image=job.image,
-            tasks={name: TaskView(**task.model_dump()) for name, task in job.tasks.items()},
+            # `swept` is how the pipeline knows a redriven step may run again; the error says it to clients.
+            tasks={name: TaskView(**task.model_dump(exclude={"swept"})) for name, task in job.tasks.items()},
             variants=self._variant_views(job.variants.values()),
             placeholder=job.placeholder,
             edits=[

@@ -141,6 +141,9 @@ class VariantsService:
             return None
         if TASK not in job.tasks:
             return None
+        if job.tasks[TASK].swept:
+            # Failed by the sweep when its step gave up, and its message is back (redriven): it runs again.
+            job = self.store.reopen(job, TASK)
         if job.tasks[TASK].status in {TaskStatus.SUCCEEDED, TaskStatus.FAILED}:
             # A redelivery after the task finished: a failure after finishing may have cut what follows short.
             return self._after_task(job)

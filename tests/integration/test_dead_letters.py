@@ -1,0 +1,140 @@
+"""`imgflow dlq` against the emulated account: it lists what a dead-letter queue holds without consuming
+it, and redrive moves it back to its source queue, where a step the sweep gave up on runs again and its
+job settles again; a job that ended for a reason of its own stays as it ended."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+import sweep_handler
+import variants_handler
+from imgflow.models import JobError, JobStatus
+from imgflow.services import job_store, variants_service
+from imgflow_local.dlq import DeadLetterQueue, Pipeline
+from integration.helpers import HOPPER, accepted_api_job, as_lambda_event, reported_failures, stored_job
+from support import REGION, EmulatedAws, FakeLambdaContext
+
+
+@pytest.fixture
+def pipeline(aws: EmulatedAws) -> Pipeline:
+    return Pipeline.of_stack(aws.client("sqs"), boto3.resource("dynamodb", region_name=REGION), aws.stack)
+
+
+def dead_letter(aws: EmulatedAws, logical_id: str, body: dict[str, Any]) -> None:
+    """A message sent to `logical_id` and received until SQS moves it to the dead-letter queue, as it
+    does after maxReceiveCount deliveries that were never deleted (a function that kept timing out)."""
+    sqs, url = aws.client("sqs"), aws.queue_url(logical_id)
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+    while sqs.receive_message(QueueUrl=url, VisibilityTimeout=0).get("Messages"):
+        pass
+
+
+def variants_queue(pipeline: Pipeline) -> DeadLetterQueue:
+    return pipeline.queue("variants")
+
+
+def swept_job(aws: EmulatedAws, context: FakeLambdaContext) -> str:
+    """A job whose variants step timed out on every attempt: its message in the DLQ, the job failed by the sweep."""
+    job_id, _, _ = accepted_api_job(aws, context, HOPPER.read_bytes())
+    job_store().start_task(job_id, "variants", "decoding", 5)
+    aws.table().update_item(
+        Key={"pk": job_id},
+        UpdateExpression="SET updated_at = :t, overdue_at = :t",
+        ExpressionAttributeValues={":t": 1_000},
+    )
+    sweep_handler.lambda_handler({"detail-type": "Scheduled Event", "detail": {}}, context)
+    dead_letter(aws, "VariantsQueue", {"job_id": job_id, "bucket": aws.media_bucket, "key": "original"})
+    return job_id
+
+
+def test_given_the_stack_then_every_pipeline_queue_with_a_redrive_policy_has_its_dead_letter_queue(
+    pipeline: Pipeline,
+) -> None:
+    assert {queue.name for queue in pipeline.queues} >= {"ingest", "variants", "edit"}
+    variants = variants_queue(pipeline)
+    assert variants.url.endswith("VariantsDeadLetterQueue")
+    assert variants.source_url.endswith("-VariantsQueue")
+    # Named by URL (`--queue-url`), a dead-letter queue's source is what SQS says sends to it.
+    given = Pipeline.given(boto3.session.Session(region_name=REGION), [variants.url], None)
+    assert [(queue.url, queue.source_url) for queue in given.queues] == [(variants.url, variants.source_url)]
+
+
+def test_given_a_message_in_a_dead_letter_queue_when_listed_then_it_says_whose_and_why_and_stays(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, pipeline: Pipeline
+) -> None:
+    job_id = swept_job(aws, lambda_context)
+
+    [letter] = pipeline.peek(variants_queue(pipeline))
+
+    assert (letter.step, letter.job_id) == ("variants", job_id)
+    assert letter.queue.endswith("VariantsDeadLetterQueue")
+    assert letter.error == "failed: internal_error: the variants step gave up after 1 attempt"
+    assert letter.attempts == 5  # template.yaml: MaxReceiveCount
+    assert letter.age_seconds >= 0
+    # Peeking consumed nothing: the message is there, visible, for the next look or a redrive.
+    assert [again.message_id for again in pipeline.peek(variants_queue(pipeline))] == [letter.message_id]
+
+
+def test_given_a_job_the_sweep_failed_when_its_message_is_redriven_then_the_step_runs_and_the_job_succeeds(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, pipeline: Pipeline
+) -> None:
+    job_id = swept_job(aws, lambda_context)
+    failed = stored_job(aws, job_id)
+
+    redriven = pipeline.redrive(variants_queue(pipeline), move_task=False)
+
+    assert redriven.moved == 1
+    assert pipeline.peek(variants_queue(pipeline)) == []
+    messages = aws.drain("VariantsQueue")
+    assert reported_failures(variants_handler.lambda_handler, as_lambda_event(messages), lambda_context) == []
+    job = stored_job(aws, job_id)
+    assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
+    assert job.version > failed.version
+    assert len(job.variants) == 4
+
+
+def test_given_a_job_that_failed_for_good_when_its_message_is_redriven_then_it_stays_failed(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, pipeline: Pipeline
+) -> None:
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    variants_service().finish(job_id, JobError(code="too_many_pixels", message="too big"))
+    dead_letter(aws, "VariantsQueue", {"job_id": job_id, "bucket": aws.media_bucket, "key": "original"})
+    failed = stored_job(aws, job_id)
+
+    pipeline.redrive(variants_queue(pipeline), move_task=False)
+    messages = aws.drain("VariantsQueue")
+    assert reported_failures(variants_handler.lambda_handler, as_lambda_event(messages), lambda_context) == []
+
+    assert stored_job(aws, job_id) == failed
+
+
+def test_given_a_deployed_stack_when_its_dead_letter_queues_are_listed_then_cloudformation_names_them(
+    aws: EmulatedAws,
+) -> None:
+    template = {
+        "Resources": {
+            "VariantsDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+            "VariantsQueue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": {"Fn::GetAtt": ["VariantsDeadLetterQueue", "Arn"]},
+                        "maxReceiveCount": 5,
+                    }
+                },
+            },
+        }
+    }
+    aws.client("cloudformation").create_stack(StackName="deployed", TemplateBody=json.dumps(template))
+
+    pipeline = Pipeline.deployed(boto3.session.Session(region_name=REGION), "deployed")
+
+    [queue] = pipeline.queues
+    assert queue.name == "variants"
+    assert "VariantsDeadLetterQueue" in queue.url
+    assert "VariantsQueue" in queue.source_url
+    assert pipeline.peek(queue) == []
