@@ -205,12 +205,13 @@ def test_given_a_job_stuck_in_validation_with_an_edit_when_the_sweep_runs_then_b
 
 
 def test_given_a_job_the_sweep_failed_when_its_variants_message_comes_back_then_it_runs_and_the_job_succeeds(
-    aws: EmulatedAws, lambda_context: FakeLambdaContext
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
 ) -> None:
     job_id = stuck_variants(aws, lambda_context)
     sweep(lambda_context)
     failed = stored_job(aws, job_id)
     assert failed.status is JobStatus.FAILED
+    lifecycle_events(aws)
 
     redriven = variants_message_event(aws, job_id, "ignored", None, receive_count=1)
     assert reported_failures(variants_handler.lambda_handler, redriven, lambda_context) == []
@@ -222,6 +223,12 @@ def test_given_a_job_the_sweep_failed_when_its_variants_message_comes_back_then_
     assert (job.tasks["variants"].status, job.tasks["variants"].swept) == (TaskStatus.SUCCEEDED, False)
     assert len(job.variants) == 4
     assert "overdue_at" not in item(aws, job_id)
+    # Reopened, the job was not accepted again: its step's result and its new end are what is announced.
+    events = lifecycle_events(aws, job_id)
+    assert [(e["detail-type"], e["detail"]["version"]) for e in events] == [
+        ("Variants Ready", job.version - 1),
+        ("Job Succeeded", job.version),
+    ]
 
 
 def test_given_a_job_whose_variants_failed_for_good_when_the_message_comes_back_then_it_stays_failed(

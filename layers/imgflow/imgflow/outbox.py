@@ -40,8 +40,10 @@ def changed_job_events(
         # A job's retention ending is no deletion: it ended long ago, and that was announced then.
         return [job_deleted(before)] if before is not None and new is None and not removed_by_ttl else []
     status_changed = before is None or before.status is not after.status
+    # A job the sweep failed, reopened by its step's redriven message (imgflow.sweep), was accepted long ago.
+    reopened = before is not None and before.status is JobStatus.FAILED
     events: list[LifecycleDetail] = []
-    if status_changed and after.status is JobStatus.PROCESSING:
+    if status_changed and after.status is JobStatus.PROCESSING and not reopened:
         events.append(job_accepted(after))
     for task in _finished_tasks(before, after):
         edit_id = task_edit_id(task)
