@@ -670,7 +670,7 @@ def test_given_jobs_of_two_owners_then_stats_show_the_callers_and_an_admin_sees_
 
     assert (status, everyone["scope"], everyone["owner"], everyone["uploads"]) == (200, "everyone", None, 3)
     names = {queue["name"] for queue in everyone["queues"]}
-    assert {"ingest", "variants", "edit", "webhook-deliveries", "edit-dlq"} <= names
+    assert {"ingest", "variants", "edit", "webhook-deliveries", "edit-dlq", "publisher-dlq"} <= names
 
 
 def test_given_a_window_out_of_bounds_then_stats_are_400(lambda_context: FakeLambdaContext) -> None:
