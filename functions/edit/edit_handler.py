@@ -45,6 +45,7 @@ def record_handler(record: EditRecordModel, lambda_context: LambdaContext) -> No
                 message.job_id,
                 message.edit_id,
                 JobError(code="provider_unavailable", message=f"{error.message} (gave up after {attempt} attempts)"),
+                gave_up=True,
             )
             return
         _postpone(record, attempt, error.retry_after, error.message)
@@ -54,7 +55,10 @@ def record_handler(record: EditRecordModel, lambda_context: LambdaContext) -> No
         if attempt >= settings.max_receive_count:
             logger.exception("edit gave up")
             edit_service().finish(
-                message.job_id, message.edit_id, JobError(code="internal_error", message="the edit kept failing")
+                message.job_id,
+                message.edit_id,
+                JobError(code="internal_error", message="the edit kept failing"),
+                gave_up=True,
             )
             raise
         logger.exception("edit failed unexpectedly; it will be retried")

@@ -39,7 +39,9 @@ def record_handler(record: VariantsRecordModel, lambda_context: LambdaContext) -
         if attempt >= get_settings().max_receive_count:
             logger.exception("variants gave up")
             variants_service().finish(
-                message.job_id, JobError(code="internal_error", message="making the variants kept failing")
+                message.job_id,
+                JobError(code="internal_error", message="making the variants kept failing"),
+                gave_up=True,
             )
         raise
     if job is not None:

@@ -11,9 +11,10 @@ so nothing is consumed (each peek is one more receive in its ApproximateReceiveC
 `StartMessageMoveTask` on AWS; moto's server (5.2.5) does not implement it, so locally the same move is
 made by hand: receive, send to the source queue with the same body and attributes, delete.
 
-What a redriven message does: a step that the sweep failed (`swept`, see imgflow.sweep) runs again and
-its job settles again (failed → succeeded when it now succeeds); a job or task that ended otherwise
-(rejected, failed for a reason of its own, expired) is left as it is and the message is acknowledged.
+What a redriven message does: a step that gave up (its retries ran out: its last attempt or the sweep
+failed it, `gave_up`, see imgflow.sweep) runs again and its job settles again (failed → succeeded when
+it now succeeds); a job or task that ended otherwise (rejected, failed for a reason of its own, expired)
+is left as it is and the message is acknowledged.
 """
 
 from __future__ import annotations

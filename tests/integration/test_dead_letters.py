@@ -138,3 +138,25 @@ def test_given_a_deployed_stack_when_its_dead_letter_queues_are_listed_then_clou
     assert "VariantsDeadLetterQueue" in queue.url
     assert "VariantsQueue" in queue.source_url
     assert pipeline.peek(queue) == []
+
+
+def test_given_a_job_whose_variants_last_attempt_gave_up_when_its_message_is_redriven_then_it_runs_again(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    body = {"job_id": job_id, "bucket": aws.media_bucket, "key": "original"}
+
+    def broken(*_: object, **__: object) -> bytes:
+        raise RuntimeError("a bug, fixed before the redrive")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(variants_service().storage, "read", broken)
+        last_attempt = as_lambda_event([{"Body": json.dumps(body)}], receive_count=5)  # template: MaxReceiveCount
+        assert reported_failures(variants_handler.lambda_handler, last_attempt, lambda_context) != []
+    failed = stored_job(aws, job_id)
+    assert (failed.status, failed.tasks["variants"].gave_up) == (JobStatus.FAILED, True)
+
+    redriven = as_lambda_event([{"Body": json.dumps(body)}], receive_count=1)
+    assert reported_failures(variants_handler.lambda_handler, redriven, lambda_context) == []
+
+    assert stored_job(aws, job_id).status is JobStatus.SUCCEEDED

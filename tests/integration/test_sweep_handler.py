@@ -119,7 +119,7 @@ def test_given_a_job_whose_variants_step_never_finishes_when_the_sweep_runs_then
     assert job.version == before + 1
     assert job.error == JobError(code="internal_error", message="the variants step gave up after 1 attempt")
     task = job.tasks["variants"]
-    assert (task.status, task.swept, task.error) == (TaskStatus.FAILED, True, job.error)
+    assert (task.status, task.gave_up, task.error) == (TaskStatus.FAILED, True, job.error)
     assert "overdue_at" not in item(aws, job_id)
     [event] = lifecycle_events(aws, job_id)
     assert event["detail-type"] == "Job Failed"
@@ -149,7 +149,8 @@ def test_given_a_stuck_job_when_its_step_finishes_while_the_sweep_reads_it_then_
 
     job = stored_job(aws, job_id)
     assert job.status is JobStatus.SUCCEEDED
-    assert (job.tasks["variants"].status, job.tasks["variants"].swept, job.error) == (TaskStatus.SUCCEEDED, False, None)
+    variants = job.tasks["variants"]
+    assert (variants.status, variants.gave_up, job.error) == (TaskStatus.SUCCEEDED, False, None)
 
 
 def test_given_a_job_that_moved_since_its_recorded_deadline_when_the_sweep_runs_then_it_records_the_real_one(
@@ -219,8 +220,8 @@ def test_given_a_job_the_sweep_failed_when_its_variants_message_comes_back_then_
     job = stored_job(aws, job_id)
     assert job.status is JobStatus.SUCCEEDED
     assert job.version > failed.version
-    assert (job.error, job.swept) == (None, False)
-    assert (job.tasks["variants"].status, job.tasks["variants"].swept) == (TaskStatus.SUCCEEDED, False)
+    assert (job.error, job.gave_up) == (None, False)
+    assert (job.tasks["variants"].status, job.tasks["variants"].gave_up) == (TaskStatus.SUCCEEDED, False)
     assert len(job.variants) == 4
     assert "overdue_at" not in item(aws, job_id)
     # Reopened, the job was not accepted again: its step's result and its new end are what is announced.
@@ -260,7 +261,7 @@ def test_given_a_settled_job_whose_edit_never_finishes_when_the_sweep_runs_then_
     job = stored_job(aws, job_id)
     assert (job.status, job.error) == (JobStatus.SUCCEEDED, None)
     task = job.tasks["edit-0123456789ab"]
-    assert (task.status, task.swept) == (TaskStatus.FAILED, True)
+    assert (task.status, task.gave_up) == (TaskStatus.FAILED, True)
     assert task.error == JobError(code="internal_error", message="the edit step (0123456789ab) gave up after 1 attempt")
     assert [(e["detail-type"], e["detail"]["version"]) for e in lifecycle_events(aws, job_id)] == [
         ("Edit Failed", job.version)
@@ -284,12 +285,12 @@ def test_given_a_job_whose_validation_gave_up_when_its_upload_notification_comes
     assert stored_job(aws, job_id).status is JobStatus.VALIDATING
     stopped_moving(aws, job_id)
     sweep(lambda_context)
-    assert (stored_job(aws, job_id).status, stored_job(aws, job_id).swept) == (JobStatus.FAILED, True)
+    assert (stored_job(aws, job_id).status, stored_job(aws, job_id).gave_up) == (JobStatus.FAILED, True)
 
     assert reported_failures(ingest_handler.lambda_handler, notification, lambda_context) == []
 
     job = stored_job(aws, job_id)
-    assert (job.status, job.error, job.swept) == (JobStatus.PROCESSING, None, False)
+    assert (job.status, job.error, job.gave_up) == (JobStatus.PROCESSING, None, False)
 
 
 def test_given_an_edit_chain_the_sweep_failed_when_the_parent_is_redriven_then_the_child_runs_and_the_job_succeeds(

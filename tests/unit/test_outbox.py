@@ -159,8 +159,8 @@ def test_given_a_job_failed_from_any_open_state_then_job_failed_carries_its_erro
 
 def test_given_a_job_the_sweep_failed_when_a_redriven_step_reopens_it_then_it_is_not_accepted_again() -> None:
     error = JobError(code="internal_error", message="the variants step gave up after 5 attempts")
-    swept = Task(status=TaskStatus.FAILED, stage="gave up", error=error, swept=True)
-    failed = job(JobStatus.FAILED, version=5, error=error, swept=True, tasks={"variants": swept})
+    given_up = Task(status=TaskStatus.FAILED, stage="gave up", error=error, gave_up=True)
+    failed = job(JobStatus.FAILED, version=5, error=error, gave_up=True, tasks={"variants": given_up})
     reopened = job(version=6, tasks={"variants": Task(stage="redriven")})
 
     assert events_of(failed, reopened) == []

@@ -107,7 +107,7 @@ class EditService:
         if message.edit_id not in job.edits or task_name not in job.tasks:
             return None
         edit = job.edits[message.edit_id]
-        if job.tasks[task_name].swept:
+        if job.tasks[task_name].gave_up:
             # Failed by the sweep when its step gave up, and its message is back (redriven): it runs again.
             job = self.store.reopen(job, task_name)
         if job.tasks[task_name].status not in OPEN_TASK_STATUSES:
@@ -164,9 +164,16 @@ class EditService:
             return
 
     def finish(
-        self, job_id: str, edit_id: str, error: JobError | None = None, extra: dict[str, object] | None = None
+        self,
+        job_id: str,
+        edit_id: str,
+        error: JobError | None = None,
+        extra: dict[str, object] | None = None,
+        *,
+        gave_up: bool = False,
     ) -> Job | None:
-        """Close the edit's task (failed when `error`), then fan out or fail its children, and settle."""
+        """Close the edit's task (failed when `error`; `gave_up` when its retries ran out), then fan out or
+        fail its children, and settle."""
         try:
             job = self.store.finish_task(
                 job_id,
@@ -174,6 +181,7 @@ class EditService:
                 error,
                 extra={k: v for k, v in (extra or {}).items() if v is not None},
                 allowed=EDIT_RUNNABLE,
+                gave_up=gave_up,
             )
         except TransitionRejectedError:
             # Finished already (a redelivery): carry on with what follows; otherwise the job cannot take it.
@@ -194,7 +202,7 @@ class EditService:
         for child in list(job.edits.values()):
             if child.parent_edit_id != edit_id:
                 continue
-            if succeeded and job.tasks[edit_task_name(child.edit_id)].swept:
+            if succeeded and job.tasks[edit_task_name(child.edit_id)].gave_up:
                 # Never run: the sweep failed it with the edit it waited for, which now succeeded (redriven).
                 job = self.store.reopen(job, edit_task_name(child.edit_id))
             if job.tasks[edit_task_name(child.edit_id)].status is not TaskStatus.PENDING:

@@ -98,8 +98,8 @@ class IngestService:
         if source.sequencer and not self.store.claim_object(source.bucket, source.key, source.sequencer, job_id):
             return IngestResult(IngestOutcome.STALE, job_id)
         job = existing or self._create_drop_job(job_id, source)
-        if job.swept and job.image is None:
-            # Validation gave up and the sweep failed the job; the upload's notification is back (redriven).
+        if job.gave_up and job.image is None:
+            # Validation gave up (its last attempt or the sweep failed the job); its notification is back.
             job = self.store.reopen(job)
         if job.image is not None:
             return self._after_acceptance(job, source)
@@ -120,7 +120,7 @@ class IngestService:
             # A later write to an accepted job's key: failing to remove it is no failure of the job.
             return None
         try:
-            self.store.fail(job.job_id, JobError(code="internal_error", message=reason))
+            self.store.fail(job.job_id, JobError(code="internal_error", message=reason), gave_up=True)
         except TransitionRejectedError:
             return None
         return job.job_id

@@ -272,10 +272,11 @@ class JobStore:
         not_run = JobError(code="edit_failed", message="not run: no upload arrived before the form expired")
         return self._end(job_id, "expire", JobStatus.EXPIRED, {JobStatus.AWAITING_UPLOAD}, not_run)
 
-    def fail(self, job_id: str, error: JobError) -> Job:
-        """End a job that cannot go on, from any state that is not terminal yet, and every task still open."""
+    def fail(self, job_id: str, error: JobError, *, gave_up: bool = False) -> Job:
+        """End a job that cannot go on, from any state that is not terminal yet, and every task still open;
+        `gave_up`: because its step's retries ran out (a redrive may take it up again, see `reopen`)."""
         not_run = JobError(code="internal_error", message=f"not run: the job failed ({error.message})")
-        return self._end(job_id, "fail", JobStatus.FAILED, NON_TERMINAL, not_run, error)
+        return self._end(job_id, "fail", JobStatus.FAILED, NON_TERMINAL, not_run, error, gave_up=gave_up)
 
     def settle(self, job: Job, status: JobStatus, error: JobError | None = None) -> Job:
         """Settle a processing job as read, whose tasks have all finished; TransitionRejectedError when it
@@ -294,7 +295,7 @@ class JobStore:
 
     def give_up(self, job: Job, error: JobError | None, task_errors: Mapping[str, JobError]) -> Job:
         """What the sweep writes once a job's step gave up: the open tasks failed with their errors (marked
-        `swept`), and the job failed with `error` unless it had settled before; on the condition that the
+        `gave_up`), and the job failed with `error` unless it had settled before; on the condition that the
         job is still the version the sweep read, so that it is written once and a late finish wins."""
         changes: dict[str, Any] = {}
         for task, task_error in task_errors.items():
@@ -302,10 +303,10 @@ class JobStore:
                 f"tasks.{task}.status": TaskStatus.FAILED,
                 f"tasks.{task}.stage": "gave up",
                 f"tasks.{task}.error": task_error,
-                f"tasks.{task}.swept": True,
+                f"tasks.{task}.gave_up": True,
             }
         if error is not None:
-            changes |= {"status": JobStatus.FAILED, "error": error, "swept": True}
+            changes |= {"status": JobStatus.FAILED, "error": error, "gave_up": True}
         return self._update(
             job.job_id,
             "give up",
@@ -316,22 +317,23 @@ class JobStore:
         )
 
     def reopen(self, job: Job, task: str | None = None) -> Job:
-        """Open again what the sweep failed, for its step's message has come back (redriven from the
-        dead-letter queue, or late): `task`, and a job the sweep failed goes back to processing with it;
-        or (no `task`) the ingest step, whose job goes back to validating with the edits it closed.
-        Permanent failures never reopen: only what is marked `swept` does, and only as the job was read."""
-        tasks = [task] if task else [name for name, open_task in job.tasks.items() if open_task.swept]
+        """Open again what failed because its step gave up, for the step's message has come back (redriven
+        from the dead-letter queue, or late): `task`, and a failed job goes back to processing with it (it
+        settles again once its tasks have finished); or (no `task`) the ingest step, whose job goes back to
+        validating with the edits it closed. Permanent failures never reopen: only what is marked `gave_up`
+        does, and only as the job was read."""
+        tasks = [task] if task else [name for name, open_task in job.tasks.items() if open_task.gave_up]
         changes: dict[str, Any] = {}
         removes: tuple[str, ...] = ()
         for name in tasks:
             changes |= {
                 f"tasks.{name}.status": TaskStatus.PENDING,
                 f"tasks.{name}.stage": "redriven",
-                f"tasks.{name}.swept": False,
+                f"tasks.{name}.gave_up": False,
             }
             removes += (f"tasks.{name}.error",)
-        if job.status is JobStatus.FAILED and job.swept:
-            changes |= {"status": JobStatus.PROCESSING if task else JobStatus.VALIDATING, "swept": False}
+        if job.status is JobStatus.FAILED and (task is not None or job.gave_up):
+            changes |= {"status": JobStatus.PROCESSING if task else JobStatus.VALIDATING, "gave_up": False}
             removes += ("error",)
         return self._update(
             job.job_id,
@@ -351,6 +353,8 @@ class JobStore:
         allowed: frozenset[JobStatus] | set[JobStatus],
         task_error: JobError,
         error: JobError | None = None,
+        *,
+        gave_up: bool = False,
     ) -> Job:
         """End a job and close every task open in it, in one write on the condition that the job is the
         version read: a task added meanwhile makes it read again and close that one too."""
@@ -358,9 +362,11 @@ class JobStore:
             job = self.get(job_id)
             if job is None or job.status not in allowed:
                 raise TransitionRejectedError(job_id, action)
-            changes: dict[str, Any] = {"status": status, **_closed(open_tasks(job), task_error)}
+            changes: dict[str, Any] = {"status": status, **_closed(open_tasks(job), task_error, gave_up=gave_up)}
             if error is not None:
                 changes["error"] = error
+            if gave_up:
+                changes["gave_up"] = True
             try:
                 return self._update(
                     job_id,
@@ -468,8 +474,10 @@ class JobStore:
         *,
         extra: Mapping[str, Any] | None = None,
         allowed: Iterable[JobStatus] = PROCESSING_ONLY,
+        gave_up: bool = False,
     ) -> Job:
-        """Close a task, with what else changes with it (e.g. an edit's result) in the same write."""
+        """Close a task, with what else changes with it (e.g. an edit's result) in the same write; `gave_up`:
+        failed because its step's retries ran out (a redrive runs it again, see `reopen`)."""
         changes: dict[str, Any] = {
             **(extra or {}),
             f"tasks.{task}.status": TaskStatus.FAILED if error else TaskStatus.SUCCEEDED,
@@ -479,6 +487,8 @@ class JobStore:
             changes[f"tasks.{task}.progress"] = 100
         else:
             changes[f"tasks.{task}.error"] = error
+        if gave_up:
+            changes[f"tasks.{task}.gave_up"] = True
         return self._update(
             job_id,
             f"finish task {task}",
@@ -559,12 +569,14 @@ class JobStore:
         return Job.model_validate(response["Attributes"])
 
 
-def _closed(tasks: Iterable[str], error: JobError) -> dict[str, Any]:
+def _closed(tasks: Iterable[str], error: JobError, *, gave_up: bool = False) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for task in tasks:
         changes[f"tasks.{task}.status"] = TaskStatus.FAILED
         changes[f"tasks.{task}.stage"] = "not run"
         changes[f"tasks.{task}.error"] = error
+        if gave_up:
+            changes[f"tasks.{task}.gave_up"] = True
     return changes
 
 

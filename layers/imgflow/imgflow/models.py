@@ -105,9 +105,10 @@ class Task(Model):
     progress: Annotated[int, Field(ge=0, le=100)] = 0
     attempts: int = 0
     error: JobError | None = None
-    # Failed by the sweep because its step gave up (imgflow.overdue), not for a reason of its own: its
-    # message, redriven from the dead-letter queue, may run it again.
-    swept: bool = False
+    # Failed because its step gave up (its retries ran out: its last attempt said so, or the sweep did,
+    # imgflow.sweep), not for a reason of its own: its message, redriven from the dead-letter queue, runs
+    # it again.
+    gave_up: bool = False
 
 
 class SourceObject(Model):
@@ -239,8 +240,8 @@ class Job(Model):
     placeholder: Placeholder | None = None
     edits: dict[str, Edit] = Field(default_factory=dict)
     error: JobError | None = None
-    # Failed by the sweep (see Task.swept): a step's redriven message may reopen it.
-    swept: bool = False
+    # Failed because the ingest step gave up (see Task.gave_up): its redriven notification validates it again.
+    gave_up: bool = False
 
 
 def open_tasks(job: Job) -> list[str]:

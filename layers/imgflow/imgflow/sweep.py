@@ -5,9 +5,10 @@ and a message saying which step gave up; an edit of a settled job whose step gav
 
 Candidates come from the sparse `overdue-index` (JobStore.overdue). Each is read again and judged by
 `Deadlines.overdue_at`: one that moved since is only rescheduled. The ending write is conditioned on
-the version read, so a job is ended once, and a step that finishes meanwhile wins. A task the sweep
-failed is marked `swept`: its message, redriven, may still run it (JobStore.reopen). Like every change of
-a job, what the sweep writes is announced from the table's stream (imgflow.outbox).
+the version read, so a job is ended once, and a step that finishes meanwhile wins. What the sweep fails
+is marked `gave_up`, as what a step's own last attempt fails is: its message, redriven, runs it again
+(JobStore.reopen). Like every change of a job, what the sweep writes is announced from the table's
+stream (imgflow.outbox).
 """
 
 from __future__ import annotations

@@ -417,8 +417,8 @@ class UploadsService:
             filename=job.filename,
             metadata=job.metadata,
             image=job.image,
-            # `swept` is how the pipeline knows a redriven step may run again; the error says it to clients.
-            tasks={name: TaskView(**task.model_dump(exclude={"swept"})) for name, task in job.tasks.items()},
+            # `gave_up` is how the pipeline knows a redriven step may run again; the error says it to clients.
+            tasks={name: TaskView(**task.model_dump(exclude={"gave_up"})) for name, task in job.tasks.items()},
             variants=self._variant_views(job.variants.values()),
             placeholder=job.placeholder,
             edits=[

@@ -141,7 +141,7 @@ class VariantsService:
             return None
         if TASK not in job.tasks:
             return None
-        if job.tasks[TASK].swept:
+        if job.tasks[TASK].gave_up:
             # Failed by the sweep when its step gave up, and its message is back (redriven): it runs again.
             job = self.store.reopen(job, TASK)
         if job.tasks[TASK].status in {TaskStatus.SUCCEEDED, TaskStatus.FAILED}:
@@ -172,10 +172,11 @@ class VariantsService:
     def remove_leftovers(self, job_id: str) -> int:
         return remove_leftovers(self.store, self.storage, self.settings.media_bucket, job_id)
 
-    def finish(self, job_id: str, error: JobError | None = None) -> Job | None:
-        """Close the task (failed when `error`) and settle the job once all its tasks are done."""
+    def finish(self, job_id: str, error: JobError | None = None, *, gave_up: bool = False) -> Job | None:
+        """Close the task (failed when `error`; `gave_up` when its retries ran out) and settle the job once
+        all its tasks are done."""
         try:
-            job = self.store.finish_task(job_id, TASK, error)
+            job = self.store.finish_task(job_id, TASK, error, gave_up=gave_up)
         except TransitionRejectedError:
             current = self.store.get(job_id)
             if current is None:
