@@ -3,7 +3,8 @@
 Every contender x input runs in a fresh process (benchmarks/contender.py) for every repetition, the
 contenders interleaved, so a minute when the shared machine is busy falls on all of them alike. Figures
 are medians; CPU seconds are the primary one (wall time swings 2-3x here). Writes
-benchmarks/results.json and benchmarks/results.png. `--details` adds the older per-stage figures
+benchmarks/results.json and benchmarks/results.png, then GB-seconds per upload at each memory size and the
+encoders' bytes-versus-CPU frontier (benchmarks/stages.json). `--details` adds the older per-stage figures
 (benchmarks/details.py): phone formats, output formats, animations, edits, the local runtime.
 """
 
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "tests" / "fixtures" / "images" / "photos"
 RESULTS = ROOT / "benchmarks" / "results.json"
 CHART = ROOT / "benchmarks" / "results.png"
+STAGES = ROOT / "benchmarks" / "stages.json"  # memory sizes (GB-s per upload) and the encoder frontier
 CONTENDER = ROOT / "benchmarks" / "contender.py"
 CONTENDERS = ("imgflow", "naive", "pyvips")
 SCORED_EDGE = 1200
@@ -105,8 +107,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def compare(sources: list[Path], repetitions: int, workdir: Path) -> list[dict[str, Any]]:
-    samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+Samples = dict[tuple[str, str], list[dict[str, Any]]]  # (input, contender): one dict per fresh process
+
+
+def compare(sources: list[Path], repetitions: int, workdir: Path) -> tuple[list[dict[str, Any]], Samples]:
+    samples: Samples = {}
     references: dict[tuple[str, tuple[int, int]], np.ndarray] = {}
     scores: dict[tuple[str, str], float] = {}
     for repetition in range(repetitions):
@@ -136,7 +141,7 @@ def compare(sources: list[Path], repetitions: int, workdir: Path) -> list[dict[s
                     "psnr_1200": round(scores[(source.name, name)], 2),
                 }
             )
-    return results
+    return results, samples
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -197,7 +202,7 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
 
     names = list(dict.fromkeys(row["input"] for row in results))
     labels = [
-        f"{name.split('_by_')[0].split('.')[0]}\n{next(r['megapixels'] for r in results if r['input'] == name)} MP"
+        f"{name.split('_')[0].split('.')[0]}\n{next(r['megapixels'] for r in results if r['input'] == name)} MP"
         for name in names
     ]
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -220,6 +225,122 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=90)
 
 
+# The vCPU share Lambda gives a function per MemorySize: proportional to memory, one whole vCPU at 1769 MB,
+# a second vCPU from there on (1.7 at 3008 MB). 2048 MB is what the template had before these figures.
+MEMORY_SIZES_MB = (1024, 1769, 2048, 3008)
+VCPU_PER_MB = 1 / 1769
+
+
+def memory_sizes(sources: list[Path], samples: Samples, repetitions: int, workdir: Path) -> list[dict[str, Any]]:
+    """GB-seconds per upload of the variants and ingest work at each MemorySize, modelled from CPU seconds.
+
+    Locally a vCPU share is modelled rather than measured: below 1769 MB one thread gets `MB/1769` of a
+    vCPU, so wall = CPU / share; above it the encodes run on two threads (encode_workers()), so wall is
+    the longer of CPU / share and the critical path (decode, then the largest encode beside everything
+    else). Network time (S3 reads and writes, DynamoDB) is not in these figures. One worker's runs are
+    the comparison's (`samples`); two workers' and ingest's are made here.
+    """
+    rows = []
+    for source in sources:
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for _ in range(repetitions):
+            for name, workers in (("imgflow", 2), ("ingest", 1)):
+                runs.setdefault((name, workers), []).append(run_contender(name, source, workdir, workers))
+        one, two, inspect = samples[(source.name, "imgflow")], runs[("imgflow", 2)], runs[("ingest", 1)]
+        cpu_one = statistics.median(run["cpu_s"] for run in one)
+        cpu_two = statistics.median(run["cpu_s"] for run in two)
+        critical = statistics.median(
+            run["decode_s"] + max(run["largest_encode_s"], run["render_s"] - run["largest_encode_s"]) for run in two
+        )
+        cpu_ingest = statistics.median(run["cpu_s"] for run in inspect)
+        for memory in MEMORY_SIZES_MB:
+            share = memory * VCPU_PER_MB
+            variants_wall = cpu_one / share if share <= 1 else max(cpu_two / share, critical)
+            ingest_wall = cpu_ingest / min(share, 1.0)  # one thread: a second vCPU does not help it
+            rows.append(
+                {
+                    "input": source.name,
+                    "memory_mb": memory,
+                    "vcpu": round(share, 2),
+                    "variants_cpu_s": round(cpu_one if share <= 1 else cpu_two, 3),
+                    "variants_wall_s": round(variants_wall, 3),
+                    "variants_gb_s": round(variants_wall * memory / 1024, 3),
+                    "variants_critical_path_s": round(critical, 3),
+                    "variants_peak_rss_mb": round(
+                        statistics.median(run["peak_rss_mb"] for run in (one if share <= 1 else two)), 1
+                    ),
+                    "ingest_cpu_s": round(cpu_ingest, 3),
+                    "ingest_wall_s": round(ingest_wall, 3),
+                    "ingest_gb_s": round(ingest_wall * memory / 1024, 3),
+                    "ingest_peak_rss_mb": round(statistics.median(run["peak_rss_mb"] for run in inspect), 1),
+                    "measured_wall_s_1_worker": round(statistics.median(run["wall_s"] for run in one), 3),
+                    "measured_wall_s_2_workers": round(statistics.median(run["wall_s"] for run in two), 3),
+                }
+            )
+    print(f"\nmemory sizes (modelled vCPU share; GB-s per upload; {repetitions} repetitions):")
+    print(f"  {'input':<34}{'MB':>6}{'vCPU':>6}{'variants s':>11}{'GB-s':>7}{'RSS':>6}{'ingest s':>10}{'GB-s':>7}")
+    for row in rows:
+        print(
+            f"  {row['input']:<34}{row['memory_mb']:>6}{row['vcpu']:>6}{row['variants_wall_s']:>11.2f}"
+            f"{row['variants_gb_s']:>7.2f}{row['variants_peak_rss_mb']:>6.0f}{row['ingest_wall_s']:>10.2f}"
+            f"{row['ingest_gb_s']:>7.3f}"
+        )
+    return rows
+
+
+def frontier(source: Path, repetitions: int) -> list[dict[str, Any]]:
+    """Bytes, CPU and PSNR (against the encoder's input) of each WebP method and AVIF speed, on imgflow's
+    own 4096 px and 1200 px stills of `source`: where the encoders' effort is chosen."""
+    from imgflow.imaging import load_normalized, resize_to_long_edge
+    from imgflow.settings import Settings
+
+    limits = Settings(jobs_table="bench", uploads_bucket="bench", media_bucket="bench").image_limits
+    full = load_normalized(source.read_bytes(), limits, max_edge=4096)
+    images = {4096: full, 1200: resize_to_long_edge(full, 1200)}
+    settings: list[tuple[str, int, str, int, dict[str, Any]]] = [
+        ("webp", edge, "method", method, {"format": "WEBP", "quality": quality, "method": method})
+        for edge in images
+        for method in range(7)
+        for quality in (80, 85, 90)
+    ]
+    settings += [
+        ("avif", edge, "speed", speed, {"format": "AVIF", "quality": 60, "speed": speed})
+        for edge in images
+        for speed in (4, 6, 8, 10)
+        if not (edge == 4096 and speed < 6)  # minutes of CPU for what 1200 px shows as well
+    ]
+    rows = []
+    for fmt, edge, knob, value, options in settings:
+        image, cpu, data = images[edge], [], b""
+        for _ in range(repetitions if fmt == "webp" else 1):
+            buffer = io.BytesIO()
+            started = time.process_time()
+            image.save(buffer, **options)
+            cpu.append(time.process_time() - started)
+            data = buffer.getvalue()
+        with Image.open(io.BytesIO(data)) as decoded:
+            error = np.mean((np.asarray(decoded.convert("RGB"), np.float64) - np.asarray(image, np.float64)) ** 2)
+        rows.append(
+            {
+                "format": fmt,
+                "edge": edge,
+                knob: value,
+                "quality": options["quality"],
+                "cpu_s": round(statistics.median(cpu), 3),
+                "bytes": len(data),
+                "psnr": round(float(10 * np.log10(255**2 / error)), 2),
+            }
+        )
+    print(f"\nencoder frontier on {source.name} (CPU median of {repetitions} for WebP, 1 for AVIF):")
+    for row in rows:
+        knob = f"method {row['method']}" if row["format"] == "webp" else f"speed {row['speed']:>2}"
+        print(
+            f"  {row['format']} {row['edge']:>4} px {knob} q{row['quality']}: {row['cpu_s']:.3f} s, "
+            f"{row['bytes']:>9,} bytes, {row['psnr']:.2f} dB"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=5)
@@ -231,13 +352,17 @@ def main() -> None:
         sources = inputs(workdir)
         print(f"variants of {len(sources)} inputs x {CONTENDERS}, {args.repetitions} repetitions, interleaved")
         facts = machine()
-        results = compare(sources, args.repetitions, workdir)
-    print_table(results)
-    print("\ntargets (ratios in this run):")
-    print("\n".join(check_targets(results)))
-    RESULTS.write_text(json.dumps({"machine": facts, "results": results}, indent=2) + "\n")
-    chart(results, CHART)
-    print(f"\nwrote {RESULTS.relative_to(ROOT)} and {CHART.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s")
+        results, samples = compare(sources, args.repetitions, workdir)
+        print_table(results)
+        print("\ntargets (ratios in this run):")
+        print("\n".join(check_targets(results)))
+        RESULTS.write_text(json.dumps({"machine": facts, "results": results}, indent=2) + "\n")
+        chart(results, CHART)
+        sizes = memory_sizes(sources, samples, 3, workdir)
+        encoders = frontier(sources[-1], 2)
+    STAGES.write_text(json.dumps({"machine": facts, "memory_sizes": sizes, "frontier": encoders}, indent=2) + "\n")
+    written = ", ".join(str(path.relative_to(ROOT)) for path in (RESULTS, CHART, STAGES))
+    print(f"\nwrote {written} in {time.perf_counter() - started:.0f} s")
     if args.details:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "details.py")], check=True, cwd=ROOT)
 

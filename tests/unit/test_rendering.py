@@ -35,7 +35,7 @@ def steps(formats: tuple[OutputFormat, ...] = ("webp",)) -> list[tuple[VariantPr
 
 
 def test_given_a_large_image_when_resized_in_bands_then_it_matches_one_resize_of_the_whole() -> None:
-    # 2400 x 3600 to 1200 px: an intermediate of 800 x 3600 x 4 bytes, two bands of the 8 MB budget.
+    # 2400 x 3600 to 1200 px: an intermediate of 800 x 3600 x 4 bytes, three bands of the 4 MB budget.
     image = gradient((2400, 3600))
 
     banded = resize_to_long_edge(image, 1200)

@@ -17,7 +17,7 @@ from typing import Protocol
 from PIL import Image
 
 from imgflow.errors import EditError, ImageRejectedError, TransitionRejectedError
-from imgflow.imaging import load_normalized, placeholder, render_variant, resize_to_long_edge
+from imgflow.imaging import load_normalized, placeholder, resize_to_long_edge
 from imgflow.job_store import EDIT_RUNNABLE, JobStore
 from imgflow.keys import edit_key, edit_text_key, edit_variant_key, original_key
 from imgflow.models import (
@@ -36,7 +36,7 @@ from imgflow.recipes import Recipe
 from imgflow.settings import Settings
 from imgflow.settling import OPEN_TASK_STATUSES, remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
-from imgflow.variants import plan, quality, store_variant
+from imgflow.variants import encode_workers, plan, render_stills, store_variant
 
 
 class ProviderImage(Protocol):
@@ -319,8 +319,8 @@ class EditService:
     def _variants(self, job: Job, edit: Edit, image: Image.Image) -> list[Variant]:
         """The result's web variants: the presets and formats the job asked for its upload."""
         variants = []
-        for preset, fmt in plan(job, self.settings):
-            rendered = render_variant(image, preset.long_edge, fmt, quality(fmt, self.settings))
+        stills = render_stills(image, plan(job, self.settings), self.settings, encode_workers())
+        for preset, fmt, rendered in stills:
             key = edit_variant_key(job.owner, job.job_id, edit.edit_id, preset.name, fmt)
             variants.append(store_variant(self.storage, self.settings.media_bucket, key, preset, fmt, rendered))
         return variants

@@ -92,15 +92,16 @@ _ANIMATED_FORMATS: frozenset[ImageFormat] = frozenset({"GIF", "WEBP", "AVIF"})
 _CICP_DISPLAY_P3 = 12
 _CICP_SRGB_LIKE_TRANSFERS = frozenset({1, 13})
 # The encoders' effort, from the bytes-versus-CPU frontier `make bench` measures (README, Performance):
-# WebP method 3 writes the bytes and PSNR of the default 4 for ~10% less CPU (2 and below skip the
-# rate-distortion search: 4-15% more bytes at the same PSNR; 5 and 6 cost 15-50% more for 0-3% less);
-# AVIF speed 8 takes ~60% of the time of the default 6 for a file of about the same size.
+# WebP method 3 writes the bytes and PSNR of the default 4 (within 0.3%, 0.01 dB) for the same or up to
+# 10% less CPU; 2 and below skip the rate-distortion search (5-15% more bytes at the same PSNR), 5 and 6
+# cost 30-60% more CPU for at most 2% fewer bytes. AVIF speed 8 takes a third of the CPU of speed 6 for
+# 4% more bytes (0.2 dB); 10 saves another 40% of CPU for 1.5-5% more bytes and 0.3 dB less at 1200 px.
 _WEBP_METHOD = 3
 _AVIF_SPEED = 8
 # Animated variants are encoded with less effort than stills: one encode per frame and preset.
 _ANIMATION_WEBP_METHOD = 2
 _RESIZE_REDUCING_GAP = 3.0
-_RESIZE_BAND_BYTES = 8 * 2**20
+_RESIZE_BAND_BYTES = 4 * 2**20
 _BLURHASH_COMPONENTS = (4, 3)
 _PLACEHOLDER_EDGE = 32
 _DOMINANT_PALETTE_SIZE = 8

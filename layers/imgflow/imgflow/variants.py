@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -114,7 +114,8 @@ def render_stills(
         image = image.convert("RGB")
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        sized, pending = image, []
+        sized = image
+        pending: list[tuple[VariantPreset, OutputFormat, Future[RenderedImage]]] = []
         # steps come largest first: the heaviest encode starts first, the resizes go on beside it.
         for preset, fmt in steps:
             sized = resize_to_long_edge(sized, preset.long_edge)
