@@ -55,6 +55,10 @@ LIMITS = [
     ),
 ]
 
+# Run on a schedule, not per upload: a few invocations a day whatever the traffic.
+_SCHEDULED = {"SweepFunction"}
+# What a client's long poll waits on, from upload to `succeeded`.
+_PIPELINE = ("IngestFunction", "VariantsFunction")
 _READS = {"GetItem", "Query", "BatchGetItem", "Scan"}
 _WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 _S3_PUT_CLASS = {"PostObject", "PutObject", "CopyObject", "ListObjects"}
@@ -68,20 +72,43 @@ def memory_sizes(template: Path) -> dict[str, int]:
     return {spec.logical_id: spec.memory_mb for spec in LocalStack(template, REGION).functions()}
 
 
+def vcpus(memory_mb: int) -> float:
+    """Lambda's CPU share: one vCPU at 1,769 MB, in proportion below and above (six at 10,240 MB)."""
+    return memory_mb / 1769
+
+
 def per_upload(measured: dict[str, Any], memory: dict[str, int]) -> dict[str, Any]:
-    """Requests, GB-seconds and dollars for one upload."""
+    """Requests, GB-seconds and dollars for one upload.
+
+    A function's billed seconds are its measured CPU seconds per invocation at the CPU share its memory
+    gives, taken as one thread (the variants encodes use a second vCPU only above 1,769 MB), which leaves
+    out network waits (tens of milliseconds a call) and x86-to-Graviton differences. The api function is
+    also billed while a long poll waits: a client that long-polls holds one invocation from upload to
+    `succeeded`, which is ingest's and variants' time here."""
     uploads = measured["uploads"]["uploads"]
+    cpu = measured["uploads"]["function_cpu_s_per_upload"]
     functions = {}
     for name, record in measured["uploads"]["invocations"].items():
+        if name in _SCHEDULED:
+            continue
         count = record["invocations"] / uploads
-        seconds = record["duration_ms_mean"] / 1000
-        gb = memory.get(name, 512) / 1024
+        mb = memory.get(name, 512)
+        seconds = cpu.get(name, 0.0) / count / min(1.0, vcpus(mb)) if count else 0.0
         functions[name] = {
-            "memory_mb": memory.get(name, 512),
+            "memory_mb": mb,
             "invocations": count,
+            "cpu_s": cpu.get(name, 0.0),
+            "local_wall_s": record["duration_ms_mean"] / 1000,
             "seconds": seconds,
-            "gb_seconds": count * seconds * gb,
         }
+    pipeline = sum(
+        functions[name]["seconds"] * functions[name]["invocations"] for name in _PIPELINE if name in functions
+    )
+    if "ApiFunction" in functions:
+        api = functions["ApiFunction"]
+        api["seconds"] += pipeline / api["invocations"]
+    for f in functions.values():
+        f["gb_seconds"] = f["invocations"] * f["seconds"] * f["memory_mb"] / 1024
     requests = measured["requests"]["per_upload"]
     item_kb = measured["requests"]["job_item"]["item_bytes_median"] / 1024
 
@@ -94,7 +121,8 @@ def per_upload(measured: dict[str, Any], memory: dict[str, int]) -> dict[str, An
     sqs = sum(n for key, n in requests.items() if key.startswith("sqs:"))
     s3_put, s3_get = total("s3", _S3_PUT_CLASS), total("s3", _S3_GET_CLASS)
     events = requests.get("events:Entries", requests.get("events:PutEvents", 0))
-    stored_bytes = measured["requests"]["variant_bytes_mean"]
+    # Ingest keeps the validated original beside the variants (a copy in the media bucket).
+    stored_bytes = measured["requests"]["upload_bytes_mean"] + measured["requests"]["variant_bytes_mean"]
     api = functions.get("ApiFunction", {}).get("invocations", 0)
     p = PRICES
     dollars = {
@@ -128,12 +156,14 @@ def report(measured: dict[str, Any], memory: dict[str, int], retention_days: int
     lines = [
         f"Per upload (measured by `make load` on {measured['machine']['cpu_model']}, prices of {PRICES_READ}):",
         "",
-        "| function | MemorySize | invocations | mean s | GB-s |",
-        "|---|---|---|---|---|",
+        "| function | MemorySize | invocations | CPU s per upload (measured) | billed s per invocation (model)"
+        " | GB-s per upload |",
+        "|---|---|---|---|---|---|",
     ]
     for name, f in sorted(one["functions"].items()):
         lines.append(
-            f"| {name} | {f['memory_mb']} MB | {f['invocations']:.2f} | {f['seconds']:.3f} | {f['gb_seconds']:.3f} |"
+            f"| {name} | {f['memory_mb']} MB | {f['invocations']:.2f} | {f['cpu_s']:.3f} | {f['seconds']:.3f}"
+            f" | {f['gb_seconds']:.3f} |"
         )
     gb_s = sum(f["gb_seconds"] for f in one["functions"].values())
     r = one["requests"]
@@ -142,7 +172,8 @@ def report(measured: dict[str, Any], memory: dict[str, int], retention_days: int
         f"Lambda {gb_s:.2f} GB-s; HTTP API {r['http_api']:.1f} requests; SQS {r['sqs']:.1f} requests; DynamoDB"
         f" {r['dynamodb_read_units']:.1f} read and {r['dynamodb_write_units']:.1f} write units (a job item of"
         f" {one['item_kb']:.1f} KB); S3 {r['s3_put_class']:.1f} PUT-class and {r['s3_get_class']:.1f} GET-class"
-        f" requests, {one['stored_bytes'] / 1e6:.2f} MB of variants kept {retention_days} days; EventBridge"
+        f" requests, {one['stored_bytes'] / 1e6:.2f} MB stored (the original and its variants) for {retention_days}"
+        f" days; EventBridge"
         f" {r['eventbridge_events']:.1f} events.",
         "",
         "| | per upload | 10,000 a day (month of 30 days) | 1,000 a second (per hour) |",
