@@ -118,7 +118,12 @@ def render_stills(
         pending: list[tuple[VariantPreset, OutputFormat, Future[RenderedImage]]] = []
         # steps come largest first: the heaviest encode starts first, the resizes go on beside it.
         for preset, fmt in steps:
-            sized = resize_to_long_edge(sized, preset.long_edge)
+            resized = resize_to_long_edge(sized, preset.long_edge)
+            # Pillow keeps a save's options on the image (`encoderinfo`) while it encodes and puts the old
+            # ones back after: two encodes of one image object at once read each other's, or none (WebP
+            # at quality 80, method 4). A step that needed no resize (a second format of one size, or a
+            # size a small image already has) would encode the object already being encoded: a copy.
+            sized = resized.copy() if resized is sized and pending else resized
             encode = partial(render_variant, sized, preset.long_edge, fmt, quality(fmt, settings))
             pending.append((preset, fmt, pool.submit(encode)))
         del image, sized, encode
