@@ -44,7 +44,8 @@ JOB_EVENT = {
 EDIT_EVENT = {"succeeded": "Edit Succeeded", "failed": "Edit Failed"}
 # Uploads per owner: each owner stays within the template's per-owner quotas (100 uploads an hour).
 UPLOADS_PER_OWNER = 50
-# How long events may trail the ending they announce (EventBridge, then the runtime's own queue).
+# How long to wait for an ending's event once no new event has come: they trail the writes they
+# announce (the table's stream, the publisher, EventBridge, then the runtime's own queue).
 EVENT_GRACE_SECONDS = 30
 # A request's wait for the API: cold starts on a busy laptop take far longer than on Lambda.
 HTTP_TIMEOUT = 120
@@ -255,13 +256,17 @@ class Soak:
         return outcomes, strays
 
     def _await_events(self, runtime: LocalRuntime, outcomes: dict[str, Outcome]) -> set[tuple[str, str, str]]:
-        """The events seen, once every ending has its event or the grace period is over."""
-        deadline = time.monotonic() + EVENT_GRACE_SECONDS
+        """The events seen, once every ending has its event or none has come for a while."""
+        last_change, count = time.monotonic(), -1
         while True:
+            if len(runtime.lifecycle_events) != count:
+                last_change, count = time.monotonic(), len(runtime.lifecycle_events)
             seen = _event_index(runtime.lifecycle_events)
-            if not any(_missing_events(job_id, outcome, seen) for job_id, outcome in outcomes.items()):
+            missing = sum(len(_missing_events(job_id, outcome, seen)) for job_id, outcome in outcomes.items())
+            if not missing:
                 return seen
-            if time.monotonic() > deadline:
+            if time.monotonic() - last_change > EVENT_GRACE_SECONDS:
+                self.say(f"soak: {missing} event(s) still missing, none new for {EVENT_GRACE_SECONDS} s")
                 return seen
             time.sleep(1)
 
@@ -302,7 +307,11 @@ class Soak:
             for key, digest in sorted(outcome.objects.items()):
                 if expected.objects.get(key) != digest:
                     report.duplicated_outputs += 1
-                    why = "not in the clean run" if key not in expected.objects else "other content than the clean run"
+                    why = (
+                        "not in the clean run"
+                        if key not in expected.objects
+                        else f"{digest[:40]}, the clean run {expected.objects[key][:40]}"
+                    )
                     problems.append(f"job {upload.job_id} ({upload.sample.name}): {key}, {why}")
             for missing in _missing_events(upload.job_id, outcome, events):
                 report.events_missing += 1
@@ -397,7 +406,10 @@ def _objects(
                     continue
                 relative = f"{logical_id}:{parts[0]}/{_edits_by_order(parts[3], item)}"
                 body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                by_job.setdefault(parts[2], {})[relative] = hashlib.sha256(body).hexdigest()
+                # Its size beside its hash, so that a problem says how far apart two contents are.
+                by_job.setdefault(parts[2], {})[relative] = (
+                    f"{len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()}"
+                )
     return by_job, strays
 
 
@@ -436,13 +448,15 @@ def _missing_events(job_id: str, outcome: Outcome, seen: set[tuple[str, str, str
 
 
 def _dead_letter_queues(runtime: LocalRuntime) -> list[str]:
-    queues = runtime.stack.of_type("AWS::SQS::Queue")
+    """Every queue a redrive policy or a stream event source's `OnFailure` sends what was given up on."""
     targets = set()
-    for logical_id in queues:
+    for logical_id in runtime.stack.of_type("AWS::SQS::Queue"):
         policy = runtime.stack.properties(logical_id).get("RedrivePolicy")
         if policy:
             arn = runtime.stack.resolver.resolve(policy["deadLetterTargetArn"])
             targets.add(runtime.stack.queue_logical_id(str(arn)))
+    for function in runtime.functions.values():
+        targets |= {runtime.stack.queue_logical_id(s.on_failure) for s in function.spec.stream_sources if s.on_failure}
     return sorted(targets)
 
 
