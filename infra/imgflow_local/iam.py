@@ -277,6 +277,9 @@ def _authorize(response: Any, iam_request_cls: type, resource: str) -> None:
         # The JSON protocols (DynamoDB, EventBridge, SQS) answer in JSON: moto's XML would reach the SDK
         # as a bare 403. AccessDenied is AccessDeniedException there.
         code = "AccessDeniedException" if refused.error_type == "AccessDenied" else refused.error_type
+        if response.service_name == "sqs":
+            # SQS speaks JSON but names its errors as its query API did; the SDK reads them from this header.
+            response.response_headers["x-amzn-query-error"] = f"{refused.error_type};Sender"
         raise JsonRESTError(code, refused.message) from refused
 
 

@@ -134,9 +134,12 @@ def test_given_a_function_role_then_sqs_allows_its_queue_and_denies_another(enfo
     sqs.send_message(QueueUrl=enforced.stack.queue_url("VariantsQueue"), MessageBody="{}")
     sqs.send_message_batch(QueueUrl=enforced.stack.queue_url("EditQueue"), Entries=[{"Id": "1", "MessageBody": "{}"}])
 
-    assert error_code(
-        lambda: sqs.send_message(QueueUrl=enforced.stack.queue_url("WebhookDeliveryQueue"), MessageBody="{}")
-    ).startswith("AccessDenied")
+    assert (
+        error_code(
+            lambda: sqs.send_message(QueueUrl=enforced.stack.queue_url("WebhookDeliveryQueue"), MessageBody="{}")
+        )
+        == "AccessDenied"
+    )
 
 
 def test_given_function_roles_then_only_those_allowed_to_put_events_reach_the_bus(enforced: EnforcedStack) -> None:
