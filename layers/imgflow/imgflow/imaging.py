@@ -94,7 +94,7 @@ _CICP_SRGB_LIKE_TRANSFERS = frozenset({1, 13})
 # The encoders' effort, from the bytes-versus-CPU frontier `make bench` measures (README, Performance):
 # WebP method 3 writes the bytes and PSNR of the default 4 (within 0.3%, 0.01 dB) for the same or up to
 # 10% less CPU; 2 and below skip the rate-distortion search (5-15% more bytes at the same PSNR), 5 and 6
-# cost 30-60% more CPU for at most 2% fewer bytes. AVIF speed 8 takes a third of the CPU of speed 6 for
+# cost 25-90% more CPU for 2-4% fewer bytes and 0.04-0.1 dB less. AVIF speed 8 takes a third of the CPU of speed 6 for
 # 4% more bytes (0.2 dB); 10 saves another 40% of CPU for 1.5-5% more bytes and 0.3 dB less at 1200 px.
 _WEBP_METHOD = 3
 _AVIF_SPEED = 8
