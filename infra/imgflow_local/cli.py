@@ -17,6 +17,7 @@ from imgflow_client import Client
 from imgflow_local.auth import LocalIssuer
 from imgflow_local.endpoints import AwsEndpoints, EndpointError
 from imgflow_local.faults import SEED_VARIABLE, SPEC_VARIABLE, FaultSpec, FaultSpecError
+from imgflow_local.iam import IamError
 from imgflow_local.processing import WHAT_TO_PASS, expand_inputs, process_files
 from imgflow_local.runtime import REGION, LocalRuntime, RuntimeOptions, issue_token
 from imgflow_local.stack import LocalStack
@@ -396,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.run(args)
     except FaultSpecError as error:
         raise SystemExit(f"imgflow: --faults: {error}") from error
+    except IamError as error:
+        raise SystemExit(f"imgflow: {error}") from error
     return code
 
 

@@ -27,6 +27,7 @@ into a Deny), and granting them unconditionally would be more lenient than AWS.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -161,6 +162,89 @@ def _granted(document: dict[str, Any]) -> dict[str, Any]:
     # SAM writes no Version; IAM takes that as the oldest language, which moto refuses (it matters only to
     # policy variables, which no statement here uses).
     return {"Version": "2012-10-17", **document, "Statement": granted}
+
+
+# --- what queues let services deliver --------------------------------------------------------------
+
+# Condition operators and keys a queue policy's delivery statement is checked on; any other is assumed to hold.
+_CONDITION_MATCHERS = {
+    "ArnEquals": lambda value, pattern: value == pattern,
+    "ArnLike": fnmatch.fnmatchcase,
+    "StringEquals": lambda value, pattern: value == pattern,
+    "StringLike": fnmatch.fnmatchcase,
+}
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    what: str
+    principal: str  # the service that sends: s3.amazonaws.com, events.amazonaws.com
+    source_arn: str
+    queue_arn: str
+
+
+def refused_deliveries(stack: LocalStack) -> list[str]:
+    """S3 notifications and EventBridge rule targets that their queue's policy would refuse on AWS.
+
+    The emulator delivers them whatever the queue's policy says; on AWS S3 refuses to save such a
+    notification (the stack fails to deploy) and EventBridge fails every delivery.
+    """
+    statements = [
+        (stack.resolver.resolve(queue), statement)
+        for policy in stack.of_type("AWS::SQS::QueuePolicy").values()
+        for queue in policy["Properties"]["Queues"]
+        for statement in _listed(stack.resolver.resolve(policy["Properties"]["PolicyDocument"])["Statement"])
+    ]
+    return [
+        f"{delivery.what} to {delivery.queue_arn}: the queue's policy does not let {delivery.principal} send it"
+        for delivery in _deliveries(stack)
+        if not any(
+            queue_url.rpartition("/")[2] == delivery.queue_arn.rpartition(":")[2]
+            and _lets_deliver(statement, delivery, stack.account_id)
+            for queue_url, statement in statements
+        )
+    ]
+
+
+def _deliveries(stack: LocalStack) -> list[_Delivery]:
+    deliveries = []
+    for bucket in stack.of_type("AWS::S3::Bucket"):
+        configuration = stack.resolver.resolve(stack.properties(bucket).get("NotificationConfiguration", {}))
+        for notification in configuration.get("QueueConfigurations", []):
+            source = stack.attribute(bucket, "Arn")
+            deliveries.append(_Delivery(f"{bucket}'s notifications", "s3.amazonaws.com", source, notification["Queue"]))
+    for rule in stack.of_type("AWS::Events::Rule"):
+        for target in stack.resolver.resolve(stack.properties(rule).get("Targets", [])):
+            if ":sqs:" in target["Arn"]:
+                source = stack.attribute(rule, "Arn")
+                deliveries.append(_Delivery(f"{rule}'s events", "events.amazonaws.com", source, target["Arn"]))
+    return deliveries
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _lets_deliver(statement: Mapping[str, Any], delivery: _Delivery, account_id: str) -> bool:
+    principals = statement.get("Principal", {})
+    services = _listed(principals.get("Service", [])) if isinstance(principals, dict) else []
+    if statement.get("Effect") != "Allow" or (principals != "*" and delivery.principal not in services):
+        return False
+    actions, resources = _listed(statement.get("Action", [])), _listed(statement.get("Resource", []))
+    if not any(fnmatch.fnmatchcase("sqs:sendmessage", a.lower()) for a in actions):
+        return False
+    if not any(fnmatch.fnmatchcase(delivery.queue_arn, r) for r in resources):
+        return False
+    context = {"aws:sourcearn": delivery.source_arn, "aws:sourceaccount": account_id}
+    for operator, conditions in statement.get("Condition", {}).items():
+        matches = _CONDITION_MATCHERS.get(operator)
+        if matches is None:
+            continue
+        for key, expected in conditions.items():
+            value = context.get(key.lower())
+            if value is not None and not any(matches(value, pattern) for pattern in _listed(expected)):
+                return False
+    return True
 
 
 # --- the roles in the emulator -------------------------------------------------------------------

@@ -29,7 +29,7 @@ from imgflow_local.faults import FaultSpec, FunctionFaults, RuntimeFaults
 from imgflow_local.front_door import FrontDoorServer, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction
 from imgflow_local.http_api import HttpApiApp, bind
-from imgflow_local.iam import Enforcement, SessionCredentials, assume_function_roles
+from imgflow_local.iam import Enforcement, IamError, SessionCredentials, assume_function_roles, refused_deliveries
 from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
 from imgflow_local.sqs_poller import SqsPoller
 from imgflow_local.stack import LOCAL_PARAMETERS, FunctionSpec, HttpApiSpec, LocalStack
@@ -213,6 +213,9 @@ class LocalRuntime:
         default, services = self.options.aws_endpoints.urls(self._front_door.url)
         if {default, *services.values()} != {self._front_door.url}:
             return
+        # The emulator delivers S3 notifications and EventBridge events whatever the queue's policy says.
+        if refused := refused_deliveries(self.stack):
+            raise IamError("; ".join(refused) + " (on AWS the stack would not deploy, or nothing would arrive)")
         self._roles = assume_function_roles(session, self.stack)
         self._secrets.update({role.access_key_id: role.secret_access_key for role in self._roles.values()})
         self._iam = Enforcement(session, self.stack.account_id, ACCESS_KEY_ID, SECRET_ACCESS_KEY)

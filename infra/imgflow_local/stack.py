@@ -199,6 +199,10 @@ class LocalStack:
         if resource_type == "AWS::Events::EventBus" and attribute in {"Arn", "Name"}:
             name = self.physical_id(logical_id)
             return name if attribute == "Name" else f"arn:aws:events:{self.region}:{self.account_id}:event-bus/{name}"
+        if resource_type == "AWS::Events::Rule" and attribute == "Arn":
+            bus = self.resolver.resolve(self.properties(logical_id).get("EventBusName", "default"))
+            path = self.physical_id(logical_id) if bus == "default" else f"{bus}/{self.physical_id(logical_id)}"
+            return f"arn:aws:events:{self.region}:{self.account_id}:rule/{path}"
         raise KeyError(f"the local runtime does not know {logical_id}.{attribute}")
 
     def queue_logical_id(self, arn: str) -> str:

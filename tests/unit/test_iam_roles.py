@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imgflow_local.iam import FunctionRole, IamError, function_roles
+from imgflow_local.iam import FunctionRole, IamError, function_roles, refused_deliveries
 from imgflow_local.stack import LocalStack
 from imgflow_local.template import load_template
 from support import REGION, ROOT
@@ -110,3 +110,27 @@ def test_given_a_role_the_template_does_not_declare_then_the_runtime_refuses_to_
 
     with pytest.raises(IamError, match="ApiFunction"):
         function_roles(write_template(tmp_path, own_role))
+
+
+# --- what queues let S3 and EventBridge deliver ---------------------------------------------------------
+
+
+def test_given_the_template_then_its_queue_policies_let_every_notification_and_rule_deliver(stack: LocalStack) -> None:
+    assert refused_deliveries(stack) == []
+
+
+def test_given_the_ingest_queue_without_its_policy_then_the_upload_notifications_are_refused(tmp_path: Path) -> None:
+    stack = write_template(tmp_path, lambda resources: resources.pop("IngestQueuePolicy"))
+
+    [refused] = refused_deliveries(stack)
+    assert refused.startswith("UploadsBucket's notifications to arn:aws:sqs:")
+    assert "s3.amazonaws.com" in refused
+
+
+def test_given_a_queue_policy_for_another_rule_then_the_rule_events_are_refused(tmp_path: Path) -> None:
+    def other_rule(resources: dict[str, Any]) -> None:
+        [statement] = resources["WebhookEventQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        statement["Condition"] = {"ArnEquals": {"aws:SourceArn": "arn:aws:events:us-east-1:123456789012:rule/other"}}
+
+    [refused] = refused_deliveries(write_template(tmp_path, other_rule))
+    assert refused.startswith("WebhookEventRule's events to arn:aws:sqs:")
