@@ -19,6 +19,8 @@ AccessDenied at its first call. Here the same holds:
   - errors are what each protocol answers: AccessDeniedException from the JSON services, 403 AccessDenied
     from S3.
   The runtime's own calls (pollers, the front door, tests' clients) sign with its admin key.
+- `refused_deliveries` reads the queue policies the emulator ignores: an S3 notification or an EventBridge
+  rule target that its queue's policy would refuse on AWS stops the runtime's start.
 
 Statements with a Condition are not granted: moto cannot evaluate conditions (it would turn such an Allow
 into a Deny), and granting them unconditionally would be more lenient than AWS.
