@@ -175,6 +175,8 @@ class Soak:
 
     def run(self) -> Report:
         inputs = draw(self.uploads, self.seed)
+        # Made first, so that a SPEC naming a function the template lacks is refused before the clean run.
+        faulted = LocalRuntime(self.options)
         started = time.monotonic()
         distinct = list({sample.name: sample for sample in inputs}.values())
         self.say(f"soak: reference run of {len(distinct)} distinct inputs, without faults")
@@ -192,7 +194,7 @@ class Soak:
         started = time.monotonic()
         spec = self.options.faults
         self.say(f"soak: {self.uploads} uploads, {self.concurrency} at a time, with faults (seed {self.seed})")
-        with LocalRuntime(self.options) as runtime:
+        with faulted as runtime:
             uploads = self._upload(runtime, inputs, owners=lambda i: f"soak-{i // UPLOADS_PER_OWNER}")
             outcomes, strays = self._settle(runtime, uploads)
             events = self._await_events(runtime, outcomes)
