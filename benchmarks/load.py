@@ -385,8 +385,7 @@ def _count(recording: Path) -> collections.Counter[tuple[str, str]]:
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     if not recording.exists():
         return counts
-    for line in recording.read_text().splitlines():
-        entry = json.loads(line)
+    for entry in _entries(recording.read_text()):
         body = base64.b64decode(entry["body"] or "") if entry.get("body_encoded") else (entry["body"] or "")
         if "local-lifecycle" in str(body) + entry["url"]:
             continue  # the runtime's own step log reads the bus through a queue that AWS would not have
@@ -396,6 +395,21 @@ def _count(recording: Path) -> collections.Counter[tuple[str, str]]:
         if operation == ("events", "PutEvents"):
             counts["events", "Entries"] += len(json.loads(body).get("Entries", []))
     return counts
+
+
+def _entries(text: str) -> list[dict[str, Any]]:
+    """The recorded requests. moto's server threads append to the file without a lock, so two entries can
+    share a line: read object after object rather than line by line."""
+    decoder, entries, at = json.JSONDecoder(), [], 0
+    while (at := text.find("{", at)) != -1:
+        try:
+            entry, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            at += 1  # a torn write: skip to the next object
+            continue
+        if isinstance(entry, dict) and "method" in entry and "url" in entry:
+            entries.append(entry)  # not an object nested in a torn one
+    return entries
 
 
 def job_items(runtime: Runtime, job_ids: list[str]) -> dict[str, float]:
