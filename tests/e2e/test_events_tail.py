@@ -9,6 +9,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,8 +35,20 @@ DONE = {"Job Accepted", "Variants Ready", "Job Succeeded"}
 @contextmanager
 def following(command: list[str], env: dict[str, str] | None = None) -> Iterator[queue.Queue[str]]:
     """`command` running, its stdout lines arriving on a queue; stopped with Ctrl-C (SIGINT) at the end."""
+    # A runner started in the background (`make test &`) ignores SIGINT, and an ignored signal stays ignored
+    # across exec: the command gets Ctrl-C's default disposition back, as a terminal would give it.
+    with_ctrl_c = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])",
+    ]
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or os.environ.copy()
+        [*with_ctrl_c, *command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or os.environ.copy(),
     )
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None

@@ -13,11 +13,14 @@ import sweep_handler
 import variants_handler
 from imgflow.job_store import EDIT_RUNNABLE, JobStore
 from imgflow.models import Edit, EditSpec, JobError, JobStatus, TaskStatus
+from imgflow.overdue import UPLOAD_GRACE_SECONDS
 from imgflow.services import ingest_service, job_store, variants_service
 from integration.helpers import (
     HOPPER,
     accepted_api_job,
+    call_api,
     create_api_job,
+    get_job_event,
     lifecycle_events,
     put_upload,
     reported_failures,
@@ -100,6 +103,41 @@ def test_given_an_expired_job_when_the_sweep_runs_again_then_nothing_changes(
 
     assert sweep(lambda_context)["expired"] == 0
     assert item(aws, job_id)["version"] == version
+
+
+def test_given_an_upload_that_came_in_time_but_waits_for_ingest_when_its_form_is_overdue_then_ingest_still_takes_it(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    # Found by `imgflow soak`: with ingest's queue behind, jobs whose file had come were expired and the file stranded.
+    created = create_api_job(lambda_context)
+    job_id, key = created["job_id"], created["upload"]["fields"]["key"]
+    etag = put_upload(aws, key, HOPPER)
+    stopped_moving(aws, job_id, upload_expires_at=job_store().now() - UPLOAD_GRACE_SECONDS - 10)
+
+    assert sweep(lambda_context) == {"expired": 0, "gave_up": 0, "settled": 0, "rescheduled": 1}
+    assert item(aws, job_id)["status"] == "awaiting_upload"
+    status, view = call_api(get_job_event(job_id), lambda_context)
+    assert (status, view["status"]) == (200, "awaiting_upload")
+
+    notification = upload_notification(aws, key, etag, HOPPER.stat().st_size)
+    assert reported_failures(ingest_handler.lambda_handler, notification, lambda_context) == []
+    assert item(aws, job_id)["status"] == "processing"
+
+
+def test_given_an_upload_that_came_but_ingest_never_took_when_ingests_budget_has_passed_then_the_job_fails(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext
+) -> None:
+    created = create_api_job(lambda_context)
+    job_id, key = created["job_id"], created["upload"]["fields"]["key"]
+    put_upload(aws, key, HOPPER)
+    stopped_moving(aws, job_id, upload_expires_at=LONG_AGO)
+
+    assert sweep(lambda_context)["gave_up"] == 1
+
+    ended = item(aws, job_id)
+    assert ended["status"] == "failed"
+    assert ended["error"]["code"] == "internal_error"
+    assert ended["error"]["message"] == "the ingest step gave up: the upload was never validated"
 
 
 # --- steps that gave up -----------------------------------------------------------------------------------

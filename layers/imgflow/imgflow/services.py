@@ -121,7 +121,13 @@ def uploads_service() -> UploadsService:
 def sweep_service() -> SweepService:
     from imgflow.sweep import SweepService
 
-    return SweepService(store=job_store(), deadlines=Deadlines.from_settings(get_settings()))
+    settings = get_settings()
+    return SweepService(
+        store=job_store(),
+        deadlines=Deadlines.from_settings(settings),
+        storage=ObjectStorage(aws.s3()),
+        uploads_bucket=settings.uploads_bucket,
+    )
 
 
 @lru_cache(maxsize=1)

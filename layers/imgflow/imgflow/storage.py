@@ -70,6 +70,15 @@ class ObjectStorage:
         )
         return url
 
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") in {"NoSuchKey", "404"}:
+                return False
+            raise
+        return True
+
     def read(self, bucket: str, key: str, *, max_bytes: int, etag: str | None = None) -> bytes:
         """The object's bytes, refusing more than `max_bytes` without downloading them."""
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 from imgflow.errors import TransitionRejectedError
 from imgflow.job_store import JobStore
+from imgflow.keys import upload_key
 from imgflow.models import Job, JobError, JobStatus, open_tasks
-from imgflow.overdue import Deadlines, gave_up_message
+from imgflow.overdue import Deadlines, Step, gave_up_message
 from imgflow.settling import settle_if_done
+from imgflow.storage import ObjectStorage
 
 
 @dataclass
@@ -37,6 +39,8 @@ class SweepOutcome:
 class SweepService:
     store: JobStore
     deadlines: Deadlines
+    storage: ObjectStorage
+    uploads_bucket: str
 
     def sweep(self, limit: int = 100) -> SweepOutcome:
         """End every job overdue now (at most `limit` a run; the schedule brings the rest)."""
@@ -51,16 +55,24 @@ class SweepService:
                 outcome.rescheduled += self.store.reschedule(job, due)
                 continue
             try:
-                self._end(job, outcome)
+                self._end(job, now, outcome)
             except TransitionRejectedError:
                 continue  # it moved meanwhile (a step finished, an upload came): the next run judges it again
         return outcome
 
-    def _end(self, job: Job, outcome: SweepOutcome) -> None:
+    def _end(self, job: Job, now: int, outcome: SweepOutcome) -> None:
         if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at is not None:
-            self.store.expire(job.job_id)
-            outcome.expired.append(job.job_id)
-            return
+            if not self.storage.exists(self.uploads_bucket, upload_key(job.owner, job.job_id)):
+                self.store.expire(job.job_id)
+                outcome.expired.append(job.job_id)
+                return
+            # The upload came in time (S3 refuses a form past its expiry) and waits in the ingest queue's
+            # backlog: expiring it would strand the file. It has ingest's budget from the form's expiry, the
+            # latest it can have arrived; past that, ingest gave up on it (failed below).
+            ingest_due = job.upload_expires_at + self.deadlines.budget(Step.INGEST)
+            if now < ingest_due:
+                outcome.rescheduled += self.store.reschedule(job, ingest_due)
+                return
         tasks = open_tasks(job)
         if job.status is JobStatus.PROCESSING and not tasks:
             if settle_if_done(self.store, job).status.is_terminal:

@@ -378,7 +378,10 @@ class UploadsService:
             raise JobNotFoundError(job_id)
         upload_deadline = (job.upload_expires_at or 0) + UPLOAD_GRACE_SECONDS
         if job.status is JobStatus.AWAITING_UPLOAD and job.upload_expires_at and self.store.now() > upload_deadline:
-            # The scheduled sweep may not have come by yet: a reader never sees a form that can no longer work.
+            # The scheduled sweep may not have come by yet: a reader never sees a form that can no longer work,
+            # unless its upload did come in time and waits for ingest (the sweep judges that one).
+            if self.storage.exists(self.settings.uploads_bucket, upload_key(job.owner, job_id)):
+                return job
             return self._expire(job_id) or self.store.require(job_id)
         return job
 
