@@ -34,7 +34,7 @@ run: $(STAMP)
 
 test: $(STAMP) lint typecheck cfn-lint sam-validate js-check localstack-venv
 	bash scripts/ensure-chromium.sh
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --dist loadfile --durations=30
 
 # The property-based targets (tests/fuzz) searched far longer than `make test` replays them (40 seeded
 # examples each): FUZZ_EXAMPLES per target, about 90 s here at the default. A failing example is kept in
