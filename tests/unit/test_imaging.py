@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin
 
+from imgflow import icc
 from imgflow.errors import ErrorCode, ImageRejectedError
 from imgflow.imaging import (
     ImageLimits,
@@ -225,6 +226,27 @@ def test_given_a_jpeg_with_a_foreign_icc_profile_when_normalized_then_colours_ar
 
     assert normalized.size == naive.size
     assert mean_difference(normalized, naive) > 2
+
+
+def test_given_a_display_p3_photo_when_normalized_smaller_then_as_if_converted_to_srgb_before_the_resize() -> None:
+    # The profile is applied after the resize (the cheaper order): the colours must be those of
+    # converting the whole decode first (but at strong colour edges, where the orders differ by up to
+    # a tenth of the range), and clearly not the unconverted P3 values.
+    with Image.open(IMAGES / "photos" / "sunset_by_Aitzol_Berasategi.jpg") as photo:
+        photo.draft("RGB", (1068, 712))
+        buffer = io.BytesIO()
+        photo.save(buffer, format="JPEG", quality=95, icc_profile=icc.display_p3())
+    data = buffer.getvalue()
+    full = Image.open(io.BytesIO(data))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    converted_first = ImageCms.profileToProfile(full, ImageCms.ImageCmsProfile(io.BytesIO(icc.display_p3())), srgb)
+    assert converted_first is not None
+
+    normalized = load_normalized(data, LIMITS, max_edge=400)
+
+    assert normalized.size == (400, 267)
+    assert mean_difference(normalized, resize_to_long_edge(converted_first, 400)) < 1
+    assert mean_difference(normalized, resize_to_long_edge(full.convert("RGB"), 400)) > 2
 
 
 def test_given_a_cmyk_jpeg_when_normalized_then_rgb_like_pillows_own_conversion() -> None:

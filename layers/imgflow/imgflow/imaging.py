@@ -212,13 +212,21 @@ def load_normalized(data: bytes, limits: ImageLimits, max_edge: int | None = Non
         # HDR is decoded and tone-mapped by _load_hdr, from 16 bits where it can: not loaded here at 8.
         if (hdr_source := _hdr_source(image, data, fmt)) is None:
             image.load()
-        icc_profile = image.info.get("icc_profile") or _profile_from_code_points(data, fmt)
         # Turned upright after the resize: the same pixels, and turning the smaller image costs less.
         transpose = _ORIENTATION_TRANSPOSES.get(_orientation(image))
-        normalized = _to_srgb(image, icc_profile) if hdr_source is None else _load_hdr(image, data, hdr_source)
+        if hdr_source is None:
+            icc_profile = image.info.get("icc_profile") or _profile_from_code_points(data, fmt)
+            normalized = _colour_managed_mode(image)
+        else:
+            icc_profile, normalized = None, _load_hdr(image, data, hdr_source)
     del image  # often what `normalized` is: the full decode goes as soon as it is resized
     if max_edge is not None:
         normalized = resize_to_long_edge(normalized, max_edge)
+    # Into sRGB after the resize, as libvips's thumbnail does: the transform costs per pixel (0.45 s of
+    # CPU for a 24 MP Display P3 photo, 0.2 s at 4096 px). The two orders differ only where colours
+    # change sharply, as resizing in gamma space does anyway: 44-50 dB PSNR between them at 400-1200 px,
+    # well under what the encoders take away (38-42 dB at q85).
+    normalized = _to_srgb(normalized, icc_profile)
     if transpose is not None:
         normalized = normalized.transpose(transpose)
     normalized.info.clear()
@@ -557,15 +565,21 @@ def _draft_request(size: tuple[int, int], max_edge: int) -> tuple[int, int]:
     return math.ceil(size[0] * scale), math.ceil(size[1] * scale)
 
 
-def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
-    """8-bit RGB or RGBA in sRGB, through the embedded profile when there is a usable one."""
-    target = "RGBA" if image.has_transparency_data else "RGB"
+def _colour_managed_mode(image: Image.Image) -> Image.Image:
+    """8 bits a channel in a mode littleCMS takes as it is: L, RGB and CMYK, or RGBA where there is alpha.
+
+    Any other mode holds its colours in the same source space, so it becomes RGB(A), still in that space.
+    """
     if image.mode in ("I", "I;16", "I;16L", "I;16B"):
         image = _gray16_to_8bit(image)
-    # lcms takes L, RGB and CMYK (RGBA when there is alpha) as they are. Any other mode holds its
-    # colours in the same source space, so it becomes RGB(A) before the profile is applied.
-    if image.mode not in (("RGBA",) if target == "RGBA" else ("L", "RGB", "CMYK")):
-        image = image.convert(target)
+    if image.has_transparency_data:
+        return image if image.mode == "RGBA" else image.convert("RGBA")
+    return image if image.mode in ("L", "RGB", "CMYK") else image.convert("RGB")
+
+
+def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """A _colour_managed_mode image as 8-bit RGB or RGBA in sRGB, through its profile when it is usable."""
+    target = "RGBA" if image.mode == "RGBA" else "RGB"
     if icc_profile:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
