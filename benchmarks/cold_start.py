@@ -1,10 +1,14 @@
 """`make bench-cold`: each function's cold start as Lambda runs it, in fresh processes: the CPU and wall
 time of importing the handler module (Lambda's init phase), then of its first invocation.
 
-The environment is the deployed one: LAMBDA_TASK_ROOT set (the X-Ray SDK and Powertools' Tracer act as
-in Lambda, with tracing on, as `Tracing: Active` deploys it), the layer and the function's folder on the
-path. The api's first invocation is GET /health, which needs no AWS service; the import's modules are
-listed by cumulative time with `--modules` (`python -X importtime`).
+What runs is what `make package` ships, built for this machine: the function's code and its layers with
+their locked requirements (this machine's wheels of the same versions, since the arm64 ones cannot load
+here), every module compiled to unchecked-hash bytecode by python3.13, and python3.13 running it, with
+nothing written back (Lambda's code is read-only). The environment is the deployed one: LAMBDA_TASK_ROOT
+set (the X-Ray SDK and Powertools' Tracer act as in Lambda, with tracing on, as `Tracing: Active` deploys
+it), the layers and the function's folder on the path. The api's first invocation is GET /health, which
+needs no AWS service; the import's modules are listed by cumulative time with `--modules`
+(`python -X importtime`).
 
 CPU seconds are the primary figure (the machine is shared); medians of --repeat fresh processes,
 functions interleaved."""
@@ -14,24 +18,59 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+sys.path.insert(0, str(ROOT / "scripts"))
 
-# Function folder -> handler module, and the event of a first invocation that needs no AWS service.
+import package  # noqa: E402  (scripts/package.py: how `make package` builds and compiles an artifact)
+from imgflow_local.template import load_template  # noqa: E402
+
+# Name -> the template's function, and the event of a first invocation that needs no AWS service.
 FUNCTIONS = {
-    "api": ("functions/api", "api_handler", "api_health.json"),
-    "ingest": ("functions/ingest", "ingest_handler", None),
-    "variants": ("functions/variants", "variants_handler", None),
-    "edit": ("functions/edit", "edit_handler", None),
-    "webhook-fanout": ("functions/webhooks", "fanout_handler", None),
-    "webhook-delivery": ("functions/webhooks", "delivery_handler", None),
+    "api": ("ApiFunction", "api_health.json"),
+    "ingest": ("IngestFunction", None),
+    "variants": ("VariantsFunction", None),
+    "edit": ("EditFunction", None),
+    "webhook-fanout": ("WebhookFanOutFunction", None),
+    "webhook-delivery": ("WebhookDeliveryFunction", None),
 }
+# The platform tags of the lock's wheels, for this machine's architecture instead of Lambda's arm64.
+HOST_PLATFORMS = tuple(tag.replace("aarch64", platform.machine()) for tag in package.PIP_PLATFORMS)
+
+
+@dataclass(frozen=True)
+class Built:
+    """One function as Lambda extracts it: its folder (/var/task) and its layers' python/ folders (/opt/python)."""
+
+    task_root: Path
+    paths: list[Path]
+    module: str
+
+
+def build_function(tree: Path, logical_id: str, into: Path) -> Built:
+    """The function's artifact and its layers' from tree's template, as `make package` builds them."""
+    application = package.read_application(tree / "template.yaml")
+    handler: str = load_template(tree / "template.yaml")["Resources"][logical_id]["Properties"]["Handler"]
+    layers: list[Path] = []
+    for layer in application.function_layers[logical_id]:
+        root = into / layer
+        package.install_into(application.layers[layer], root / "python", HOST_PLATFORMS)
+        package.compile_bytecode(root, package.LAYER_MOUNT)
+        layers.append(root / "python")
+    task_root = into / logical_id
+    package.install_into(application.functions[logical_id], task_root, HOST_PLATFORMS)
+    package.compile_bytecode(task_root, package.FUNCTION_MOUNT)
+    # Lambda's order: the function's own folder first, then the layers'.
+    return Built(task_root, [task_root, *layers], handler.rsplit(".", 1)[0])
+
 
 # Runs in the fresh process: time the import, then the first invocation, and report as JSON.
 _CHILD = """
@@ -65,20 +104,20 @@ print(json.dumps({{"import_cpu_s": import_cpu, "import_wall_s": import_wall, "fi
 """
 
 
-def environment(tree: Path, folder: str, pycache: str | None = None) -> dict[str, str]:
+def environment(built: Built, pycache: str | None = None) -> dict[str, str]:
     # An empty PYTHONPYCACHEPREFIX: every module is compiled from source on import, as from an artifact
     # without .pyc files (Lambda's /opt and /var/task are read-only, so it cannot keep what it compiles).
     cache = {"PYTHONPYCACHEPREFIX": pycache} if pycache else {}
     return {
         **cache,
         "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.pathsep.join([str(tree / "layers" / "imgflow"), str(tree / folder)]),
+        "PYTHONPATH": os.pathsep.join(str(path) for path in built.paths),
         "PYTHONDONTWRITEBYTECODE": "1",
-        "LAMBDA_TASK_ROOT": str(tree / folder),
+        "LAMBDA_TASK_ROOT": str(built.task_root),
         "JOBS_TABLE": "jobs",
         "UPLOADS_BUCKET": "uploads",
         "MEDIA_BUCKET": "media",
-        "AWS_LAMBDA_FUNCTION_NAME": Path(folder).name,
+        "AWS_LAMBDA_FUNCTION_NAME": built.task_root.name,
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "cold-start",
@@ -91,14 +130,14 @@ def environment(tree: Path, folder: str, pycache: str | None = None) -> dict[str
     }
 
 
-def cold_start(tree: Path, name: str, bytecode: bool = True) -> dict[str, object]:
-    folder, module, event = FUNCTIONS[name]
-    code = _CHILD.format(module=module, event=str(EVENTS / event) if event else "")
+def cold_start(built: Built, name: str, bytecode: bool = True) -> dict[str, object]:
+    event = FUNCTIONS[name][1]
+    code = _CHILD.format(module=built.module, event=str(EVENTS / event) if event else "")
     with tempfile.TemporaryDirectory(prefix="cold-start-") as empty:
         done = subprocess.run(
-            [sys.executable, "-c", code],
-            env=environment(tree, folder, None if bytecode else empty),
-            cwd=tree,
+            [package.lambda_python(), "-c", code],
+            env=environment(built, None if bytecode else empty),
+            cwd=built.task_root,
             capture_output=True,
             text=True,
             check=False,
@@ -109,13 +148,12 @@ def cold_start(tree: Path, name: str, bytecode: bool = True) -> dict[str, object
     return result
 
 
-def modules(name: str, top: int) -> None:
+def modules(built: Built, name: str, top: int) -> None:
     """The modules whose import costs most, cumulative (self included), from `python -X importtime`."""
-    folder, module, _ = FUNCTIONS[name]
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        env=environment(ROOT, folder),
-        cwd=ROOT,
+        [package.lambda_python(), "-X", "importtime", "-c", f"import {built.module}"],
+        env=environment(built),
+        cwd=built.task_root,
         capture_output=True,
         text=True,
         check=True,
@@ -162,13 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown function(s) {', '.join(sorted(unknown))}; choose from {', '.join(FUNCTIONS)}")
     trees = {"this tree": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
-    samples: dict[tuple[str, str], list[dict[str, object]]] = {
-        (tree, name): [] for name in args.functions for tree in trees
-    }
+    with tempfile.TemporaryDirectory(prefix="cold-start-build-") as scratch:
+        built = {
+            (tree, name): build_function(path, FUNCTIONS[name][0], Path(scratch) / f"{index}-{name}")
+            for name in args.functions
+            for index, (tree, path) in enumerate(trees.items())
+        }
+        report(args, built)
+    return 0
+
+
+def report(args: argparse.Namespace, built: dict[tuple[str, str], Built]) -> None:
+    samples: dict[tuple[str, str], list[dict[str, object]]] = {key: [] for key in built}
     for _ in range(args.repeat):
-        for name in args.functions:
-            for tree, path in trees.items():
-                samples[tree, name].append(cold_start(path, name, bytecode=not args.source_only))
+        for key, function in built.items():
+            samples[key].append(cold_start(function, key[1], bytecode=not args.source_only))
     print(f"cold start, medians of {args.repeat} fresh processes, interleaved (CPU is the primary figure; ms)")
     header = f"{'import CPU':>10} {'wall':>6} {'1st call CPU':>12} {'+ clients CPU':>13}"
     print(f"  {'function':<16} {'tree':<10} {header}  loaded")
@@ -186,10 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("  (1st call: GET /health; clients: what a first request that calls AWS adds, the SDK and its clients)")
     for name in args.functions if args.modules else []:
-        modules(name, args.modules)
+        modules(built["this tree", name], name, args.modules)
     if args.json:
         args.json.write_text(json.dumps(medians, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":
