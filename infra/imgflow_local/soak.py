@@ -49,6 +49,11 @@ UPLOADS_PER_OWNER = 50
 EVENT_GRACE_SECONDS = 30
 # A request's wait for the API: cold starts on a busy laptop take far longer than on Lambda.
 HTTP_TIMEOUT = 120
+# While waiting, the attributes that say whether a job ended or moved; about this many jobs are read a
+# second (every two seconds at most), however many are still open.
+_PROGRESS = "pk, #status, version, tasks"
+_POLLED_PER_SECOND = 100
+_BATCH_GET = 100  # BatchGetItem's most keys a call
 
 
 @dataclass(frozen=True)
@@ -230,21 +235,25 @@ class Soak:
         """Wait until every job has ended (and every task with it), or nothing moved for `patience` s;
         then each job's outcome, and the objects that belong to none of them."""
         session = boto3.session.Session(region_name=REGION)
-        table = session.resource("dynamodb").Table(runtime.stack.physical_id("JobsTable"))
+        dynamodb = session.resource("dynamodb")
+        table_name = runtime.stack.physical_id("JobsTable")
         wanted = {u.job_id for u in uploads if u.job_id}
-        last_change, versions = time.monotonic(), dict[str, int]()
-        while True:
-            items = {str(item["pk"]): item for item in _scan(table) if item["pk"] in wanted}
+        # The soak shares its process and the emulator with the runtime it watches: it reads only the jobs
+        # still open, and of them only what says whether they moved (a scan of the whole table every
+        # round cost more CPU than the pipeline itself at a thousand jobs).
+        open_jobs, last_change, versions = set(wanted), time.monotonic(), dict[str, int]()
+        while open_jobs:
+            items = _get_jobs(dynamodb, table_name, open_jobs, projection=_PROGRESS)
             moved = {job_id: int(item.get("version", 0)) for job_id, item in items.items()}
             if moved != versions:
                 versions, last_change = moved, time.monotonic()
-            open_jobs = [job_id for job_id in wanted if not _ended(items.get(job_id))]
-            if not open_jobs:
-                break
-            if time.monotonic() - last_change > self.patience:
+            open_jobs = {job_id for job_id in open_jobs if not _ended(items.get(job_id))}
+            if open_jobs and time.monotonic() - last_change > self.patience:
                 self.say(f"soak: {len(open_jobs)} job(s) still open after {self.patience:.0f} s without a change")
                 break
-            time.sleep(2)
+            if open_jobs:
+                time.sleep(max(2.0, len(open_jobs) / _POLLED_PER_SECOND))
+        items = _get_jobs(dynamodb, table_name, wanted)
         objects, strays = _objects(session, runtime, items)
         outcomes = {}
         for job_id, item in items.items():
@@ -367,14 +376,23 @@ def _post(client: Client, upload: Upload) -> None:
         upload.refused, upload.job_id = refused.code, None
 
 
-def _scan(table: Any) -> Iterable[dict[str, Any]]:
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = table.scan(**kwargs)
-        yield from page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+def _get_jobs(
+    dynamodb: Any, table_name: str, job_ids: Iterable[str], projection: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The items of these jobs that exist (all of each, or the projection's attributes), read consistently."""
+    items: dict[str, dict[str, Any]] = {}
+    ids = sorted(job_ids)
+    for start in range(0, len(ids), _BATCH_GET):
+        request: dict[str, Any] = {"Keys": [{"pk": job_id} for job_id in ids[start : start + _BATCH_GET]]}
+        request["ConsistentRead"] = True
+        if projection:
+            request |= {"ProjectionExpression": projection, "ExpressionAttributeNames": {"#status": "status"}}
+        pending = {table_name: request}
+        while pending:
+            response = dynamodb.batch_get_item(RequestItems=pending)
+            items |= {str(item["pk"]): item for item in response["Responses"].get(table_name, [])}
+            pending = response.get("UnprocessedKeys") or {}
+    return items
 
 
 def _ended(item: dict[str, Any] | None) -> bool:

@@ -1,0 +1,26 @@
+"""moto's server finds the backend of every request by listing its own package's directory: a listdir and
+a stat per module (about two hundred), under the one lock every request takes, on every request. In a soak
+that was a tenth of the runtime's CPU, and it held the other requests back while it ran. The modules do
+not change while the server runs: `install` lists them once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_installed = False
+
+
+def install() -> None:
+    """List moto's modules once for the in-process emulator's request dispatch (once per process)."""
+    global _installed
+    from moto import backends
+
+    with _lock:
+        if _installed:
+            return
+        modules = frozenset(backends.list_of_moto_modules())
+        # Its one caller, the server's dispatcher, asks only whether a name is one of them.
+        backends.list_of_moto_modules = lambda: modules
+        _installed = True
