@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         "dlq", help="list what the dead-letter queues hold (peeking), or move it back with `dlq redrive`"
     )
     dlq_parser.add_argument("action", nargs="?", choices=["list", "redrive"], default="list")
-    dlq_parser.add_argument("--queue", metavar="NAME", help="only this step's queue (ingest, variants, edit, ...)")
+    dlq_parser.add_argument(
+        "--queue", metavar="NAME", help="only this step's queue (ingest, variants, edit, publisher, ...)"
+    )
     dlq_parser.add_argument("--json", action="store_true", help="one JSON object per message (or per queue moved)")
     dlq_parser.add_argument("--limit", type=int, default=100, metavar="N", help="messages listed per queue (100)")
     dlq_parser.add_argument("--stack", metavar="NAME", help="a deployed stack, with your AWS credentials")

@@ -15,6 +15,13 @@ What a redriven message does: a step that gave up (its retries ran out: its last
 failed it, `gave_up`, see imgflow.sweep) runs again and its job settles again (failed → succeeded when
 it now succeeds); a job or task that ended otherwise (rejected, failed for a reason of its own, expired)
 is left as it is and the message is acknowledged.
+
+The publisher's dead-letter queue is of another kind: its stream mapping sends it not records but where
+they are (a shard and a range of sequence numbers) when it gives up on them, and there is no queue to
+move them back to. Redriving it announces them: the records are read again from the table's stream (it
+keeps them 24 hours) and their events published as PublisherFunction would have, with the same ids;
+consumers order a job's events by `version`, as these come after later ones. A message whose records
+the stream no longer has is left where it is, and said so.
 """
 
 from __future__ import annotations
@@ -30,11 +37,14 @@ from typing import Any
 import boto3
 from pydantic import ValidationError
 
-from imgflow.event_models import S3Notification, created_objects
+from imgflow.event_models import ItemChangeRecordModel, S3Notification, created_objects
 from imgflow.ingest import job_id_of
+from imgflow.lifecycle import EventPublisher
 from imgflow.models import Job, edit_task_name
+from imgflow.outbox import changed_job_events, job_of_item
 from imgflow_local.runtime import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY
 from imgflow_local.stack import LocalStack
+from imgflow_local.stream_poller import lambda_record
 
 # Long enough to read a queue through, short enough that a peek cut off (Ctrl-C) gives its messages back soon.
 PEEK_VISIBILITY_SECONDS = 30
@@ -50,6 +60,15 @@ class DeadLetterQueue:
     arn: str
     source_url: str
     source_arn: str
+
+
+@dataclass(frozen=True)
+class StreamDeadLetterQueue:
+    """Where a stream mapping records the batches it gave up on: `name` is its function's step, e.g. `publisher`."""
+
+    name: str
+    url: str
+    bus: str  # where the records' events are announced
 
 
 @dataclass(frozen=True)
@@ -69,15 +88,33 @@ class Redriven:
     moved: int
     # The move task's handle on AWS (StartMessageMoveTask runs on its own); None when moved here.
     task_handle: str | None = None
+    # A stream's dead letters: the events announced, and the messages left (their records are gone).
+    announced: int | None = None
+    left: int | None = None
+
+
+class RecordsGoneError(Exception):
+    """The stream no longer has a dead letter's records: past its 24 hours, or its table's stream was replaced."""
 
 
 class Pipeline:
     """The dead-letter queues of one deployment, its JobsTable (for the jobs' errors) and how to reach them."""
 
-    def __init__(self, sqs: Any, queues: list[DeadLetterQueue], table: Any | None) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        queues: list[DeadLetterQueue],
+        table: Any | None,
+        stream_queues: list[StreamDeadLetterQueue] | None = None,
+        streams: Any | None = None,
+        events: Any | None = None,
+    ) -> None:
         self._sqs = sqs
         self._table = table
         self.queues = queues
+        self.stream_queues = stream_queues or []
+        self._streams = streams
+        self._events = events
 
     # --- finding the queues --------------------------------------------------------------------------
 
@@ -91,16 +128,30 @@ class Pipeline:
             session.client("sqs", endpoint_url=endpoint),
             session.resource("dynamodb", endpoint_url=endpoint),
             LocalStack(template, REGION),
+            session.client("dynamodbstreams", endpoint_url=endpoint),
+            session.client("events", endpoint_url=endpoint),
         )
 
     @classmethod
-    def of_stack(cls, sqs: Any, dynamodb: Any, stack: LocalStack) -> Pipeline:
+    def of_stack(
+        cls, sqs: Any, dynamodb: Any, stack: LocalStack, streams: Any | None = None, events: Any | None = None
+    ) -> Pipeline:
         """The queues and table of a template's stack as the local runtime names them, through these clients."""
         urls = {
             logical_id: sqs.get_queue_url(QueueName=stack.queue_name(logical_id))["QueueUrl"]
             for logical_id in stack.of_type("AWS::SQS::Queue")
         }
-        return cls(sqs, _dead_letter_queues(sqs, urls), dynamodb.Table(stack.physical_id("JobsTable")))
+        [bus] = [stack.physical_id(logical_id) for logical_id in stack.of_type("AWS::Events::EventBus")]
+        stream_queues = [
+            StreamDeadLetterQueue(
+                _step(spec.logical_id.removesuffix("Function")), urls[stack.queue_logical_id(source.on_failure)], bus
+            )
+            for spec in stack.functions()
+            for source in spec.stream_sources
+            if source.on_failure is not None
+        ]
+        table = dynamodb.Table(stack.physical_id("JobsTable"))
+        return cls(sqs, _dead_letter_queues(sqs, urls), table, stream_queues, streams, events)
 
     @classmethod
     def deployed(cls, session: boto3.session.Session, stack_name: str) -> Pipeline:
@@ -114,7 +165,16 @@ class Pipeline:
         urls = {logical: physical for logical, (kind, physical) in resources.items() if kind == "AWS::SQS::Queue"}
         sqs = session.client("sqs")
         table = session.resource("dynamodb").Table(resources["JobsTable"][1]) if "JobsTable" in resources else None
-        return cls(sqs, _dead_letter_queues(sqs, urls), table)
+        mappings = [physical for kind, physical in resources.values() if kind == "AWS::Lambda::EventSourceMapping"]
+        stream_queues = _stream_dead_letter_queues(session.client("lambda"), sqs, mappings)
+        return cls(
+            sqs,
+            _dead_letter_queues(sqs, urls),
+            table,
+            stream_queues,
+            session.client("dynamodbstreams"),
+            session.client("events"),
+        )
 
     @classmethod
     def given(
@@ -130,16 +190,20 @@ class Pipeline:
             queues.append(_queue(sqs, _name_of(sources[0]), url, sources[0]))
         return cls(sqs, queues, session.resource("dynamodb", endpoint_url=endpoint).Table(table) if table else None)
 
-    def queue(self, name: str) -> DeadLetterQueue:
-        for queue in self.queues:
+    def queue(self, name: str) -> DeadLetterQueue | StreamDeadLetterQueue:
+        for queue in self.all_queues():
             if name in {queue.name, queue.url}:
                 return queue
-        known = ", ".join(queue.name for queue in self.queues)
+        known = ", ".join(queue.name for queue in self.all_queues())
         raise ValueError(f"no dead-letter queue {name!r}; there are: {known}")
+
+    def all_queues(self) -> list[DeadLetterQueue | StreamDeadLetterQueue]:
+        queues: list[DeadLetterQueue | StreamDeadLetterQueue] = [*self.queues, *self.stream_queues]
+        return queues
 
     # --- listing -------------------------------------------------------------------------------------
 
-    def peek(self, queue: DeadLetterQueue, limit: int = 100) -> list[DeadLetter]:
+    def peek(self, queue: DeadLetterQueue | StreamDeadLetterQueue, limit: int = 100) -> list[DeadLetter]:
         """What `queue` holds (at most `limit`), without consuming it."""
         letters, handles = [], []
         try:
@@ -151,7 +215,9 @@ class Pipeline:
                 self._sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=handle, VisibilityTimeout=0)
         return letters
 
-    def _letter(self, queue: DeadLetterQueue, message: dict[str, Any]) -> DeadLetter:
+    def _letter(self, queue: DeadLetterQueue | StreamDeadLetterQueue, message: dict[str, Any]) -> DeadLetter:
+        if isinstance(queue, StreamDeadLetterQueue):
+            return self._stream_letter(queue, message)
         attributes = message.get("Attributes", {})
         job_id, task = _about(message["Body"], queue.name)
         job = self._job(job_id) if job_id else None
@@ -167,6 +233,57 @@ class Pipeline:
             age_seconds=max(int(time.time() - sent), 0) if sent else 0,
         )
 
+    def _stream_letter(self, queue: StreamDeadLetterQueue, message: dict[str, Any]) -> DeadLetter:
+        """A batch given up on: the job of its first record (read again from the stream) and what was lost."""
+        body = json.loads(message["Body"])
+        batch = body["DDBStreamBatchInfo"]
+        where = f"shard {batch['shardId']}, {batch['startSequenceNumber']} to {batch['endSequenceNumber']}"
+        try:
+            changes = self._changes(batch)
+            jobs = (job_of_item(change.dynamodb.NewImage or change.dynamodb.OldImage) for change in changes)
+            job_id = next((job.job_id for job in jobs if job is not None), None)
+            error = f"{len(changes)} change(s) not announced ({body['requestContext']['condition']}; {where})"
+        except RecordsGoneError as gone:
+            job_id, error = None, f"the stream no longer has these records ({where}): {gone}"
+        sent = int(message.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
+        return DeadLetter(
+            queue=_name_of(queue.url),
+            step=queue.name,
+            message_id=message["MessageId"],
+            job_id=job_id,
+            error=error,
+            attempts=int(body["requestContext"].get("approximateInvokeCount", 0)),
+            age_seconds=max(int(time.time() - sent), 0) if sent else 0,
+        )
+
+    def _changes(self, batch: dict[str, Any]) -> list[ItemChangeRecordModel]:
+        """The stream records a dead letter names, from its first sequence number to its last."""
+        if self._streams is None:
+            raise RecordsGoneError("no stream client")
+        stream_arn, first, last = batch["streamArn"], batch["startSequenceNumber"], batch["endSequenceNumber"]
+        try:
+            iterator = self._streams.get_shard_iterator(
+                StreamArn=stream_arn,
+                ShardId=batch["shardId"],
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                SequenceNumber=first,
+            )["ShardIterator"]
+            changes: list[ItemChangeRecordModel] = []
+            while iterator:
+                response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                for record in response["Records"]:
+                    if int(record["dynamodb"]["SequenceNumber"]) > int(last):
+                        return changes
+                    changes.append(ItemChangeRecordModel.model_validate(lambda_record(record, stream_arn)))
+                if not response["Records"]:
+                    break  # an open shard with nothing after these: the range ended at its tip
+                iterator = response.get("NextShardIterator")
+        except self._streams.exceptions.ClientError as error:
+            raise RecordsGoneError(str(error)) from error
+        if not changes or changes[0].dynamodb.SequenceNumber != first:
+            raise RecordsGoneError(f"the shard no longer starts at or before {first}")
+        return changes
+
     def _job(self, job_id: str) -> Job | None:
         if self._table is None:
             return None
@@ -175,8 +292,11 @@ class Pipeline:
 
     # --- redrive -------------------------------------------------------------------------------------
 
-    def redrive(self, queue: DeadLetterQueue, *, move_task: bool) -> Redriven:
-        """Move everything `queue` holds back to its source queue: SQS's own move task on AWS, or by hand."""
+    def redrive(self, queue: DeadLetterQueue | StreamDeadLetterQueue, *, move_task: bool) -> Redriven:
+        """Move everything `queue` holds back to its source queue: SQS's own move task on AWS, or by hand.
+        A stream's dead letters have no queue to go back to: their records are announced (`announce`)."""
+        if isinstance(queue, StreamDeadLetterQueue):
+            return self.announce(queue)
         if move_task:
             handle = self._sqs.start_message_move_task(SourceArn=queue.arn, DestinationArn=queue.source_arn)
             return Redriven(queue.name, _waiting(self._sqs, queue.url), handle["TaskHandle"])
@@ -198,6 +318,40 @@ class Pipeline:
                 self._sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"])
                 moved += 1
         return Redriven(queue.name, moved)
+
+    def announce(self, queue: StreamDeadLetterQueue) -> Redriven:
+        """Publish the events of every batch `queue` holds, read again from the stream, then delete its
+        message; a message whose records are gone stays."""
+        if self._events is None:
+            raise ValueError("announcing a stream's dead letters needs an EventBridge client")
+        publisher = EventPublisher(self._events, queue.bus)
+        announced = handled = 0
+        left: list[str] = []  # receipt handles of the messages that stay
+        try:
+            while messages := self._sqs.receive_message(
+                QueueUrl=queue.url, MaxNumberOfMessages=_MOVE_BATCH, VisibilityTimeout=PEEK_VISIBILITY_SECONDS
+            ).get("Messages", []):
+                for message in messages:
+                    try:
+                        changes = self._changes(json.loads(message["Body"])["DDBStreamBatchInfo"])
+                    except RecordsGoneError:
+                        left.append(message["ReceiptHandle"])
+                        continue
+                    for change in changes:
+                        details = changed_job_events(
+                            change.dynamodb.OldImage, change.dynamodb.NewImage, removed_by_ttl=change.removed_by_ttl
+                        )
+                        for detail in details:
+                            publisher.publish(detail)
+                        announced += len(details)
+                    # Deleted once its events are out: a failure before leaves it for the next run (at least once).
+                    self._sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"])
+                    handled += 1
+        finally:
+            # Hidden while this run went through the queue (so it read each once), shown again for the next look.
+            for handle in left:
+                self._sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=handle, VisibilityTimeout=0)
+        return Redriven(queue.name, handled, announced=announced, left=len(left))
 
     def _receive_all(self, url: str, limit: int, visibility: int) -> Iterator[dict[str, Any]]:
         seen = 0
@@ -238,6 +392,29 @@ def _dead_letter_queues(sqs: Any, urls: dict[str, str]) -> list[DeadLetterQueue]
         dead_letter_url = by_arn[json.loads(policy["RedrivePolicy"])["deadLetterTargetArn"]]
         queues.append(_queue(sqs, _step(logical_id), dead_letter_url, url))
     return queues
+
+
+def _stream_dead_letter_queues(lambda_client: Any, sqs: Any, mappings: list[str]) -> list[StreamDeadLetterQueue]:
+    """The on-failure queues of a deployed stack's DynamoDB stream mappings (by UUID), named by their
+    functions, announcing on the bus each function publishes to (its EVENT_BUS_NAME)."""
+    queues = []
+    for uuid in mappings:
+        mapping = lambda_client.get_event_source_mapping(UUID=uuid)
+        destination = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", "")
+        if ":dynamodb:" not in mapping.get("EventSourceArn", "") or ":sqs:" not in destination:
+            continue
+        function = lambda_client.get_function_configuration(FunctionName=mapping["FunctionArn"])
+        bus = function.get("Environment", {}).get("Variables", {}).get("EVENT_BUS_NAME", "default")
+        url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
+        queues.append(StreamDeadLetterQueue(_function_step(function["FunctionName"]), url, bus))
+    return queues
+
+
+def _function_step(function_name: str) -> str:
+    """`mystack-PublisherFunction-AbC123` → `publisher`: the logical id CloudFormation put in the name."""
+    parts = function_name.split("-")
+    logical_id = next((part for part in parts if part.endswith("Function")), function_name)
+    return _step(logical_id.removesuffix("Function"))
 
 
 def _queue(sqs: Any, name: str, url: str, source_url: str) -> DeadLetterQueue:
@@ -302,7 +479,7 @@ def command(args: Any, template: Path) -> int:
     """`imgflow dlq [redrive]`, with the options cli.py declares."""
     try:
         pipeline = _pipeline(args, template)
-        queues = [pipeline.queue(args.queue)] if args.queue else pipeline.queues
+        queues = [pipeline.queue(args.queue)] if args.queue else pipeline.all_queues()
     except Exception as error:
         where = f"the stack {args.stack}" if args.stack else f"the local runtime at {args.aws_endpoint}"
         print(f"imgflow dlq: cannot read {where} (is `imgflow serve` running?): {error}", file=sys.stderr)
@@ -314,8 +491,7 @@ def command(args: Any, template: Path) -> int:
             if args.json:
                 print(json.dumps(asdict(redriven)), flush=True)
             else:
-                how = f"move task {redriven.task_handle}" if redriven.task_handle else "moved"
-                print(f"{queue.name:<16} {redriven.moved} message(s) back to {_name_of(queue.source_url)} ({how})")
+                print(f"{queue.name:<16} {_said(queue, redriven)}")
         return 0
     for queue in queues:
         letters = pipeline.peek(queue, args.limit)
@@ -324,6 +500,14 @@ def command(args: Any, template: Path) -> int:
         if not args.json:
             print(f"{queue.name:<16} {len(letters)} message(s) in {_name_of(queue.url)}", file=sys.stderr)
     return 0
+
+
+def _said(queue: DeadLetterQueue | StreamDeadLetterQueue, redriven: Redriven) -> str:
+    if isinstance(queue, StreamDeadLetterQueue):
+        gone = f"; {redriven.left} left: the stream no longer has their records" if redriven.left else ""
+        return f"{redriven.moved} batch(es) announced again ({redriven.announced} event(s)){gone}"
+    how = f"move task {redriven.task_handle}" if redriven.task_handle else "moved"
+    return f"{redriven.moved} message(s) back to {_name_of(queue.source_url)} ({how})"
 
 
 def _deployed(args: Any) -> bool:

@@ -14,9 +14,19 @@ import sweep_handler
 import variants_handler
 from imgflow.models import JobError, JobStatus
 from imgflow.services import job_store, variants_service
-from imgflow_local.dlq import DeadLetterQueue, Pipeline
-from integration.helpers import HOPPER, accepted_api_job, as_lambda_event, reported_failures, stored_job
-from support import REGION, EmulatedAws, FakeLambdaContext
+from imgflow_local.dlq import DeadLetterQueue, Pipeline, StreamDeadLetterQueue
+from integration.helpers import (
+    HOPPER,
+    accepted_api_job,
+    as_lambda_event,
+    detail_types,
+    job_changes,
+    lifecycle_events,
+    reported_failures,
+    stored_job,
+    tap_lifecycle_events,
+)
+from support import REGION, EmulatedAws, FakeLambdaContext, load_event
 
 
 @pytest.fixture
@@ -34,7 +44,9 @@ def dead_letter(aws: EmulatedAws, logical_id: str, body: dict[str, Any]) -> None
 
 
 def variants_queue(pipeline: Pipeline) -> DeadLetterQueue:
-    return pipeline.queue("variants")
+    queue = pipeline.queue("variants")
+    assert isinstance(queue, DeadLetterQueue)
+    return queue
 
 
 def swept_job(aws: EmulatedAws, context: FakeLambdaContext) -> str:
@@ -160,3 +172,128 @@ def test_given_a_job_whose_variants_last_attempt_gave_up_when_its_message_is_red
     assert reported_failures(variants_handler.lambda_handler, redriven, lambda_context) == []
 
     assert stored_job(aws, job_id).status is JobStatus.SUCCEEDED
+
+
+# --- the publisher's dead letters: places in the stream, announced again -------------------------------
+
+
+@pytest.fixture
+def announcing_pipeline(aws: EmulatedAws) -> Pipeline:
+    # The mock routes DynamoDB Streams by this host only.
+    streams = boto3.client(
+        "dynamodbstreams", region_name=REGION, endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com"
+    )
+    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    return Pipeline.of_stack(aws.client("sqs"), dynamodb, aws.stack, streams, aws.client("events"))
+
+
+def publisher_gave_up(aws: EmulatedAws, changes: list[dict[str, Any]], shard_id: str | None = None) -> None:
+    """What the publisher's stream mapping sends its on-failure queue when it gives up on `changes`, in the
+    form AWS documents (events/publisher_dead_letter.json): where they are in the stream, not the records."""
+    body = load_event("publisher_dead_letter.json")
+    stream_arn = changes[0]["eventSourceARN"]
+    if shard_id is None:
+        streams = boto3.client(
+            "dynamodbstreams", region_name=REGION, endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com"
+        )
+        [shard] = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        shard_id = shard["ShardId"]
+    body["DDBStreamBatchInfo"].update(
+        shardId=shard_id,
+        startSequenceNumber=changes[0]["dynamodb"]["SequenceNumber"],
+        endSequenceNumber=changes[-1]["dynamodb"]["SequenceNumber"],
+        batchSize=len(changes),
+        streamArn=stream_arn,
+    )
+    sqs = aws.client("sqs")
+    sqs.send_message(QueueUrl=aws.queue_url("PublisherDeadLetterQueue"), MessageBody=json.dumps(body))
+
+
+def test_given_changes_the_publisher_gave_up_on_when_redriven_then_their_events_are_announced_once(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, announcing_pipeline: Pipeline
+) -> None:
+    tap_lifecycle_events(aws)
+    job_changes(aws)  # what came before this job was announced
+    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    lost = job_changes(aws)  # read, never published: the mapping gave up on them
+    publisher_gave_up(aws, lost)
+    queue = announcing_pipeline.queue("publisher")
+    assert isinstance(queue, StreamDeadLetterQueue)
+
+    [letter] = announcing_pipeline.peek(queue)
+    assert (letter.step, letter.job_id, letter.attempts) == ("publisher", job_id, 11)
+    assert letter.error is not None
+    assert letter.error.startswith(f"{len(lost)} change(s) not announced")
+    assert lifecycle_events(aws, job_id) == []
+
+    redriven = announcing_pipeline.redrive(queue, move_task=True)  # no move task for a stream's queue
+
+    assert (redriven.moved, redriven.left) == (1, 0)
+    announced = lifecycle_events(aws, job_id)
+    assert detail_types(announced) == ["Job Accepted"]
+    assert redriven.announced == len(announced)
+    assert announcing_pipeline.peek(queue) == []
+    # Redriving again announces nothing twice.
+    assert announcing_pipeline.redrive(queue, move_task=False).moved == 0
+
+
+def test_given_a_dead_letter_whose_records_the_stream_no_longer_has_when_redriven_then_it_stays_and_says_why(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, announcing_pipeline: Pipeline
+) -> None:
+    accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    lost = job_changes(aws)
+    # Its table was replaced since (a stack deleted and deployed again): the old stream and its records are gone.
+    gone = lost[0]["eventSourceARN"].replace("-JobsTable/", "-OldJobsTable/")
+    shard_id = "shardId-00000001764547200000-00000000"
+    publisher_gave_up(aws, [{**change, "eventSourceARN": gone} for change in lost], shard_id=shard_id)
+    queue = announcing_pipeline.queue("publisher")
+    assert isinstance(queue, StreamDeadLetterQueue)
+
+    redriven = announcing_pipeline.redrive(queue, move_task=False)
+
+    assert (redriven.moved, redriven.announced, redriven.left) == (0, 0, 1)
+    [letter] = announcing_pipeline.peek(queue)
+    assert letter.job_id is None
+    assert letter.error is not None
+    assert letter.error.startswith("the stream no longer has these records")
+
+
+def test_given_a_deployed_stack_when_listed_then_its_stream_mappings_failure_queue_is_the_publishers(
+    aws: EmulatedAws,
+) -> None:
+    publisher = {
+        "Runtime": "python3.13",
+        "Handler": "publisher_handler.lambda_handler",
+        "Role": {"Fn::GetAtt": ["PublisherRole", "Arn"]},
+        "Code": {"ZipFile": "def lambda_handler(event, context): pass"},
+        "Environment": {"Variables": {"EVENT_BUS_NAME": "deployed-bus"}},
+    }
+    table = {
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+    }
+    mapping = {
+        "FunctionName": {"Ref": "PublisherFunction"},
+        "EventSourceArn": {"Fn::GetAtt": ["JobsTable", "StreamArn"]},
+        "StartingPosition": "TRIM_HORIZON",
+        "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["PublisherDeadLetterQueue", "Arn"]}}},
+    }
+    template = {
+        "Resources": {
+            "JobsTable": {"Type": "AWS::DynamoDB::Table", "Properties": table},
+            "PublisherDeadLetterQueue": {"Type": "AWS::SQS::Queue"},
+            "PublisherRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {}}},
+            "PublisherFunction": {"Type": "AWS::Lambda::Function", "Properties": publisher},
+            "PublisherFunctionJobChanges": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": mapping},
+        }
+    }
+    aws.client("cloudformation").create_stack(StackName="deployed", TemplateBody=json.dumps(template))
+
+    pipeline = Pipeline.deployed(boto3.session.Session(region_name=REGION), "deployed")
+
+    [queue] = pipeline.stream_queues
+    assert (queue.name, queue.bus) == ("publisher", "deployed-bus")
+    assert "PublisherDeadLetterQueue" in queue.url
+    assert pipeline.peek(queue) == []
