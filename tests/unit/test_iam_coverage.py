@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import textwrap
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,15 @@ def allowed_actions(policies: list[Any]) -> set[str]:
     return actions
 
 
+@cache
+def signing_name(service: str) -> str:
+    """The service's prefix in IAM actions (each lookup reads the service's model from disk)."""
+    name: str = botocore.session.get_session().get_service_model(service).signing_name
+    return name
+
+
 def iam_actions(call: AwsCall) -> tuple[str, ...]:
-    prefix = botocore.session.get_session().get_service_model(call.service).signing_name
-    return IAM_ACTIONS.get((call.service, call.operation), (f"{prefix}:{call.operation}",))
+    return IAM_ACTIONS.get((call.service, call.operation), (f"{signing_name(call.service)}:{call.operation}",))
 
 
 def is_allowed(action: str, allowed: set[str]) -> bool:
@@ -136,10 +143,16 @@ def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+@cache
+def function_calls(code_uri: str, handler: str) -> frozenset[AwsCall]:
+    """The analysis of one function's code, done once: two tests of every function read it."""
+    return frozenset(aws_calls(ROOT / code_uri, handler))
+
+
 def disallowed_calls(function: dict[str, Any]) -> list[str]:
     """The calls the function's code can make that its policies do not allow, as `action (where)`."""
     allowed = allowed_actions(function.get("Policies", []))
-    calls = aws_calls(ROOT / function["CodeUri"], function["Handler"])
+    calls = function_calls(function["CodeUri"], function["Handler"])
     return sorted(
         f"{action} ({call.where})" for call in calls for action in iam_actions(call) if not is_allowed(action, allowed)
     )
@@ -181,7 +194,7 @@ NEEDED_CALLS: dict[str, set[str]] = {
 def test_given_a_function_then_the_analysis_finds_the_calls_its_job_needs(name: str) -> None:
     function = functions(TEMPLATE)[name]
     actions = {
-        action for call in aws_calls(ROOT / function["CodeUri"], function["Handler"]) for action in iam_actions(call)
+        action for call in function_calls(function["CodeUri"], function["Handler"]) for action in iam_actions(call)
     }
 
     assert NEEDED_CALLS.get(name, _JOB_CALLS) <= actions
