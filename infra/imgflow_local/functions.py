@@ -132,11 +132,13 @@ class _Loader:
         return _Container(int(reply["pid"]), ours)
 
     def stop(self) -> None:
+        # Killed, as Lambda ends an environment: a loader still importing would only notice the closed
+        # channel after its import, and a graceful exit tears every imported module down (seconds of
+        # stopping, each `imgflow process`, for nothing anyone reads).
         self._control.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
             self.process.kill()
+        self.process.wait()
 
 
 class LocalFunction:
@@ -236,7 +238,15 @@ class LocalFunction:
 
     def _invoke(self, event: Any, fault_key: str | None) -> Invocation:
         started = time.monotonic()
-        container, cold_start = self._acquire()
+        try:
+            container, cold_start = self._acquire()
+        except ContainerExitedError as exited:
+            # No container to run in (the runtime is stopping, or the loader died): a failed invocation,
+            # which its event source retries as after any other, not an error of the event source.
+            invocation = Invocation(self.name, time.monotonic() - started, error=exited)
+            if self._on_invoke:
+                self._on_invoke(invocation)
+            return invocation
         request = {"event": event, "request_id": str(uuid.uuid4()), "timeout": self.spec.timeout}
         if self._faults and (fault := self._faults.invocation_fault(fault_key)):
             request["fault"] = fault

@@ -28,16 +28,19 @@ into a Deny), and granting them unconditionally would be more lenient than AWS.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import hashlib
 import hmac
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -53,6 +56,8 @@ _ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Act
 # Lambda's sessions last the function's lifetime locally: moto does not expire them, and the runtime
 # asks for the longest a role allows anyway.
 _SESSION_SECONDS = 12 * 3600
+# What a cached translation holds (`_translated`); another value is another cache entry.
+_CACHE_FORMAT = 2
 
 
 class IamError(Exception):
@@ -87,7 +92,8 @@ class SessionCredentials:
 
 def function_roles(stack: LocalStack) -> dict[str, FunctionRole]:
     """Each function's role as `sam deploy` would create it, for the local stack's resources."""
-    resources = _translated(stack)["Resources"]
+    translated = _translated(stack)
+    resources, managed = translated["Resources"], translated["ManagedPolicies"]
     roles = {}
     for spec in stack.functions():
         role = resources[spec.logical_id]["Properties"].get("Role")
@@ -104,16 +110,22 @@ def function_roles(stack: LocalStack) -> dict[str, FunctionRole]:
         }
         for arn in stack.resolver.resolve(properties.get("ManagedPolicyArns", [])):
             name = arn.rpartition("/")[2]
-            policies[name] = _granted(_managed_policy(name))
+            policies[name] = _granted(managed[name]["Document"] if name in managed else _managed_policy(name))
         trust = stack.resolver.resolve(properties["AssumeRolePolicyDocument"])
         roles[spec.logical_id] = FunctionRole(spec.logical_id, trust, policies)
     return roles
 
 
 def _translated(stack: LocalStack) -> dict[str, Any]:
-    """The template as CloudFormation receives it from `sam deploy`."""
-    from samtranslator.parser.parser import Parser
-    from samtranslator.translator.translator import Translator
+    """The template's functions and their roles as CloudFormation receives them from `sam deploy`.
+
+    Kept in the user's cache, by all they derive from: the template, the parameters that the functions,
+    the Globals they inherit, IAM resources, Conditions or Mappings name (not, say, the origins, which the
+    runtime gives its own port at every start), the region, and the translator's and moto's versions.
+    Importing and running the translator is about half a second of CPU at every start, for the same answer.
+    """
+    import moto
+    import samtranslator
 
     template = copy.deepcopy(stack.template)
     for resource in [*template["Resources"].values(), template.get("Globals", {}).get("Function", {})]:
@@ -121,11 +133,61 @@ def _translated(stack: LocalStack) -> dict[str, Any]:
         for name in _ARTIFACT_PROPERTIES:
             if isinstance(properties.get(name), str):
                 properties[name] = _ARTIFACT_URI
-    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=stack.region))
-    translated: dict[str, Any] = translator.translate(
-        template, dict(stack.resolver.parameters), get_managed_policy_map=_managed_policy_arns
+    parameters = dict(stack.resolver.parameters)
+    role_inputs = json.dumps(
+        [
+            template.get("Globals", {}).get("Function", {}),
+            template.get("Conditions", {}),
+            template.get("Mappings", {}),
+            {
+                name: resource
+                for name, resource in template["Resources"].items()
+                if resource["Type"] == "AWS::Serverless::Function" or resource["Type"].startswith("AWS::IAM::")
+            },
+        ],
+        sort_keys=True,
+        default=str,
     )
+    named = {name: value for name, value in parameters.items() if re.search(rf"\b{re.escape(name)}\b", role_inputs)}
+    inputs = [_CACHE_FORMAT, template, named, stack.region, samtranslator.__version__, moto.__version__]
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+    cached = _cache_folder() / f"sam-roles-{digest[:32]}.json"
+    with contextlib.suppress(OSError, ValueError):
+        saved: dict[str, Any] = json.loads(cached.read_text())
+        return saved
+    resources = _translate(template, parameters, stack.region)["Resources"]
+    functions = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Function"]
+    roles = [role for role in {_logical_id_of(resources[name]["Properties"].get("Role")) for name in functions} if role]
+    managed = {
+        arn.rpartition("/")[2]
+        for role in roles
+        for arn in stack.resolver.resolve(resources[role]["Properties"].get("ManagedPolicyArns", []))
+    }
+    translated = {
+        "Resources": {name: resources[name] for name in [*functions, *roles]},
+        # moto's managed policies are one large document (~0.2 s to parse): the roles' few are kept here.
+        "ManagedPolicies": {name: _aws_managed_policies()[name] for name in managed if name in _aws_managed_policies()},
+    }
+    with contextlib.suppress(OSError):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole, then renamed: runtimes starting side by side never read half a file.
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(translated))
+        os.replace(partial, cached)
     return translated
+
+
+def _translate(template: dict[str, Any], parameters: dict[str, Any], region: str) -> dict[str, Any]:
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+    translated: dict[str, Any] = translator.translate(template, parameters, get_managed_policy_map=_managed_policy_arns)
+    return translated
+
+
+def _cache_folder() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imgflow"
 
 
 def _logical_id_of(role: Any) -> str | None:
@@ -252,25 +314,41 @@ def _lets_deliver(statement: Mapping[str, Any], delivery: _Delivery, account_id:
 # --- the roles in the emulator -------------------------------------------------------------------
 
 
-def assume_function_roles(session: boto3.session.Session, stack: LocalStack) -> dict[str, SessionCredentials]:
-    """Create each function's role in the emulator and assume it: the credentials each function runs with."""
-    iam, sts = session.client("iam"), session.client("sts")
+def assume_function_roles(stack: LocalStack) -> dict[str, SessionCredentials]:
+    """Create each function's role in the embedded emulator and assume it: the credentials each function
+    runs with. Through the emulator's IAM and STS backends in this process, which validate each policy as
+    their API does: the API's 65 requests (a role, its policies one by one, the session) cost ~0.7 s of CPU
+    at every start."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    iam, sts = iam_backends[stack.account_id]["aws"], sts_backends[stack.account_id]["aws"]
     credentials = {}
     for function, role in function_roles(stack).items():
         # Role names are at most 64 characters; the function's name keeps them apart.
         name = f"{stack.stack_name}-{function}"[-64:]
-        arn = iam.create_role(
-            RoleName=name, AssumeRolePolicyDocument=json.dumps(role.trust_policy), MaxSessionDuration=_SESSION_SECONDS
-        )["Role"]["Arn"]
+        created = iam.create_role(
+            role_name=name,
+            assume_role_policy_document=json.dumps(role.trust_policy),
+            path="/",
+            permissions_boundary=None,
+            description="",
+            tags=[],
+            max_session_duration=str(_SESSION_SECONDS),
+        )
         for policy_name, document in role.policies.items():
-            iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document))
-        session_credentials = sts.assume_role(RoleArn=arn, RoleSessionName=function, DurationSeconds=_SESSION_SECONDS)[
-            "Credentials"
-        ]
+            iam.put_role_policy(name, policy_name, json.dumps(document))
+        # No session policy and no external id: None, as STS's API passes a parameter the call leaves out.
+        session = sts.assume_role(
+            region_name=stack.region,
+            role_session_name=function,
+            role_arn=created.arn,
+            policy=None,  # type: ignore[arg-type]
+            duration=_SESSION_SECONDS,
+            external_id=None,  # type: ignore[arg-type]
+        )
         credentials[function] = SessionCredentials(
-            session_credentials["AccessKeyId"],
-            session_credentials["SecretAccessKey"],
-            session_credentials["SessionToken"],
+            session.access_key_id, session.secret_access_key, session.session_token
         )
     return credentials
 

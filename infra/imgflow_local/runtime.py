@@ -50,6 +50,12 @@ def free_port() -> int:
         return port
 
 
+def _all_at_once(*stops: Callable[[], object]) -> None:
+    if stops:
+        with ThreadPoolExecutor(len(stops), thread_name_prefix="stop") as stopping:
+            list(stopping.map(lambda stop: stop(), stops))
+
+
 def issue_token(stack: LocalStack, issuer: LocalIssuer, sub: str, scopes: list[str] | None, ttl: int) -> str:
     """A bearer token of the local issuer for the stack's API; by default with the scope AI edits need."""
     audience = next(iter(stack.http_api().authorizers.values())).audiences[0]
@@ -82,6 +88,9 @@ class RuntimeOptions:
     # Faults to inject on purpose (faults.py), and the seed their decisions derive from.
     faults: FaultSpec | None = None
     fault_seed: int = 0
+    # The functions whose handler is imported as the runtime starts, beside the rest of its start; the
+    # others import theirs at their first invocation, as on Lambda. None: every function.
+    preload: frozenset[str] | None = None
 
 
 class LocalRuntime:
@@ -93,6 +102,8 @@ class LocalRuntime:
         self.lifecycle_events: list[dict[str, Any]] = []
         self.faults = RuntimeFaults(options.faults or FaultSpec(), options.fault_seed)
         self.faults.spec.check_functions({spec.logical_id for spec in self.stack.functions()})
+        if unknown := (options.preload or frozenset()) - {spec.logical_id for spec in self.stack.functions()}:
+            raise ValueError(f"preload names functions the template does not have: {', '.join(sorted(unknown))}")
         self.api_url = ""
         self.aws_url = ""
         self._emulator: Any = None
@@ -137,7 +148,8 @@ class LocalRuntime:
             for spec in self.stack.functions()
         }
         for function in self.functions.values():
-            function.start()
+            if self.options.preload is None or function.name in self.options.preload:
+                function.start()
         if faults := self.faults.describe():
             self.say(f"injecting faults (seed {self.faults.seed}): {faults}")
         self._start_pollers(session)
@@ -149,27 +161,31 @@ class LocalRuntime:
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._api_server:
-            if self._api_app is not None:
-                self._api_server.shutdown()
-            self._api_server.server_close()
-        # Each poller finishes its long poll and each function waits for its processes: side by side, not
-        # one after another (seconds off every `imgflow process`).
-        with ThreadPoolExecutor() as stopping:
-            list(stopping.map(lambda part: part.stop(), [*self._pollers, *self._schedules]))
-            for thread in self._threads:
-                thread.join(timeout=5)
-            list(stopping.map(lambda function: function.stop(), self.functions.values()))
-        if self._front_door:
-            self._front_door.stop()
+        # Every part at once, a thread each: the pollers finish their long polls (a second at most) while
+        # each function kills its containers and loader, as Lambda ends environments. An invocation still
+        # running ends with its container, and its messages come back as after any failed invocation,
+        # rather than the stop waiting it out (seconds off every `imgflow process`).
+        _all_at_once(
+            self._stop_api,
+            *(part.stop for part in [*self._pollers, *self._schedules, *self.functions.values()]),
+            *(lambda thread=thread: thread.join(timeout=5) for thread in self._threads),
+        )
+        # Then the emulator, once nothing calls it; its front door and its server each wait out their
+        # serving loop's poll (half a second), side by side.
+        _all_at_once(*(server.stop for server in (self._front_door, self._emulator) if server))
         if self._emulator:
-            self._emulator.stop()
             # moto keeps its state in this process's memory: a runtime started after this one starts empty.
             from moto.moto_api._internal.models import moto_api_backend
 
             moto_api_backend.reset()
         if self._iam:
             self._iam.stop()
+
+    def _stop_api(self) -> None:
+        if self._api_server:
+            if self._api_app is not None:
+                self._api_server.shutdown()
+            self._api_server.server_close()
 
     def __enter__(self) -> LocalRuntime:
         return self.start()
@@ -217,7 +233,7 @@ class LocalRuntime:
         # The emulator delivers S3 notifications and EventBridge events whatever the queue's policy says.
         if refused := refused_deliveries(self.stack):
             raise IamError("; ".join(refused) + " (on AWS the stack would not deploy, or nothing would arrive)")
-        self._roles = assume_function_roles(session, self.stack)
+        self._roles = assume_function_roles(self.stack)
         self._secrets.update({role.access_key_id: role.secret_access_key for role in self._roles.values()})
         self._iam = Enforcement(session, self.stack.account_id, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
         self._iam.start()
@@ -248,8 +264,8 @@ class LocalRuntime:
         sqs = session.client("sqs")
         for function in self.functions.values():
             for source in function.spec.sqs_sources:
-                queue_name = self.stack.queue_name(self.stack.queue_logical_id(source.queue_arn))
-                queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+                # The stack names its queues' URLs as the functions' environments do: no call to look one up.
+                queue_url = self.stack.queue_url(self.stack.queue_logical_id(source.queue_arn))
                 poller = SqsPoller(
                     sqs,
                     queue_url,
@@ -369,7 +385,9 @@ class LocalRuntime:
             else None,
             account_id=self.stack.account_id,
         )
-        thread = threading.Thread(target=self._api_server.serve_forever, name="http-api", daemon=True)
+        # A short poll: stopping waits for the serving loop's next look at its flag.
+        server = self._api_server
+        thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.1), name="http-api", daemon=True)
         thread.start()
         self._threads.append(thread)
 

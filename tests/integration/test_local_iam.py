@@ -79,7 +79,7 @@ def enforced() -> Iterator[EnforcedStack]:
         session = boto3.session.Session(region_name=REGION)
         stack = LocalStack(ROOT / "template.yaml", REGION)
         stack.create(session)
-        roles = assume_function_roles(session, stack)
+        roles = assume_function_roles(stack)
         secrets.update({role.access_key_id: role.secret_access_key for role in roles.values()})
         enforcement = Enforcement(session, stack.account_id, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
         enforcement.start()
