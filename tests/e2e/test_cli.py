@@ -200,20 +200,25 @@ def test_a_missing_file_exits_2_and_says_what_to_pass(run_process: Callable[...,
     assert run.stdout == ""
 
 
-def test_directories_give_their_images_and_globs_their_matches_and_text_is_unsupported(
-    run_process: Callable[..., CliRun], tmp_path: Path
-) -> None:
-    photos, more = tmp_path / "photos", tmp_path / "more"
+@pytest.fixture(scope="module")
+def folders_run(run_process: Callable[..., CliRun], tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """A directory, a quoted glob and a text file in one run (each run starts a runtime of its own):
+    the directory's hopper.jpg and the glob's hopper.png share a stem."""
+    inputs = tmp_path_factory.mktemp("inputs")
+    photos, more = inputs / "photos", inputs / "more"
     photos.mkdir()
     more.mkdir()
     shutil.copy(BAD_INPUTS / "hopper.jpg", photos / "hopper.jpg")
     (photos / "notes.md").write_text("not an image: a directory's other files are left out\n")
     shutil.copy(BAD_INPUTS / "hopper.png", more / "hopper.png")
-    text = tmp_path / "notes.txt"
+    text = inputs / "notes.txt"
     text.write_text("named on purpose: sent, and rejected as a renamed file is\n")
-
     # The glob quoted, as a shell that found no match (or none at all) passes it on.
-    run = run_process(photos, str(more / "*.png"), text)
+    return run_process(photos, str(more / "*.png"), text)
+
+
+def test_directories_give_their_images_and_globs_their_matches_and_text_is_unsupported(folders_run: CliRun) -> None:
+    run = folders_run
 
     assert run.returncode == 1, run.explain()
     by_file = {Path(view["file"]).name: view for view in run.json_lines}
@@ -263,22 +268,33 @@ def test_serve_on_a_busy_port_names_it_and_the_flag_that_moves_it(imgflow_cli: l
     assert "Traceback" not in done.stderr
 
 
-def test_files_with_the_same_stem_keep_their_results_apart(run_process: Callable[..., CliRun]) -> None:
-    run = run_process(BAD_INPUTS / "hopper.jpg", BAD_INPUTS / "hopper.png")
-    assert run.returncode == 0, run.explain()
-    assert [view["status"] for view in run.json_lines] == ["succeeded", "succeeded"]
+def test_files_with_the_same_stem_keep_their_results_apart(folders_run: CliRun) -> None:
+    run = folders_run
+    by_file = {Path(view["file"]).name: view for view in run.json_lines}
+    assert [by_file[name]["status"] for name in ("hopper.jpg", "hopper.png")] == ["succeeded", "succeeded"]
+    assert by_file["hopper.jpg"]["out"] != by_file["hopper.png"]["out"], run.explain()
+    # The text file was rejected and wrote nothing: every result is one of the two photos'.
     saved = sorted(path.relative_to(run.out) for path in run.out.rglob("*.webp"))
     assert len(saved) == 8, f"two files x four variants, found {[str(path) for path in saved]}"
 
 
-def test_files_the_api_refuses_are_reported_as_json_lines_not_a_traceback(
-    run_process: Callable[..., CliRun], tmp_path: Path
-) -> None:
-    empty = tmp_path / "empty.jpg"
+@pytest.fixture(scope="module")
+def limited_run(run_process: Callable[..., CliRun], tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """Uploads capped at 50 kB (`--parameter`) and JPEG beside WebP (`--format`), in one run: an empty
+    file, one over the cap, and a photo under it."""
+    inputs = tmp_path_factory.mktemp("inputs")
+    empty = inputs / "empty.jpg"
     empty.write_bytes(b"")
-    oversize = tmp_path / "oversize.jpg"
+    oversize = inputs / "oversize.jpg"
     oversize.write_bytes(os.urandom(60_000))
-    run = run_process("--parameter", "MaxUploadBytes=50000", empty, oversize, BAD_INPUTS / "hopper.jpg")
+    return run_process(
+        *("--parameter", "MaxUploadBytes=50000", "--format", "jpeg", "--format", "webp"),
+        *(empty, oversize, BAD_INPUTS / "hopper.jpg"),
+    )
+
+
+def test_files_the_api_refuses_are_reported_as_json_lines_not_a_traceback(limited_run: CliRun) -> None:
+    run = limited_run
     assert run.returncode == 1, run.explain()
     assert "Traceback" not in run.stderr, run.explain()
     lines = run.json_lines
@@ -302,15 +318,11 @@ def test_serve_stops_cleanly_on_sigterm(serve_imgflow: Callable[..., AbstractCon
             requests.get(f"{served.api_url}/health", timeout=5)
 
 
-def test_process_with_format_jpeg_saves_progressive_jpeg_variants_without_metadata(
-    run_process: Callable[..., CliRun],
-) -> None:
-    hopper = ROOT / "tests" / "fixtures" / "images" / "bad-inputs" / "hopper.jpg"
+def test_process_with_format_jpeg_saves_progressive_jpeg_variants_without_metadata(limited_run: CliRun) -> None:
+    run = limited_run
 
-    run = run_process(hopper, "--format", "jpeg", "--format", "webp")
-
-    assert run.returncode == 0, run.explain()
-    (view,) = run.json_lines
+    view = run.json_lines[-1]  # the photo's; the files before it were refused
+    assert (Path(view["file"]).name, view["status"]) == ("hopper.jpg", "succeeded"), run.explain()
     assert {(variant["preset"], variant["format"]) for variant in view["variants"]} >= {
         ("thumb", "jpeg"),
         ("thumb", "webp"),
