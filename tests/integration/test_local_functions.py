@@ -285,10 +285,19 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
 
 
 def _receive_all(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """What the queue still holds, once in-flight messages are visible again (its visibility is 2 s)."""
+    """What the queue still holds, once no message is in flight: each one not deleted is visible again
+    (its visibility is 2 s)."""
+
+    def in_flight() -> int:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )
+        return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+
+    _wait_for(lambda: in_flight() == 0)
     messages: list[dict[str, Any]] = []
-    for _ in range(2):
-        messages += sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=3, VisibilityTimeout=60
-        ).get("Messages", [])
+    while received := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+        "Messages", []
+    ):
+        messages += received
     return messages
