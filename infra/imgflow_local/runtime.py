@@ -132,7 +132,9 @@ class LocalRuntime:
         # EventBridge refuse to deliver to a queue ARN of another account.
         account_id = session.client("sts").get_caller_identity()["Account"]
         self.stack = dataclasses.replace(self.stack, account_id=account_id)
-        self.stack.create(session)
+        # The roles and the functions' environments need the template's names, not its resources: the
+        # handlers' imports run while the resources are made (a function is only invoked once its event
+        # sources start, below, and no handler calls AWS at import).
         self._enforce_iam(session)
         self.functions = {
             spec.logical_id: LocalFunction(
@@ -150,6 +152,7 @@ class LocalRuntime:
         for function in self.functions.values():
             if self.options.preload is None or function.name in self.options.preload:
                 function.start()
+        self.stack.create(session)
         if faults := self.faults.describe():
             self.say(f"injecting faults (seed {self.faults.seed}): {faults}")
         self._start_pollers(session)
