@@ -289,15 +289,24 @@ def test_given_the_bearer_scheme_in_another_case_or_no_scheme_then_the_token_is_
         assert owned.api("GET", "/jobs", owner=None, headers={"Authorization": header}).status_code == 200
 
 
+@pytest.fixture(scope="module")
+def open_and_throttled(serve_imgflow: Callable[..., AbstractContextManager[Pipeline]]) -> Iterator[Pipeline]:
+    """One runtime for the two tests below (a start costs seconds): `--open`, and a stage that takes one
+    request per 100 s after a burst of 3 per route, so nothing comes back while they run. Each route has
+    its own bucket: the open test stays off GET /jobs, which the throttled test drains."""
+    with serve_imgflow("--open", "--parameter", "ApiThrottleRate=0.01", "--parameter", "ApiThrottleBurst=3") as served:
+        yield served
+
+
 def test_given_an_open_runtime_then_tokenless_requests_speak_for_local_with_every_scope(
-    serve_imgflow: Callable[..., AbstractContextManager[Pipeline]],
+    open_and_throttled: Pipeline,
 ) -> None:
-    with serve_imgflow("--open") as open_runtime:
-        created = open_runtime.create_upload("open.jpg", "image/jpeg", 100, owner=None)
-        job_id = created.json()["job_id"]
-        edit = open_runtime.api("POST", f"/jobs/{job_id}/edits", owner=None, json={"prompt": "sepia"})
-        view = open_runtime.job(job_id, None)
-        forged = open_runtime.api("GET", "/jobs", owner=None, headers={"Authorization": "Bearer forged"})
+    open_runtime = open_and_throttled
+    created = open_runtime.create_upload("open.jpg", "image/jpeg", 100, owner=None)
+    job_id = created.json()["job_id"]
+    edit = open_runtime.api("POST", f"/jobs/{job_id}/edits", owner=None, json={"prompt": "sepia"})
+    view = open_runtime.job(job_id, None)
+    forged = open_runtime.api("GET", "/quota", owner=None, headers={"Authorization": "Bearer forged"})
 
     assert created.status_code == 201
     assert edit.status_code == 202
@@ -306,15 +315,15 @@ def test_given_an_open_runtime_then_tokenless_requests_speak_for_local_with_ever
 
 
 def test_given_a_throttled_stage_then_a_route_past_its_burst_is_429_as_api_gateway_answers_and_others_still_serve(
-    serve_imgflow: Callable[..., AbstractContextManager[Pipeline]],
+    open_and_throttled: Pipeline,
 ) -> None:
-    # One token per 100 s after a burst of 3: nothing comes back while the test runs.
-    with serve_imgflow("--parameter", "ApiThrottleRate=0.01", "--parameter", "ApiThrottleBurst=3") as throttled:
-        answers = [throttled.api("GET", "/jobs").status_code for _ in range(4)]
-        unauthenticated = throttled.api("GET", "/jobs", owner=None)
-        health = throttled.api("GET", "/health")
+    throttled = open_and_throttled
+    answers = [throttled.api("GET", "/jobs").status_code for _ in range(4)]
+    # A forged token: the open runtime's authorizer would answer it with 401 (the test above).
+    forged = throttled.api("GET", "/jobs", owner=None, headers={"Authorization": "Bearer forged"})
+    health = throttled.api("GET", "/health")
 
     assert answers == [200, 200, 200, 429]
     # Throttling comes before the authorizer, and its answer is API Gateway's own.
-    assert (unauthenticated.status_code, unauthenticated.json()) == (429, {"message": "Too Many Requests"})
+    assert (forged.status_code, forged.json()) == (429, {"message": "Too Many Requests"})
     assert health.status_code == 200  # each route has its own bucket
