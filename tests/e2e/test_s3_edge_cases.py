@@ -10,8 +10,6 @@ import json
 import os
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ import requests
 from PIL import Image
 
 from imgflow.keys import upload_key, upload_prefix
+from imgflow_local.template import load_template
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
@@ -34,24 +33,18 @@ DROP_OWNER = "system"
 # The owner of the jobs `Pipeline.create_upload` makes (e2e/conftest.py's DEFAULT_OWNER).
 API_OWNER = "e2e"
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
 HOPPER = (FIXTURES / "images" / "bad-inputs" / "hopper.jpg").read_bytes()
 NOTIFICATION = json.loads((FIXTURES / "s3-events" / "s3_duplicate_delivery_a.json").read_text())
 TERMINAL = {"succeeded", "failed", "rejected", "expired"}
-LIMIT = 50_000
+# The session's runtime takes uploads of at most the template's default, from pages of APP_ORIGIN (and its
+# own demo page): the tests that need a body past it send one (26 MB), as test_s3_post_form does.
+LIMIT = int(load_template(ROOT / "template.yaml")["Parameters"]["MaxUploadBytes"]["Default"])
 APP_ORIGIN = "https://app.example.com"
 OTHER_ORIGIN = "https://elsewhere.example.net"
 DEAD_LETTER_SECONDS = 60
 EDIT_SECONDS = 120
-
-
-@pytest.fixture(scope="module")
-def limited(serve_imgflow: Callable[..., AbstractContextManager[Pipeline]]) -> Iterator[Pipeline]:
-    """A second `imgflow serve`: uploads of at most LIMIT bytes, from pages of APP_ORIGIN only."""
-    with serve_imgflow(
-        "--parameter", f"MaxUploadBytes={LIMIT}", "--parameter", f"AllowedOrigin={APP_ORIGIN}"
-    ) as served:
-        yield served
 
 
 def s3_error(response: requests.Response) -> dict[str, str]:
@@ -104,14 +97,14 @@ def unique_key(name: str) -> str:
 # --- uploads that S3's POST policy refuses ---------------------------------------------------------
 
 
-def test_the_api_refuses_to_hand_out_an_upload_over_the_limit(limited: Pipeline) -> None:
-    response = limited.create_upload("big.jpg", "image/jpeg", LIMIT + 10_000)
+def test_the_api_refuses_to_hand_out_an_upload_over_the_limit(pipeline: Pipeline) -> None:
+    response = pipeline.create_upload("big.jpg", "image/jpeg", LIMIT + 10_000)
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "too_large_bytes"
 
 
-def test_the_presigned_post_pins_the_key_the_type_and_the_size_and_expires_in_minutes(limited: Pipeline) -> None:
-    created = create(limited, size=1000)
+def test_the_presigned_post_pins_the_key_the_type_and_the_size_and_expires_in_minutes(pipeline: Pipeline) -> None:
+    created = create(pipeline, size=1000)
     fields = created["upload"]["fields"]
     policy = json.loads(base64.b64decode(fields["policy"]))
     conditions = policy["conditions"]
@@ -127,8 +120,8 @@ def test_the_presigned_post_pins_the_key_the_type_and_the_size_and_expires_in_mi
     assert timedelta(minutes=1) <= expires - datetime.now(UTC) <= timedelta(hours=1)
 
 
-def test_s3_refuses_a_policy_changed_after_it_was_signed(limited: Pipeline) -> None:
-    created = create(limited, size=40_000)
+def test_s3_refuses_a_policy_changed_after_it_was_signed(pipeline: Pipeline) -> None:
+    created = create(pipeline, size=40_000)
     fields = dict(created["upload"]["fields"])
     policy = json.loads(base64.b64decode(fields["policy"]))
     policy["conditions"] = [
@@ -136,10 +129,10 @@ def test_s3_refuses_a_policy_changed_after_it_was_signed(limited: Pipeline) -> N
         for c in policy["conditions"]
     ]
     fields["policy"] = base64.b64encode(json.dumps(policy).encode()).decode()
-    response = limited.post_form(created, os.urandom(60_000), "big.jpg", fields=fields)
+    response = pipeline.post_form(created, os.urandom(LIMIT + 1), "big.jpg", fields=fields)
     assert response.status_code == 403, response.text
     assert s3_error(response)["Code"] == "SignatureDoesNotMatch"
-    assert_still_awaiting_upload(limited, created)
+    assert_still_awaiting_upload(pipeline, created)
 
 
 def test_s3_refuses_a_form_whose_policy_has_expired(pipeline: Pipeline) -> None:
@@ -160,14 +153,14 @@ def test_s3_refuses_a_form_whose_policy_has_expired(pipeline: Pipeline) -> None:
     assert stored_keys(pipeline, key) == []
 
 
-def test_s3_refuses_a_body_over_the_limit_whatever_size_was_announced(limited: Pipeline) -> None:
-    created = create(limited, size=40_000)
-    response = limited.post_form(created, os.urandom(60_000), "big.jpg")
+def test_s3_refuses_a_body_over_the_limit_whatever_size_was_announced(pipeline: Pipeline) -> None:
+    created = create(pipeline, size=40_000)
+    response = pipeline.post_form(created, os.urandom(LIMIT + 1), "big.jpg")
     assert response.status_code == 400, response.text
     error = s3_error(response)
     assert error["Code"] == "EntityTooLarge"
     assert error["MaxSizeAllowed"] == str(LIMIT)
-    assert_still_awaiting_upload(limited, created)
+    assert_still_awaiting_upload(pipeline, created)
 
 
 def test_s3_refuses_another_content_type_than_the_policy_pins(pipeline: Pipeline) -> None:
@@ -251,18 +244,18 @@ def test_a_form_used_again_after_the_job_succeeded_changes_nothing_the_job_serve
 # --- CORS when one origin is allowed ----------------------------------------------------------------
 
 
-def test_the_api_allows_the_configured_origin_only(limited: Pipeline) -> None:
+def test_the_api_allows_the_configured_origin_only(pipeline: Pipeline) -> None:
     for origin, allowed in ((APP_ORIGIN, APP_ORIGIN), (OTHER_ORIGIN, None)):
-        preflight = limited.api(
+        preflight = pipeline.api(
             "OPTIONS", "/uploads", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
         )
         assert preflight.headers.get("Access-Control-Allow-Origin") == allowed, (origin, dict(preflight.headers))
-        answer = limited.api("GET", "/health", headers={"Origin": origin})
+        answer = pipeline.api("GET", "/health", headers={"Origin": origin})
         assert answer.headers.get("Access-Control-Allow-Origin") == allowed, (origin, dict(answer.headers))
 
 
-def test_the_uploads_bucket_refuses_a_preflight_from_another_origin(limited: Pipeline) -> None:
-    created = create(limited, size=10)
+def test_the_uploads_bucket_refuses_a_preflight_from_another_origin(pipeline: Pipeline) -> None:
+    created = create(pipeline, size=10)
     headers = {"Access-Control-Request-Method": "POST"}
     allowed = requests.options(created["upload"]["url"], headers={**headers, "Origin": APP_ORIGIN}, timeout=30)
     assert allowed.status_code == 200
@@ -273,24 +266,24 @@ def test_the_uploads_bucket_refuses_a_preflight_from_another_origin(limited: Pip
 
 
 @pytest.mark.parametrize("outcome", ["stored", "refused"])
-def test_the_uploads_bucket_gives_another_origin_no_cors_headers(limited: Pipeline, outcome: str) -> None:
-    created = create(limited, size=len(HOPPER))
+def test_the_uploads_bucket_gives_another_origin_no_cors_headers(pipeline: Pipeline, outcome: str) -> None:
+    created = create(pipeline, size=len(HOPPER))
     fields = dict(created["upload"]["fields"])
     if outcome == "refused":
         fields["Content-Type"] = "image/png"
     # A multipart form POST is a "simple" request: browsers send it without a preflight.
-    response = limited.post_form(created, HOPPER, "hopper.jpg", fields=fields, headers={"Origin": OTHER_ORIGIN})
+    response = pipeline.post_form(created, HOPPER, "hopper.jpg", fields=fields, headers={"Origin": OTHER_ORIGIN})
     assert response.status_code == (204 if outcome == "stored" else 403), response.text
     assert "Access-Control-Allow-Origin" not in response.headers, dict(response.headers)
 
 
 @pytest.mark.parametrize("outcome", ["stored", "refused"])
-def test_the_uploads_bucket_lets_the_allowed_origin_read_its_answer(limited: Pipeline, outcome: str) -> None:
-    created = create(limited, size=len(HOPPER))
+def test_the_uploads_bucket_lets_the_allowed_origin_read_its_answer(pipeline: Pipeline, outcome: str) -> None:
+    created = create(pipeline, size=len(HOPPER))
     fields = dict(created["upload"]["fields"])
     if outcome == "refused":
         fields["Content-Type"] = "image/png"
-    response = limited.post_form(created, HOPPER, "hopper.jpg", fields=fields, headers={"Origin": APP_ORIGIN})
+    response = pipeline.post_form(created, HOPPER, "hopper.jpg", fields=fields, headers={"Origin": APP_ORIGIN})
     assert response.status_code == (204 if outcome == "stored" else 403), response.text
     assert response.headers.get("Access-Control-Allow-Origin") == APP_ORIGIN
 
