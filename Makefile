@@ -106,6 +106,12 @@ build: $(SAM_STAMP) $(STAMP)
 bench-cold: $(STAMP)
 	$(BIN)/python benchmarks/cold_start.py $(ARGS)
 
+# `imgflow process` of one small image, start and stop included (README, Performance); `ARGS="--baseline
+# /tmp/old-tree"` alternates with another checkout.
+.PHONY: bench-process
+bench-process: $(STAMP)
+	$(BIN)/python benchmarks/process_once.py $(ARGS)
+
 # The local runtime under load, over HTTP (benchmarks/load.py; ~10 min here): 12 MP uploads one at a time,
 # 200 uploads from 8 clients, GET /jobs/{id} at 100/s open loop, AWS requests per upload.
 .PHONY: load
