@@ -248,7 +248,12 @@ def soak(args: argparse.Namespace) -> int:
         schedule_interval=args.schedule_interval or 10,
     )
     return run_soak(
-        options, uploads=args.uploads, concurrency=args.concurrency, patience=args.patience, as_json=args.json
+        options,
+        uploads=args.uploads,
+        concurrency=args.concurrency,
+        patience=args.patience,
+        as_json=args.json,
+        poison=args.uploads // 100 if args.poison is None else args.poison,
     )
 
 
@@ -357,6 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         default=300,
         metavar="SECONDS",
         help="stop waiting when no job has changed for this long (default 300)",
+    )
+    soak_parser.add_argument(
+        "--poison",
+        type=int,
+        metavar="P",
+        help="messages no step can read, sent to the ingest queue: they, and only they, must end in a "
+        "dead-letter queue (default: one per 100 uploads)",
     )
     soak_parser.add_argument("--json", action="store_true", help="end with the report as one JSON line")
     soak_parser.add_argument("--verbose", action="store_true", help="print the runtime's step log on stderr")

@@ -53,6 +53,7 @@ HTTP_TIMEOUT = 120
 # second (every two seconds at most), however many are still open.
 _PROGRESS = "pk, #status, version, tasks"
 _POLLED_PER_SECOND = 100
+_POISON_QUEUE, _POISON_DLQ = "IngestQueue", "IngestDeadLetterQueue"
 _BATCH_GET = 100  # BatchGetItem's most keys a call
 
 
@@ -124,6 +125,11 @@ class Report:
     duplicated_outputs: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     dlq: dict[str, int] = field(default_factory=dict)
+    # Messages sent to the ingest queue that no step can read (as a broken integration would send): they,
+    # and only they, must end in a dead-letter queue.
+    poisoned: int = 0
+    poison_missing: int = 0  # poisoned messages not in the ingest queue's DLQ
+    dead_letters_unexpected: int = 0  # messages in a DLQ that are not poisoned ones: something gave up
     events_missing: int = 0
     seconds: float = 0.0
     differs_from_reference: int = 0
@@ -135,7 +141,8 @@ class Report:
 
     @property
     def holds(self) -> bool:
-        return self.lost == 0 and self.duplicated_outputs == 0 and self.events_missing == 0
+        nothing_lost = self.lost == 0 and self.duplicated_outputs == 0 and self.events_missing == 0
+        return nothing_lost and self.poison_missing == 0 and self.dead_letters_unexpected == 0
 
     def summary(self) -> str:
         statuses = ", ".join(f"{status} {n}" for status, n in sorted(self.by_status.items()))
@@ -150,7 +157,8 @@ class Report:
                 f"{self.terminal} ended ({statuses})",
                 f"lost {self.lost}, duplicated outputs {self.duplicated_outputs}, events missing "
                 f"{self.events_missing}, other outcome than the clean run {self.differs_from_reference}",
-                f"dead-letter queues: {dlq}",
+                f"dead-letter queues: {dlq} ({self.poisoned} poisoned, {self.poison_missing} of them missing, "
+                f"{self.dead_letters_unexpected} other)",
                 f"faults injected (seed {self.seed}): {injected or 'none'}",
                 *self.problems,
                 "the soak holds" if self.holds else "the soak FAILS",
@@ -170,9 +178,11 @@ class Soak:
         seed: int,
         patience: float,
         say: Callable[[str], None],
+        poison: int = 0,
     ) -> None:
         self.options = options
         self.uploads = uploads
+        self.poison = poison
         self.concurrency = concurrency
         self.seed = seed
         self.patience = patience
@@ -200,11 +210,23 @@ class Soak:
         spec = self.options.faults
         self.say(f"soak: {self.uploads} uploads, {self.concurrency} at a time, with faults (seed {self.seed})")
         with faulted as runtime:
+            poison = poison_bodies(self.poison, self.seed)
+            self._send_poison(runtime, poison)
             uploads = self._upload(runtime, inputs, owners=lambda i: f"soak-{i // UPLOADS_PER_OWNER}")
             outcomes, strays = self._settle(runtime, uploads)
             events = self._await_events(runtime, outcomes)
             report = self._check(uploads, outcomes, strays, reference, events)
+            dead = self._await_poison(runtime, poison)
             report.dlq = self._dead_letters(runtime)
+            report.poisoned = len(poison)
+            report.poison_missing = sum(1 for body in poison if not dead[body])
+            # A poisoned message the faults delivered twice may be there twice: still poison.
+            others = sum(n for queue, n in report.dlq.items() if queue != _POISON_DLQ)
+            report.dead_letters_unexpected = others + sum(n for body, n in dead.items() if body not in poison)
+            if report.poison_missing:
+                report.problems.append(f"{report.poison_missing} poisoned message(s) never reached {_POISON_DLQ}")
+            if report.dead_letters_unexpected:
+                report.problems.append(f"{report.dead_letters_unexpected} message(s) in a DLQ that are not poison")
             report.faults_injected = runtime.faults.injected()
         report.seconds = round(time.monotonic() - started, 1)
         report.reference_seconds = round(reference_seconds, 1)
@@ -213,6 +235,14 @@ class Soak:
         return report
 
     # --- uploading, as clients do -------------------------------------------------------------------
+
+    def _send_poison(self, runtime: LocalRuntime, bodies: list[str]) -> None:
+        sqs = boto3.session.Session(region_name=REGION).client("sqs")
+        url = sqs.get_queue_url(QueueName=runtime.stack.queue_name(_POISON_QUEUE))["QueueUrl"]
+        for body in bodies:
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        if bodies:
+            self.say(f"soak: {len(bodies)} poisoned message(s) sent to {_POISON_QUEUE}")
 
     def _upload(self, runtime: LocalRuntime, samples: list[Sample], owners: Callable[[int], str]) -> list[Upload]:
         clients: dict[str, Client] = {}
@@ -281,6 +311,18 @@ class Soak:
                 return seen
             time.sleep(1)
 
+    def _await_poison(self, runtime: LocalRuntime, poison: list[str]) -> Counter[str]:
+        """The bodies in the ingest queue's DLQ, once every poisoned one is there (each takes maxReceiveCount
+        failed deliveries) or `patience` seconds have passed."""
+        sqs = boto3.session.Session(region_name=REGION).client("sqs")
+        url = sqs.get_queue_url(QueueName=runtime.stack.queue_name(_POISON_DLQ))["QueueUrl"]
+        deadline = time.monotonic() + self.patience
+        while True:
+            dead = _peek_bodies(sqs, url)
+            if all(dead[body] for body in poison) or time.monotonic() > deadline:
+                return dead
+            time.sleep(1)
+
     # --- checking ------------------------------------------------------------------------------------
 
     def _check(
@@ -344,6 +386,30 @@ class Soak:
             )["Attributes"]
             counts[logical_id] = sum(int(value) for value in attributes.values())
         return counts
+
+
+def poison_bodies(count: int, seed: int) -> list[str]:
+    """`count` messages the ingest step cannot read, each told apart by its number: JSON that is no S3
+    notification, and JSON cut short (tests/fixtures/s3-events/sqs_batch_with_poison_messages.json)."""
+    shapes = ('{{"not": "an s3 event", "soak": "{seed}-{n}"}}', "{{truncated json {seed}-{n}")
+    return [shapes[n % 2].format(seed=seed, n=n) for n in range(count)]
+
+
+def _peek_bodies(sqs: Any, url: str) -> Counter[str]:
+    """Every message body a queue holds, received and at once made visible again (nothing consumed)."""
+    bodies: Counter[str] = Counter()
+    handles = []
+    try:
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get(
+            "Messages", []
+        ):
+            for message in messages:
+                bodies[message["Body"]] += 1
+                handles.append(message["ReceiptHandle"])
+    finally:
+        for handle in handles:
+            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+    return bodies
 
 
 def _send(client: Client, upload: Upload) -> None:
@@ -480,12 +546,20 @@ def _dead_letter_queues(runtime: LocalRuntime) -> list[str]:
     return sorted(targets)
 
 
-def soak(options: RuntimeOptions, *, uploads: int, concurrency: int, patience: float, as_json: bool) -> int:
+def soak(
+    options: RuntimeOptions, *, uploads: int, concurrency: int, patience: float, as_json: bool, poison: int = 0
+) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     report = Soak(
-        options, uploads=uploads, concurrency=concurrency, seed=options.fault_seed, patience=patience, say=say
+        options,
+        uploads=uploads,
+        concurrency=concurrency,
+        seed=options.fault_seed,
+        patience=patience,
+        say=say,
+        poison=poison,
     ).run()
     print(json.dumps(dataclasses.asdict(report)) if as_json else report.summary(), flush=True)
     return 0 if report.holds else 1

@@ -29,6 +29,8 @@ def test_given_faults_when_soaking_a_few_uploads_then_the_report_holds_and_its_l
         "crash_after=0.2,duplicate=0.5,throttle=0.05",
         "--seed",
         "1",  # draws a photo and a corrupt PNG
+        "--poison",
+        "1",
         "--json",
     ]
 
@@ -49,5 +51,7 @@ def test_given_faults_when_soaking_a_few_uploads_then_the_report_holds_and_its_l
     assert (report["uploads"], report["terminal"], report["lost"]) == (2, 2, 0)
     assert (report["duplicated_outputs"], report["events_missing"]) == (0, 0)
     assert report["by_status"] == {"rejected": 1, "succeeded": 1}
-    assert "IngestDeadLetterQueue" in report["dlq"]
+    # The poisoned message, and nothing else, ended in a dead-letter queue.
+    assert (report["poisoned"], report["poison_missing"], report["dead_letters_unexpected"]) == (1, 0, 0)
+    assert report["dlq"]["IngestDeadLetterQueue"] >= 1
     assert report["faults_injected"], "faults were injected"

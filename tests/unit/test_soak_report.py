@@ -3,10 +3,15 @@ when a soak's outcomes are compared with the clean run's."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
+from imgflow.event_models import S3Notification
 from imgflow_local.runtime import RuntimeOptions
-from imgflow_local.soak import MIX, Outcome, Report, Sample, Soak, Upload, draw
+from imgflow_local.soak import MIX, Outcome, Report, Sample, Soak, Upload, draw, poison_bodies
 
 PHOTO = Sample(Path("photo.jpg"))
 EDITED = Sample(Path("photo.jpg"), ({"operations": [{"op": "grayscale"}]},))
@@ -111,3 +116,25 @@ def test_given_a_job_that_failed_where_the_clean_run_succeeded_then_it_differs_b
 
     assert report.differs_from_reference == 1
     assert report.holds
+
+
+def test_given_poisoned_messages_then_each_is_told_apart_and_none_is_an_s3_notification() -> None:
+    bodies = poison_bodies(4, seed=7)
+
+    assert len(set(bodies)) == 4
+    assert poison_bodies(4, seed=7) == bodies
+    for body in bodies:
+        with pytest.raises((ValidationError, json.JSONDecodeError)):
+            S3Notification.model_validate(json.loads(body))
+
+
+@pytest.mark.parametrize(("poison_missing", "unexpected"), [(1, 0), (0, 1)])
+def test_given_a_dead_letter_queue_without_its_poison_or_with_more_then_the_soak_fails(
+    poison_missing: int, unexpected: int
+) -> None:
+    report = check(clean())
+    assert report.holds
+
+    report.poisoned, report.poison_missing, report.dead_letters_unexpected = 1, poison_missing, unexpected
+
+    assert not report.holds
