@@ -409,16 +409,10 @@ def serve_imgflow() -> Callable[..., AbstractContextManager[Pipeline]]:
     return run_imgflow_server
 
 
-# The stage's throttle (100/s, bursts of 200) would answer some of test_isolation's bursts with 429 on a fast
-# machine, and those tests are about invocations, not the stage: the session's runtime lifts it (the throttle
-# has a runtime of its own in test_owners), so they need no runtime of their own.
-UNTHROTTLED = ("--parameter", "ApiThrottleRate=100000", "--parameter", "ApiThrottleBurst=100000")
-
-
 @pytest.fixture(scope="session")
 def pipeline(serve_imgflow: Callable[..., AbstractContextManager[Pipeline]]) -> Iterator[Pipeline]:
-    """The session's `imgflow serve`, with the template's defaults but for the stage's throttle (UNTHROTTLED)."""
-    with serve_imgflow(*UNTHROTTLED) as served:
+    """The session's `imgflow serve`, with the template's defaults."""
+    with serve_imgflow() as served:
         yield served
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -23,6 +25,14 @@ pytestmark = pytest.mark.e2e
 
 CLIENTS = 24
 REQUESTS = 320
+
+
+@pytest.fixture(scope="module")
+def pipeline(serve_imgflow: Callable[..., AbstractContextManager[Pipeline]]) -> Iterator[Pipeline]:
+    """A runtime whose stage takes these bursts: the stage's throttle (100/s, bursts of 200) would answer
+    some with 429 on a fast machine, and these tests are about invocations, not the stage."""
+    with serve_imgflow("--parameter", "ApiThrottleRate=100000", "--parameter", "ApiThrottleBurst=100000") as served:
+        yield served
 
 
 def test_given_concurrent_uploads_with_distinct_bodies_when_created_then_each_job_is_its_own(
