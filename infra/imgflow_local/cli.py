@@ -219,7 +219,8 @@ def process(args: argparse.Namespace) -> int:
     log = say if args.verbose else lambda _line: None
     edits = _edits(args)
     preload = UPLOAD_FUNCTIONS | ({"EditFunction"} if edits else set())
-    with LocalRuntime(_options(args, api_port=0, aws_port=0, log=log, preload=preload)) as runtime:
+    runtime = LocalRuntime(_options(args, api_port=0, aws_port=0, log=log, preload=preload)).start()
+    try:
         say(f"imgflow: ready after {time.monotonic() - started:.1f} s; processing {len(inputs.files)} file(s)")
         ok = process_files(
             Client(runtime.api_url, runtime.token(CLI_OWNER)),
@@ -229,6 +230,8 @@ def process(args: argparse.Namespace) -> int:
             formats=args.format,
             edits=edits,
         )
+    finally:
+        runtime.stop(exiting=True)
     return 0 if ok else 1
 
 

@@ -162,8 +162,15 @@ class LocalRuntime:
         self._start_api()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, exiting: bool = False) -> None:
+        """Stop every part. `exiting`: this process ends next (`imgflow process`), so only its containers
+        and loaders are stopped, as other processes would finish a running invocation first; the pollers'
+        long polls, the servers' loops and the emulator's state end with the process (waiting for them is
+        about 1.5 s)."""
         self._stopped.set()
+        if exiting:
+            _all_at_once(*(function.stop for function in self.functions.values()))
+            return
         # Every part at once, a thread each: the pollers finish their long polls (a second at most) while
         # each function kills its containers and loader, as Lambda ends environments. An invocation still
         # running ends with its container, and its messages come back as after any failed invocation,

@@ -3,6 +3,7 @@ pushes files through it and saves the results; `imgflow serve` stops cleanly whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -45,6 +47,8 @@ class CliRun:
     stdout: str
     stderr: str
     out: Path
+    # Processes the run started (its functions' loaders and containers) still alive after it exited.
+    leftovers: list[int]
 
     @property
     def json_lines(self) -> list[dict[str, Any]]:
@@ -59,10 +63,30 @@ def run_process(imgflow_cli: list[str], tmp_path_factory: pytest.TempPathFactory
     def run(*arguments: str | Path) -> CliRun:
         out = tmp_path_factory.mktemp("imgflow-out")
         command = [*imgflow_cli, "process", *map(str, arguments), "--out", str(out), "--json"]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=CLI_SECONDS, check=False)
-        return CliRun(done.returncode, done.stdout, done.stderr, out)
+        # Every process the run starts inherits this: what still has it after the run is left behind.
+        mark = f"IMGFLOW_E2E_RUN={uuid.uuid4().hex}"
+        environment = {**os.environ, "IMGFLOW_E2E_RUN": mark.partition("=")[2]}
+        done = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=CLI_SECONDS, check=False, env=environment
+        )
+        return CliRun(done.returncode, done.stdout, done.stderr, out, processes_marked(mark.encode()))
 
     return run
+
+
+def processes_marked(mark: bytes, patience: float = 5) -> list[int]:
+    """The processes whose environment holds `mark`, once none is left or `patience` seconds have passed
+    (a killed process lingers a moment until it is reaped)."""
+    deadline = time.monotonic() + patience
+    while True:
+        marked = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            with contextlib.suppress(OSError):
+                if mark in environ.read_bytes().split(b"\0"):
+                    marked.append(int(environ.parent.name))
+        if not marked or time.monotonic() > deadline:
+            return marked
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +121,12 @@ def portrait(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def portrait_run(run_process: Callable[..., CliRun], portrait: Path) -> CliRun:
     return run_process(portrait)
+
+
+def test_process_leaves_no_process_of_its_functions_behind(portrait_run: CliRun) -> None:
+    # It exits without waiting out its pollers and servers, but every loader and container is gone.
+    assert portrait_run.returncode == 0, portrait_run.explain()
+    assert portrait_run.leftovers == []
 
 
 def test_process_prints_one_json_line_that_says_succeeded(portrait_run: CliRun) -> None:
