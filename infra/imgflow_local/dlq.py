@@ -51,6 +51,7 @@ PEEK_VISIBILITY_SECONDS = 30
 # Where `imgflow serve` answers AWS calls by default (its --aws-port).
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:4566"
 _MOVE_BATCH = 10
+_RECORDS_GONE = frozenset({"ResourceNotFoundException", "TrimmedDataAccessException", "ExpiredIteratorException"})
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,9 @@ class Pipeline:
                     break  # an open shard with nothing after these: the range ended at its tip
                 iterator = response.get("NextShardIterator")
         except self._streams.exceptions.ClientError as error:
+            # What the stream says of records it no longer has; any other error (throttling) is no answer.
+            if error.response.get("Error", {}).get("Code") not in _RECORDS_GONE:
+                raise
             raise RecordsGoneError(str(error)) from error
         if not changes or changes[0].dynamodb.SequenceNumber != first:
             raise RecordsGoneError(f"the shard no longer starts at or before {first}")
