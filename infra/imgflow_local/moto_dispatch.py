@@ -6,21 +6,15 @@ not change while the server runs: `install` lists them once.
 
 from __future__ import annotations
 
-import threading
-
-_lock = threading.Lock()
-_installed = False
+from functools import cache
 
 
+@cache
 def install() -> None:
-    """List moto's modules once for the in-process emulator's request dispatch (once per process)."""
-    global _installed
+    """List moto's modules once for the in-process emulator's request dispatch (once per process; a second
+    listing, should two runtimes start at the same moment, lists the frozen set and changes nothing)."""
     from moto import backends
 
-    with _lock:
-        if _installed:
-            return
-        modules = frozenset(backends.list_of_moto_modules())
-        # Its one caller, the server's dispatcher, asks only whether a name is one of them.
-        backends.list_of_moto_modules = lambda: modules
-        _installed = True
+    modules = frozenset(backends.list_of_moto_modules())
+    # Its one caller, the server's dispatcher, asks only whether a name is one of them.
+    backends.list_of_moto_modules = lambda: modules
