@@ -32,10 +32,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import boto3
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from imgflow.event_models import ItemChangeRecordModel, S3Notification, created_objects
 from imgflow.ingest import job_id_of
@@ -92,6 +92,27 @@ class Redriven:
     # A stream's dead letters: the events announced, and the messages left (their records are gone).
     announced: int | None = None
     left: int | None = None
+
+
+class StreamBatchInfo(BaseModel):
+    """Where a stream mapping's failed batch is in its stream (what its on-failure destination receives)."""
+
+    shardId: str = Field(min_length=28, max_length=65)
+    startSequenceNumber: Annotated[str, StringConstraints(pattern=r"^[0-9]{21,40}$")]
+    endSequenceNumber: Annotated[str, StringConstraints(pattern=r"^[0-9]{21,40}$")]
+    streamArn: str = Field(min_length=37, max_length=1024)
+
+
+class FailureContext(BaseModel):
+    condition: str = Field(max_length=200)
+    approximateInvokeCount: int = Field(ge=0, le=2**31)
+
+
+class StreamFailure(BaseModel):
+    """The message a DynamoDB stream mapping sends its on-failure queue (events/publisher_dead_letter.json)."""
+
+    requestContext: FailureContext
+    DDBStreamBatchInfo: StreamBatchInfo
 
 
 class RecordsGoneError(Exception):
@@ -236,36 +257,40 @@ class Pipeline:
 
     def _stream_letter(self, queue: StreamDeadLetterQueue, message: dict[str, Any]) -> DeadLetter:
         """A batch given up on: the job of its first record (read again from the stream) and what was lost."""
-        body = json.loads(message["Body"])
-        batch = body["DDBStreamBatchInfo"]
-        where = f"shard {batch['shardId']}, {batch['startSequenceNumber']} to {batch['endSequenceNumber']}"
-        try:
-            changes = self._changes(batch)
-            jobs = (job_of_item(change.dynamodb.NewImage or change.dynamodb.OldImage) for change in changes)
-            job_id = next((job.job_id for job in jobs if job is not None), None)
-            error = f"{len(changes)} change(s) not announced ({body['requestContext']['condition']}; {where})"
-        except RecordsGoneError as gone:
-            job_id, error = None, f"the stream no longer has these records ({where}): {gone}"
+        record = _stream_failure(message["Body"])
         sent = int(message.get("Attributes", {}).get("SentTimestamp", 0)) / 1000
+        job_id: str | None = None
+        if record is None:
+            error = "not a stream mapping's record of a failed batch: nothing to announce"
+        else:
+            batch = record.DDBStreamBatchInfo
+            where = f"shard {batch.shardId}, {batch.startSequenceNumber} to {batch.endSequenceNumber}"
+            try:
+                changes = self._changes(batch)
+                jobs = (job_of_item(change.dynamodb.NewImage or change.dynamodb.OldImage) for change in changes)
+                job_id = next((job.job_id for job in jobs if job is not None), None)
+                error = f"{len(changes)} change(s) not announced ({record.requestContext.condition}; {where})"
+            except RecordsGoneError as gone:
+                error = f"the stream no longer has these records ({where}): {gone}"
         return DeadLetter(
             queue=_name_of(queue.url),
             step=queue.name,
             message_id=message["MessageId"],
             job_id=job_id,
             error=error,
-            attempts=int(body["requestContext"].get("approximateInvokeCount", 0)),
+            attempts=record.requestContext.approximateInvokeCount if record else 0,
             age_seconds=max(int(time.time() - sent), 0) if sent else 0,
         )
 
-    def _changes(self, batch: dict[str, Any]) -> list[ItemChangeRecordModel]:
+    def _changes(self, batch: StreamBatchInfo) -> list[ItemChangeRecordModel]:
         """The stream records a dead letter names, from its first sequence number to its last."""
         if self._streams is None:
             raise RecordsGoneError("no stream client")
-        stream_arn, first, last = batch["streamArn"], batch["startSequenceNumber"], batch["endSequenceNumber"]
+        stream_arn, first, last = batch.streamArn, batch.startSequenceNumber, batch.endSequenceNumber
         try:
             iterator = self._streams.get_shard_iterator(
                 StreamArn=stream_arn,
-                ShardId=batch["shardId"],
+                ShardId=batch.shardId,
                 ShardIteratorType="AT_SEQUENCE_NUMBER",
                 SequenceNumber=first,
             )["ShardIterator"]
@@ -336,8 +361,11 @@ class Pipeline:
                 QueueUrl=queue.url, MaxNumberOfMessages=_MOVE_BATCH, VisibilityTimeout=PEEK_VISIBILITY_SECONDS
             ).get("Messages", []):
                 for message in messages:
+                    record = _stream_failure(message["Body"])
                     try:
-                        changes = self._changes(json.loads(message["Body"])["DDBStreamBatchInfo"])
+                        if record is None:
+                            raise RecordsGoneError("not a stream mapping's record of a failed batch")
+                        changes = self._changes(record.DDBStreamBatchInfo)
                     except RecordsGoneError:
                         left.append(message["ReceiptHandle"])
                         continue
@@ -396,6 +424,14 @@ def _dead_letter_queues(sqs: Any, urls: dict[str, str]) -> list[DeadLetterQueue]
         dead_letter_url = by_arn[json.loads(policy["RedrivePolicy"])["deadLetterTargetArn"]]
         queues.append(_queue(sqs, _step(logical_id), dead_letter_url, url))
     return queues
+
+
+def _stream_failure(body: str) -> StreamFailure | None:
+    """A stream mapping's record of a failed batch, or None for anything else sent to its queue."""
+    try:
+        return StreamFailure.model_validate_json(body)
+    except ValidationError:
+        return None
 
 
 def _stream_dead_letter_queues(lambda_client: Any, sqs: Any, mappings: list[str]) -> list[StreamDeadLetterQueue]:

@@ -297,3 +297,24 @@ def test_given_a_deployed_stack_when_listed_then_its_stream_mappings_failure_que
     assert (queue.name, queue.bus) == ("publisher", "deployed-bus")
     assert "PublisherDeadLetterQueue" in queue.url
     assert pipeline.peek(queue) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{truncated", json.dumps({"DDBStreamBatchInfo": {"shardId": "x"}}), json.dumps([{"deep": [[[]]]}])],
+    ids=["not json", "no batch in it", "not an object"],
+)
+def test_given_a_stray_message_in_the_publishers_queue_when_listed_and_redriven_then_it_is_named_and_stays(
+    aws: EmulatedAws, announcing_pipeline: Pipeline, body: str
+) -> None:
+    aws.client("sqs").send_message(QueueUrl=aws.queue_url("PublisherDeadLetterQueue"), MessageBody=body)
+    queue = announcing_pipeline.queue("publisher")
+    assert isinstance(queue, StreamDeadLetterQueue)
+
+    [letter] = announcing_pipeline.peek(queue)
+    redriven = announcing_pipeline.redrive(queue, move_task=False)
+
+    assert (letter.job_id, letter.attempts) == (None, 0)
+    assert letter.error == "not a stream mapping's record of a failed batch: nothing to announce"
+    assert (redriven.moved, redriven.announced, redriven.left) == (0, 0, 1)
+    assert len(announcing_pipeline.peek(queue)) == 1
