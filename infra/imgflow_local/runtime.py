@@ -21,7 +21,7 @@ import boto3
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from imgflow_local import atomic_dynamodb, moto_dispatch
+from imgflow_local import atomic_dynamodb, moto_speedups
 from imgflow_local.auth import JwtAuthorizer, LocalIssuer
 from imgflow_local.demo import DEMO_OWNER, DemoPages, ai_edits_configured
 from imgflow_local.endpoints import AwsEndpoints
@@ -218,7 +218,7 @@ class LocalRuntime:
         if endpoints.needs_embedded:
             from moto.server import ThreadedMotoServer
 
-            moto_dispatch.install()
+            moto_speedups.install()
             emulator_port = free_port()
             self._emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=emulator_port, verbose=False)
             self._emulator.start()

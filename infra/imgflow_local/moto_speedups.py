@@ -1,0 +1,106 @@
+"""moto, faster where the local runtime leans on it hardest. Neither change alters what moto answers,
+only what it costs to answer.
+
+Dispatch: moto's server finds the backend of every request by listing its own package's directory, a
+listdir and a stat per module (about two hundred), under the one lock every request takes, on every
+request. In a soak that was a tenth of the runtime's CPU, and it held the other requests back while it
+ran. The modules do not change while the server runs: they are listed once.
+
+DynamoDB's answers: moto writes every answer through a serializer that walks the botocore model member
+by member, trying several spellings of each name on the result. A job's item (a few dozen attributes,
+its variants) took ~10 ms a GetItem or UpdateItem, two thirds of what DynamoDB cost the runtime, and a
+third of its CPU for one upload. The results of DynamoDB's item operations (and of its stream's reads)
+are already the wire's JSON (attribute values in their typed form, keys as the API spells them), so
+they are written as they are. A result holding anything else (an object, bytes, None) still goes
+through moto's serializer, as every other operation's does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+from typing import Any
+
+# The operations whose results moto builds as wire JSON (tests/integration/test_moto_speedups.py holds
+# each answer to the serializer's); others build theirs from objects, which only the model can write.
+_PLAIN_JSON_OPERATIONS = {
+    "dynamodb": frozenset(
+        {
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "Query",
+            "Scan",
+            "BatchGetItem",
+            "BatchWriteItem",
+            "TransactGetItems",
+            "TransactWriteItems",
+        }
+    ),
+    "dynamodbstreams": frozenset({"GetShardIterator", "GetRecords"}),
+}
+
+
+class _NotPlain(Exception):
+    """A result holding something the wire does not carry as it is."""
+
+
+@functools.cache
+def install() -> None:
+    """Both speed-ups, once per process (in-process mocks as well as the server)."""
+    from moto import backends
+    from moto.core.responses import ActionResult
+
+    modules = frozenset(backends.list_of_moto_modules())
+    # Its one caller, the server's dispatcher, asks only whether a name is one of them.
+    backends.list_of_moto_modules = lambda: modules
+
+    by_model = ActionResult.execute_result
+
+    @functools.wraps(by_model)
+    def execute_result(self: ActionResult, context: Any) -> Any:
+        return plain_answer(self.result, context) or by_model(self, context)
+
+    ActionResult.execute_result = execute_result  # type: ignore[method-assign]
+
+
+def plain_answer(result: object, context: Any) -> tuple[int, dict[str, str], str] | None:
+    """moto's answer (status, headers, body) to `result` written as it is, or None where it cannot be:
+    another operation, an error, or a value JSON would carry differently from the model's serializer."""
+    service_model, operation = context.service_model, context.operation_model
+    plain = _PLAIN_JSON_OPERATIONS.get(service_model.service_name, frozenset())
+    if operation.name not in plain or not isinstance(result, dict) or (output := operation.output_shape) is None:
+        return None
+    # Only the output's members, as the serializer writes (moto adds a few of its own, such as
+    # DeleteItem's ConsumedCapacityUnits); below them, attribute values have no members to leave out.
+    result = {name: value for name, value in result.items() if name in output.members}
+    try:
+        _refuse_none(result)
+        body = json.dumps(result, allow_nan=False, default=_timestamp, check_circular=False)
+    except (_NotPlain, TypeError, ValueError):
+        return None
+    content_type = f"application/x-amz-json-{service_model.metadata.get('jsonVersion', '1.0')}"
+    return context.operation_model.http.get("responseCode", 200), {"Content-Type": content_type}, body
+
+
+def _timestamp(value: object) -> int | float:
+    """A datetime as moto's serializer writes a JSON timestamp (epoch seconds, milliseconds if any)."""
+    if not isinstance(value, datetime):
+        raise _NotPlain
+    from moto.core.serialize import TimestampSerializer
+
+    return TimestampSerializer._timestamp_unixtimestamp(value)
+
+
+def _refuse_none(value: object) -> None:
+    # The serializer leaves a None member out; JSON would write null, which botocore reads as a value.
+    if value is None:
+        raise _NotPlain
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_none(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_none(item)
