@@ -94,10 +94,11 @@ package: $(STAMP)
 	$(BIN)/python scripts/package.py
 
 # sam build for arm64 on any machine, without Docker (every dependency is a locked arm64 wheel); then its
-# output compiled to bytecode as `make package` compiles (SAM's python builder ships no .pyc).
+# output finished as `make package` finishes its zips: botocore's models pruned to the services the
+# functions call, everything compiled to bytecode (SAM's python builder ships no .pyc).
 build: $(SAM_STAMP) $(STAMP)
 	PATH="$(PYTHON313_DIR):$$PATH" $(SAM) build
-	$(BIN)/python scripts/package.py --compile-sam-build .aws-sam/build
+	$(BIN)/python scripts/package.py --finish-sam-build .aws-sam/build
 
 # Measured limits (README, "Measured limits"): each function's cold start in fresh processes (import, then
 # first call), as `make package` builds it and python3.13 runs it; `ARGS="api ingest --baseline /tmp/old-tree"`

@@ -1,7 +1,7 @@
 """Builds what `sam build` builds, without SAM: one zip per layer and per function of template.yaml under
 build/ (`make package`), with each artifact's locked requirements installed for Lambda's platform (arm64
-Linux, CPython 3.13) from wheels only, and every module compiled to bytecode by Python 3.13 (on PATH, or
-pyenv's). Prints each artifact's zipped and unzipped size and fails past
+Linux, CPython 3.13) from wheels only, botocore's models pruned to the services the functions call, and
+every module compiled to bytecode by Python 3.13 (on PATH, or pyenv's). Prints each artifact's zipped and unzipped size and fails past
 Lambda's limits, or if a function carries a package it must not (the api function: Pillow, google-genai).
 """
 
@@ -38,6 +38,11 @@ PIP_TARGET = (
     # Wheels only, every one checked against the lock's hashes; no .pyc for this machine's Python (below).
     *("--only-binary=:all:", "--require-hashes", "--no-compile"),
 )
+# The AWS services the functions call: imgflow.aws's clients, and Secrets Manager through Powertools'
+# parameters (the Gemini keys). botocore carries a model of every service AWS has (over 400 folders, 28 MB
+# of the shared layer's 43 unzipped); the artifacts keep only these. The SDK's first client in a cold
+# start also lists every folder of its data, three times, to find a model.
+AWS_SERVICES = frozenset({"dynamodb", "events", "s3", "secretsmanager", "sqs"})
 # Where Lambda extracts an artifact: a layer's zip into /opt, a function's into /var/task.
 LAYER_MOUNT, FUNCTION_MOUNT = "/opt", "/var/task"
 # What SAM leaves out of a build too.
@@ -87,6 +92,17 @@ def install_into(source: Path, packages: Path, platforms: tuple[str, ...] = PIP_
         target = [option for platform in platforms for option in ("--platform", platform)]
         install = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(packages), *target, *PIP_TARGET]
         subprocess.run([*install, "--requirement", str(requirements)], check=True)
+    prune_sdk_models(packages)
+
+
+def prune_sdk_models(packages: Path) -> None:
+    """Drops from the botocore and boto3 under packages (if any) the models of services not in AWS_SERVICES.
+    The files at the top of their data (endpoints, partitions, retry and default settings) stay."""
+    for data in (packages / "botocore" / "data", packages / "boto3" / "data"):
+        if data.is_dir():
+            for service in data.iterdir():
+                if service.is_dir() and service.name not in AWS_SERVICES:
+                    shutil.rmtree(service)
 
 
 def compile_bytecode(root: Path, mount: str) -> None:
@@ -150,22 +166,26 @@ def read_application(template_path: Path) -> Application:
     )
 
 
-def compile_sam_build(folder: Path) -> None:
-    """Compiles what `sam build` left in folder (one folder per resource) as `make package` compiles its zips:
-    SAM's python builder installs wheels without compiling them and offers no step after its own."""
+def finish_sam_build(folder: Path) -> None:
+    """Prunes and compiles what `sam build` left in folder (one folder per resource) as `make package` does
+    its zips: SAM's python builder installs wheels as they are and offers no step after its own."""
     application = read_application(ROOT / "template.yaml")
     for name in application.layers:
+        prune_sdk_models(folder / name / "python")
         compile_bytecode(folder / name, LAYER_MOUNT)
     for name in application.functions:
+        prune_sdk_models(folder / name)
         compile_bytecode(folder / name, FUNCTION_MOUNT)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compile-sam-build", type=Path, metavar="DIR", help="only compile sam build's output")
+    parser.add_argument(
+        "--finish-sam-build", type=Path, metavar="DIR", help="only prune and compile sam build's output"
+    )
     args = parser.parse_args(argv)
-    if args.compile_sam_build:
-        compile_sam_build(args.compile_sam_build)
+    if args.finish_sam_build:
+        finish_sam_build(args.finish_sam_build)
         return 0
     application = read_application(ROOT / "template.yaml")
     shutil.rmtree(BUILD, ignore_errors=True)
