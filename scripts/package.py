@@ -1,8 +1,9 @@
 """Builds what `sam build` builds, without SAM: one zip per layer and per function of template.yaml under
 build/ (`make package`), with each artifact's locked requirements installed for Lambda's platform (arm64
 Linux, CPython 3.13) from wheels only, botocore's models pruned to the services the functions call, and
-every module compiled to bytecode by Python 3.13 (on PATH, or pyenv's). Prints each artifact's zipped and unzipped size and fails past
-Lambda's limits, or if a function carries a package it must not (the api function: Pillow, google-genai).
+every module compiled to bytecode by Python 3.13 (on PATH, or pyenv's). Prints each artifact's zipped and
+unzipped size and fails past Lambda's limits, or if a function carries a package it must not (the api
+function: Pillow, google-genai).
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ request. In a soak that was a tenth of the runtime's CPU, and it held the other 
 ran. The modules do not change while the server runs: they are listed once.
 
 DynamoDB's answers: moto writes every answer through a serializer that walks the botocore model member
-by member, trying several spellings of each name on the result. A job's item (a few dozen attributes,
-its variants) took ~10 ms a GetItem or UpdateItem, two thirds of what DynamoDB cost the runtime, and a
-third of its CPU for one upload. The results of DynamoDB's item operations (and of its stream's reads)
-are already the wire's JSON (attribute values in their typed form, keys as the API spells them), so
-they are written as they are. A result holding anything else (an object, bytes, None) still goes
-through moto's serializer, as every other operation's does.
+by member, trying several spellings of each name on the result. A GetItem or UpdateItem of a job's item
+(a few dozen attributes, eight variants) cost 16 ms of CPU with the HTTP around it, 6 ms without the
+serializer: `imgflow process` of one image took 6.1 s of CPU, now 5.5. The results of DynamoDB's item
+operations (and of its stream's reads) are already the wire's JSON (attribute values in their typed
+form, keys as the API spells them), so they are written as they are. A result holding anything else (an
+object, bytes, None) still goes through moto's serializer, as every other operation's does.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def plain_answer(result: object, context: Any) -> tuple[int, dict[str, str], str
     except (_NotPlain, TypeError, ValueError):
         return None
     content_type = f"application/x-amz-json-{service_model.metadata.get('jsonVersion', '1.0')}"
-    return context.operation_model.http.get("responseCode", 200), {"Content-Type": content_type}, body
+    return operation.http.get("responseCode", 200), {"Content-Type": content_type}, body
 
 
 def _timestamp(value: object) -> int | float:
