@@ -22,9 +22,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-# The operations whose results moto builds as wire JSON (tests/integration/test_moto_speedups.py holds
-# each answer to the serializer's); others build theirs from objects, which only the model can write.
-_PLAIN_JSON_OPERATIONS = {
+# The operations whose results moto builds as wire JSON (tests/integration/test_moto_speedups.py calls
+# each and holds its answer to the serializer's); others build theirs from objects, which only the
+# model can write.
+PLAIN_JSON_OPERATIONS = {
     "dynamodb": frozenset(
         {
             "GetItem",
@@ -70,7 +71,7 @@ def plain_answer(result: object, context: Any) -> tuple[int, dict[str, str], str
     """moto's answer (status, headers, body) to `result` written as it is, or None where it cannot be:
     another operation, an error, or a value JSON would carry differently from the model's serializer."""
     service_model, operation = context.service_model, context.operation_model
-    plain = _PLAIN_JSON_OPERATIONS.get(service_model.service_name, frozenset())
+    plain = PLAIN_JSON_OPERATIONS.get(service_model.service_name, frozenset())
     if operation.name not in plain or not isinstance(result, dict) or (output := operation.output_shape) is None:
         return None
     # Only the output's members, as the serializer writes (moto adds a few of its own, such as
