@@ -70,7 +70,8 @@ EnhanceFactor = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built at first use, as every model is (imgflow.models.Model): most api invocations see no recipe.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class _Operation(_Strict):
