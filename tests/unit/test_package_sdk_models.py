@@ -42,13 +42,13 @@ def test_given_a_pruned_sdk_when_every_client_the_functions_make_is_made_then_ea
     # Every client imgflow.aws makes (each of its factories), and the one Powertools' parameters make for
     # the Gemini keys' secret; then one the functions never make, which the pruned SDK must not know.
     script = f"""
-import functools, json, sys
+import json, sys
 sys.path[:0] = [{str(tmp_path)!r}, {str(LAYER)!r}]
 import boto3, botocore.exceptions
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from imgflow import aws
 made = [name for name, factory in vars(aws).items()
-        if isinstance(factory, functools._lru_cache_wrapper) and not name.startswith("_") and factory()]
+        if hasattr(factory, "cache_clear") and not name.startswith("_") and factory()]
 SecretsProvider()
 try:
     boto3.session.Session().client("lambda")
