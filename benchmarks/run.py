@@ -235,10 +235,10 @@ def memory_sizes(sources: list[Path], samples: Samples, repetitions: int, workdi
     """GB-seconds per upload of the variants and ingest work at each MemorySize, modelled from CPU seconds.
 
     Locally a vCPU share is modelled rather than measured: below 1769 MB one thread gets `MB/1769` of a
-    vCPU, so wall = CPU / share; above it the encodes run on two threads (encode_workers()), so wall is
-    the longer of CPU / share and the critical path (decode, then the largest encode beside everything
-    else). Network time (S3 reads and writes, DynamoDB) is not in these figures. One worker's runs are
-    the comparison's (`samples`); two workers' and ingest's are made here.
+    vCPU, so wall = CPU / share; above it the work runs on two threads (image_threads()), so wall is the
+    longer of CPU / share and the critical path (the decode and its resize on both threads, then the
+    largest encode beside everything else). Network time (S3 reads and writes, DynamoDB) is not in these
+    figures. One worker's runs are the comparison's (`samples`); two workers' and ingest's are made here.
     """
     rows = []
     for source in sources:
@@ -250,7 +250,8 @@ def memory_sizes(sources: list[Path], samples: Samples, repetitions: int, workdi
         cpu_one = statistics.median(run["cpu_s"] for run in one)
         cpu_two = statistics.median(run["cpu_s"] for run in two)
         critical = statistics.median(
-            run["decode_s"] + max(run["largest_encode_s"], run["render_s"] - run["largest_encode_s"]) for run in two
+            run["decode_wall_s"] + max(run["largest_encode_s"], run["render_s"] - run["largest_encode_s"])
+            for run in two
         )
         cpu_ingest = statistics.median(run["cpu_s"] for run in inspect)
         for memory in MEMORY_SIZES_MB:

@@ -1,4 +1,5 @@
-"""The render side of the variants path: resizes in bands, stills from the next larger size, encodes in parallel."""
+"""The render side of the variants path: resizes in bands (on threads), stills from the next larger size, encodes in
+parallel."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ def test_given_a_large_image_when_resized_in_bands_then_it_matches_one_resize_of
     assert banded.size == (800, 1200)
     difference = ImageStat.Stat(ImageChops.difference(banded, whole))
     assert max(high for _, high in difference.extrema) <= 1
+
+
+def test_given_two_threads_when_an_image_resizes_in_bands_then_the_pixels_are_those_of_one() -> None:
+    image = gradient((2400, 3600))
+
+    assert resize_to_long_edge(image, 1200, workers=2).tobytes() == resize_to_long_edge(image, 1200).tobytes()
 
 
 def test_given_a_large_sideways_jpeg_when_loaded_for_a_preset_then_it_is_turned_upright_after_the_resize() -> None:

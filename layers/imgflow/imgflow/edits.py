@@ -36,7 +36,7 @@ from imgflow.recipes import Recipe
 from imgflow.settings import Settings
 from imgflow.settling import OPEN_TASK_STATUSES, remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
-from imgflow.variants import encode_workers, plan, render_stills, store_variant
+from imgflow.variants import image_threads, plan, render_stills, store_variant
 
 
 class ProviderImage(Protocol):
@@ -243,7 +243,7 @@ class EditService:
         # Recipes work on the image at the size the job view shows, so their coordinates mean what the
         # client sees; the provider gets a bounded copy.
         max_edge = None if edit.spec.kind == "recipe" else self.settings.provider_max_edge
-        return load_normalized(data, limits, max_edge=max_edge)
+        return load_normalized(data, limits, max_edge=max_edge, workers=image_threads())
 
     def _apply(self, edit: Edit, image: Image.Image) -> EditOutput:
         spec = edit.spec
@@ -319,7 +319,7 @@ class EditService:
     def _variants(self, job: Job, edit: Edit, image: Image.Image) -> list[Variant]:
         """The result's web variants: the presets and formats the job asked for its upload."""
         variants = []
-        stills = render_stills(image, plan(job, self.settings), self.settings, encode_workers())
+        stills = render_stills(image, plan(job, self.settings), self.settings, image_threads())
         for preset, fmt, rendered in stills:
             key = edit_variant_key(job.owner, job.job_id, edit.edit_id, preset.name, fmt)
             variants.append(store_variant(self.storage, self.settings.media_bucket, key, preset, fmt, rendered))

@@ -91,9 +91,9 @@ def quality(fmt: OutputFormat, settings: Settings) -> int:
     return qualities[fmt]
 
 
-def encode_workers() -> int:
-    """How many encodes run at once: one per CPU this process may use (Lambda gives a second vCPU from
-    1769 MB). Pillow's encoders and resizes release the GIL, so threads are enough."""
+def image_threads() -> int:
+    """How many threads resize and encode at once: one per CPU this process may use (Lambda gives a
+    second vCPU from 1769 MB). Pillow's encoders and resizes release the GIL, so threads are enough."""
     return len(os.sched_getaffinity(0))
 
 
@@ -205,10 +205,11 @@ class VariantsService:
         # An animation may move in two formats (see animated_formats): progress counts both.
         total = len(steps) + 2 * len(presets) + 1
         largest = max(preset.long_edge for preset, _ in steps)
-        image = load_normalized(data, s.image_limits, max_edge=largest)
+        workers = image_threads()
+        image = load_normalized(data, s.image_limits, max_edge=largest, workers=workers)
         self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
         role: VariantRole = "poster" if animated else "image"
-        stills = render_stills(image, steps, s, encode_workers())
+        stills = render_stills(image, steps, s, workers)
         del image  # the stills hold what they need: the largest decode goes as soon as it is resized
         for done, (preset, fmt, rendered) in enumerate(stills, start=1):
             self._record(job, preset, fmt, role, rendered, 10 + (90 * done) // total)
