@@ -4,6 +4,7 @@ parallel."""
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import pytest
@@ -73,10 +74,12 @@ def test_given_a_large_sideways_jpeg_when_loaded_for_a_preset_then_it_is_turned_
     assert max(difference.mean) < 0.5
 
 
-def test_given_steps_when_stills_render_then_each_comes_in_step_order_at_its_size() -> None:
-    rendered = list(render_stills(gradient((1200, 800)), steps(("webp", "jpeg")), settings()))
+def test_given_steps_when_stills_render_then_each_comes_once_at_its_size() -> None:
+    rendered = list(render_stills(gradient((1200, 800)), steps(("webp", "jpeg")), settings(), workers=2))
 
-    assert [(preset.name, fmt) for preset, fmt, _ in rendered] == [(p.name, f) for p, f in steps(("webp", "jpeg"))]
+    assert sorted((preset.name, fmt) for preset, fmt, _ in rendered) == sorted(
+        (p.name, f) for p, f in steps(("webp", "jpeg"))
+    )
     for preset, fmt, still in rendered:
         with Image.open(io.BytesIO(still.data)) as decoded:
             assert decoded.format == {"webp": "WEBP", "jpeg": "JPEG"}[fmt]
@@ -87,8 +90,8 @@ def test_given_steps_when_stills_render_then_each_comes_in_step_order_at_its_siz
 def test_given_two_workers_when_stills_render_then_the_bytes_are_those_of_one() -> None:
     image = gradient((1200, 800))
 
-    one = [still.data for _, _, still in render_stills(image, steps(), settings(), workers=1)]
-    two = [still.data for _, _, still in render_stills(image, steps(), settings(), workers=2)]
+    one = {preset.name: still.data for preset, _, still in render_stills(image, steps(), settings(), workers=1)}
+    two = {preset.name: still.data for preset, _, still in render_stills(image, steps(), settings(), workers=2)}
 
     assert one == two
 
@@ -113,6 +116,29 @@ def test_given_an_encode_fails_when_stills_render_then_the_failure_reaches_the_c
     monkeypatch.setattr(variants, "render_variant", failing_render)
     stills = render_stills(gradient((1200, 800)), steps(), settings(), workers=2)
 
-    with pytest.raises(OSError, match="encoder failed at 900 px"):
+    with pytest.raises(OSError, match="encoder failed at"):
         next(stills)
     assert next(stills, None) is None  # the generator ended: nothing after the failure is handed out
+
+
+def test_given_two_workers_when_the_largest_encode_is_slow_then_the_smaller_stills_come_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The largest encode finishes only once a smaller still has reached the caller: yielded in step
+    # order, the caller would wait on the largest first, and it would give up after 10 s.
+    smaller_arrived = threading.Event()
+    encode = variants.render_variant
+
+    def slow_largest(image: Image.Image, long_edge: int, *args: Any) -> RenderedImage:
+        if long_edge == PRESETS[0].long_edge and not smaller_arrived.wait(timeout=10):
+            raise TimeoutError("no smaller still reached the caller while the largest encoded")
+        return encode(image, long_edge, *args)
+
+    monkeypatch.setattr(variants, "render_variant", slow_largest)
+    arrived = []
+    for preset, _, _ in render_stills(gradient((1200, 800)), steps(), settings(), workers=2):
+        arrived.append(preset.name)
+        smaller_arrived.set()
+
+    assert arrived[-1] == "full"
+    assert sorted(arrived) == sorted(preset.name for preset in PRESETS)

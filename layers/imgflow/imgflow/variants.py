@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
 
@@ -103,19 +103,20 @@ def render_stills(
     settings: Settings,
     workers: int = 1,
 ) -> Iterator[tuple[VariantPreset, OutputFormat, RenderedImage]]:
-    """Every still variant of `steps` from one decoded image, yielded in the order of `steps`.
+    """Every still variant of `steps` from one decoded image, yielded as each encode finishes.
 
     Each size is resized from the next larger one rather than from `image` (a 4096 px image is a
     third of the pixels of a 24 MP one; 1200 px from it costs a fraction of 1200 px from the full
-    decode, for the same PSNR), and `workers` encodes run at once. An alpha channel that is opaque
-    everywhere is dropped once: it would be encoded in every variant for nothing.
+    decode, for the same PSNR), and `workers` encodes run at once. Yielded as they finish, the smaller
+    variants are stored while the largest still encodes, rather than after it. An alpha channel that
+    is opaque everywhere is dropped once: it would be encoded in every variant for nothing.
     """
     if image.mode == "RGBA" and image.getchannel("A").getextrema() == (255, 255):
         image = image.convert("RGB")
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         sized = image
-        pending: list[tuple[VariantPreset, OutputFormat, Future[RenderedImage]]] = []
+        pending: dict[Future[RenderedImage], tuple[VariantPreset, OutputFormat]] = {}
         # steps come largest first: the heaviest encode starts first, the resizes go on beside it.
         for preset, fmt in steps:
             resized = resize_to_long_edge(sized, preset.long_edge)
@@ -125,9 +126,10 @@ def render_stills(
             # size a small image already has) would encode the object already being encoded: a copy.
             sized = resized.copy() if resized is sized and pending else resized
             encode = partial(render_variant, sized, preset.long_edge, fmt, quality(fmt, settings))
-            pending.append((preset, fmt, pool.submit(encode)))
+            pending[pool.submit(encode)] = (preset, fmt)
         del image, sized, encode
-        for preset, fmt, future in pending:
+        for future in as_completed(pending):
+            preset, fmt = pending.pop(future)
             yield preset, fmt, future.result()
     finally:
         # Left early (a failed write, a failed encode): what has not started yet never will.
