@@ -168,11 +168,13 @@ class Runtime:
 
 
 def function_cpu(runtime_pid: int) -> dict[int, tuple[str, float]]:
-    """CPU seconds so far of the runtime's function processes (its loaders, `python -m
-    imgflow_local.execution ... SPEC`, and the containers they fork), by pid: the work itself, which the
-    step log's wall times on a shared machine are not."""
+    """CPU seconds so far of the runtime's function processes, by pid: the loaders and the containers
+    they fork, the work itself, which the step log's wall times on a shared machine are not. A loader is
+    forked by the runtime's zygote (`python -m imgflow_local.execution --zygote FD`) and named after its
+    function in /proc/PID/comm (15 characters; its containers inherit the name), or, without a zygote,
+    is `python -m imgflow_local.execution ... SPEC`. The zygote's own imports are no function's."""
     ticks = os.sysconf("SC_CLK_TCK")
-    processes, parents = {}, {}
+    processes, parents, forked = {}, {}, set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -180,14 +182,35 @@ def function_cpu(runtime_pid: int) -> dict[int, tuple[str, float]]:
             command = (proc / "cmdline").read_bytes().split(b"\0")
             if b"imgflow_local.execution" not in command:
                 continue
-            function = json.loads(command[-2] or command[-1])["function_name"]
+            zygote_made = b"--zygote" in command
+            name = (proc / "comm").read_text().strip() if zygote_made else _spec_name(command)
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, ValueError, KeyError, IndexError):
             continue  # gone, or not one of ours
-        processes[int(proc.name)] = (function, (int(fields[11]) + int(fields[12])) / ticks)
+        processes[int(proc.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
         parents[int(proc.name)] = int(fields[1])
-    loaders = {pid for pid, parent in parents.items() if parent == runtime_pid}
-    return {pid: used for pid, used in processes.items() if pid in loaders or parents[pid] in loaders}
+        if zygote_made:
+            forked.add(int(proc.name))
+    zygotes = {pid for pid in forked if parents[pid] == runtime_pid}
+    loaders = {pid for pid, parent in parents.items() if parent == runtime_pid or parent in zygotes} - zygotes
+    names = _function_names()
+    return {
+        pid: (next((full for full in names if full[:15] == name), name), used)
+        for pid, (name, used) in processes.items()
+        if pid in loaders or parents[pid] in loaders
+    }
+
+
+def _spec_name(command: list[bytes]) -> str:
+    name: str = json.loads(command[-2] or command[-1])["function_name"]
+    return name
+
+
+def _function_names() -> list[str]:
+    from imgflow_local.template import load_template
+
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    return [name for name, resource in resources.items() if resource["Type"] == "AWS::Serverless::Function"]
 
 
 def cpu_by_function(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:

@@ -27,7 +27,7 @@ from imgflow_local.demo import DEMO_OWNER, DemoPages, ai_edits_configured
 from imgflow_local.endpoints import AwsEndpoints
 from imgflow_local.faults import FaultSpec, FunctionFaults, RuntimeFaults
 from imgflow_local.front_door import FrontDoorServer, make_front_door
-from imgflow_local.functions import Invocation, LocalFunction
+from imgflow_local.functions import Invocation, LocalFunction, Zygote
 from imgflow_local.http_api import HttpApiApp, bind
 from imgflow_local.iam import Enforcement, IamError, SessionCredentials, assume_function_roles, refused_deliveries
 from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
@@ -118,6 +118,7 @@ class LocalRuntime:
         self._schedules: list[ScheduledInvoker] = []
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._zygote: Zygote | None = None
         self._log_lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -125,6 +126,8 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         # The step log says what happened; per-request access lines from the servers would drown it.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # First: the libraries every function shares are imported while the rest starts.
+        self._zygote = Zygote(os.environ)
         self._bind_api()
         self._start_aws()
         session = boto3.session.Session(region_name=REGION)
@@ -146,6 +149,7 @@ class LocalRuntime:
                 say=self.say,
                 account_id=account_id,
                 faults=self._faults_of(spec),
+                zygote=self._zygote,
             )
             for spec in self.stack.functions()
         }
@@ -170,6 +174,7 @@ class LocalRuntime:
         self._stopped.set()
         if exiting:
             _all_at_once(*(function.stop for function in self.functions.values()))
+            self._stop_zygote()
             return
         # Every part at once, a thread each: the pollers finish their long polls (a second at most) while
         # each function kills its containers and loader, as Lambda ends environments. An invocation still
@@ -180,6 +185,7 @@ class LocalRuntime:
             *(part.stop for part in [*self._pollers, *self._schedules, *self.functions.values()]),
             *(lambda thread=thread: thread.join(timeout=5) for thread in self._threads),
         )
+        self._stop_zygote()  # after the functions, which ask it for their loaders' pids
         # Then the emulator, once nothing calls it; its front door and its server each wait out their
         # serving loop's poll (half a second), side by side.
         _all_at_once(*(server.stop for server in (self._front_door, self._emulator) if server))
@@ -190,6 +196,11 @@ class LocalRuntime:
             moto_api_backend.reset()
         if self._iam:
             self._iam.stop()
+
+    def _stop_zygote(self) -> None:
+        if self._zygote is not None:
+            self._zygote.stop()
+            self._zygote = None
 
     def _stop_api(self) -> None:
         if self._api_server:

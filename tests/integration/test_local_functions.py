@@ -26,6 +26,7 @@ from imgflow_local.functions import (
     FunctionThrottledError,
     FunctionTimeoutError,
     LocalFunction,
+    Zygote,
 )
 from imgflow_local.sqs_poller import SqsPoller
 from imgflow_local.stack import FunctionSpec, SqsEventSource
@@ -54,20 +55,27 @@ def spec(
     )
 
 
-@pytest.fixture
-def make_function() -> Iterator[Callable[..., LocalFunction]]:
+@pytest.fixture(params=["own loader process", "loader forked by a zygote"])
+def make_function(request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalFunction]]:
+    """Functions whose loader is a process of its own, or forked by the runtime's zygote, as `imgflow serve`
+    does: every test here holds for both. The zygote's environment is not the function's."""
+    zygote = Zygote({**os.environ, "PROBE_SETTING": "from-the-zygote"}) if "zygote" in request.param else None
     started: list[LocalFunction] = []
 
     def make(function_spec: FunctionSpec | None = None, max_containers: int = 4) -> LocalFunction:
         function_spec = function_spec or spec()
         environment = {**os.environ, **function_spec.environment}
-        function = LocalFunction(function_spec, REGION, environment=environment, max_containers=max_containers)
+        function = LocalFunction(
+            function_spec, REGION, environment=environment, max_containers=max_containers, zygote=zygote
+        )
         started.append(function)
         return function
 
     yield make
     for function in started:
         function.stop()
+    if zygote is not None:
+        zygote.stop()
 
 
 def sqs_event(*bodies: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +282,22 @@ def test_given_the_template_environment_then_the_handler_sees_it_with_its_contex
     assert result["environment"] == {"PROBE_SETTING": "from-the-template"}
     assert result["function_name"] == "ProbeFunction"
     assert 0 < result["remaining_ms"] <= 20_000
+
+
+def test_given_a_zygote_when_its_function_stops_then_the_loader_is_gone_and_the_zygote_exits_of_itself() -> None:
+    zygote = Zygote(dict(os.environ))
+    function = LocalFunction(
+        spec(), REGION, environment={**os.environ, **spec().environment}, max_containers=1, zygote=zygote
+    )
+    assert function.invoke({})["invocations"] == 1
+    loader = function.pids()[0]
+
+    function.stop()
+    zygote.stop()
+
+    assert zygote.process.returncode == 0, "the zygote was killed rather than exiting once its loaders had"
+    with pytest.raises(ProcessLookupError):
+        os.kill(loader, 0)  # killed, and waited for by the zygote: not even a zombie is left
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
