@@ -167,7 +167,10 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
+        # Awake now and then: Python runs a signal's handler in the main thread, between bytecodes, and
+        # a SIGTERM the kernel hands another thread would never interrupt a wait without a timeout.
+        while not stop.wait(timeout=0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
