@@ -126,9 +126,9 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         # The step log says what happened; per-request access lines from the servers would drown it.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        # First: the libraries every function shares are imported while the rest starts.
-        self._zygote = Zygote(os.environ)
         self._bind_api()
+        # The libraries every function shares are imported (once, see Zygote) while the rest starts.
+        self._zygote = Zygote(os.environ)
         self._start_aws()
         session = boto3.session.Session(region_name=REGION)
         # Resources are named in the emulator's own account (LocalStack's is not moto's): S3 and
