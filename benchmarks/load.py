@@ -170,7 +170,7 @@ class Runtime:
 def function_cpu(runtime_pid: int) -> dict[int, tuple[str, float]]:
     """CPU seconds so far of the runtime's function processes, by pid: the loaders and the containers
     they fork, the work itself, which the step log's wall times on a shared machine are not. A loader is
-    forked by the runtime's zygote (`python -m imgflow_local.execution --zygote FD`) and named after its
+    forked by the runtime's zygote (`python -m imgflow_local.execution FD --zygote`) and named after its
     function in /proc/PID/comm (15 characters; its containers inherit the name), or, without a zygote,
     is `python -m imgflow_local.execution ... SPEC`. The zygote's own imports are no function's."""
     ticks = os.sysconf("SC_CLK_TCK")

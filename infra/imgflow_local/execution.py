@@ -10,7 +10,7 @@ does not serialize fails as `Runtime.MarshalError`, as it does on Lambda).
 
 Run by the runtime as `python -m imgflow_local.execution CONTROL_FD SPEC_JSON`; it imports nothing
 heavy itself, so the handler's imports are the whole init cost. Or forked from the runtime's zygote
-(`python -m imgflow_local.execution --zygote CONTROL_FD`), which imports the libraries every function's
+(`python -m imgflow_local.execution CONTROL_FD --zygote`), which imports the libraries every function's
 shared layer holds once and forks each function's loader from that state with the function's own
 environment: the handler's imports are then the init cost, and the runtime does not pay ~0.4 s of
 CPU per function for the same libraries. The zygote imports no function's code.
@@ -268,13 +268,12 @@ def _run_loader_process(control: socket.socket, spec: ContainerSpec) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[0] == "--zygote":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        run_zygote(socket.socket(fileno=int(argv[1])))
-        return
     control = socket.socket(fileno=int(argv[0]))
-    spec = ContainerSpec(**json.loads(argv[1]))
-    _run_loader_process(control, spec)
+    if argv[1] == "--zygote":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a loader's: the runtime stops it
+        run_zygote(control)
+    else:
+        _run_loader_process(control, ContainerSpec(**json.loads(argv[1])))
 
 
 if __name__ == "__main__":

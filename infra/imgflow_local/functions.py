@@ -95,6 +95,17 @@ class _Container:
         self.channel.close()
 
 
+def _start_execution(channel: socket.socket, environment: Mapping[str, str], role: str) -> subprocess.Popen[bytes]:
+    """`python -m imgflow_local.execution CONTROL_FD ROLE`, `channel` its control channel: ROLE is a
+    loader's spec (JSON) or `--zygote`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "imgflow_local.execution", str(channel.fileno()), role],
+        pass_fds=[channel.fileno()],
+        env=dict(environment),
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class Zygote:
     """A process that imports the libraries every function shares (execution.SHARED_LIBRARIES), then forks
     each function's loader from that state: the runtime pays for those imports once rather than once a
@@ -103,12 +114,7 @@ class Zygote:
     def __init__(self, environment: Mapping[str, str]) -> None:
         self._control, theirs = socket.socketpair()
         with theirs:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "imgflow_local.execution", "--zygote", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                env=dict(environment),
-                stdin=subprocess.DEVNULL,
-            )
+            self.process = _start_execution(theirs, environment, "--zygote")
         self._lock = threading.Lock()
         self._spawning: collections.deque[Future[int]] = collections.deque()
         threading.Thread(target=self._read_pids, name="zygote", daemon=True).start()
@@ -162,12 +168,7 @@ class _Loader:
                 with contextlib.suppress(OSError):  # the zygote is gone: a process of its own, as without one
                     self._spawned = zygote.spawn(spec, environment, theirs)
             if self._spawned is None:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "imgflow_local.execution", str(theirs.fileno()), json.dumps(asdict(spec))],
-                    pass_fds=[theirs.fileno()],
-                    env=dict(environment),
-                    stdin=subprocess.DEVNULL,
-                )
+                self.process = _start_execution(theirs, environment, json.dumps(asdict(spec)))
         self.init: dict[str, float] | None = None
         self._failure: dict[str, Any] | None = None
 
