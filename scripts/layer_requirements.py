@@ -22,6 +22,10 @@ LAMBDA_PYTHON_VERSION = "3.13"
 # only for a tag it is given, so every glibc from manylinux2014's 2.17 to 2.34):
 UV_PYTHON_PLATFORM = "aarch64-manylinux_2_34"
 PIP_PLATFORMS = ("manylinux2014_aarch64", *(f"manylinux_2_{glibc}_aarch64" for glibc in range(17, 35)))
+# Pure-Python packages published only as an sdist: the one exception to wheels only. Built on any machine
+# they make the same py3-none-any wheel (pyvips would compile an extension only against a libvips it finds
+# with pkg-config; scripts/package.py hides any the machine has, and Lambda's libvips is pyvips-binary's).
+SOURCE_ONLY = ("pyvips",)
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ def compile_lock(artifact: LockedArtifact, constraints: list[Path]) -> None:
         *("--output-file", str(artifact.lock.relative_to(ROOT))),
         *("--python-version", LAMBDA_PYTHON_VERSION, "--python-platform", UV_PYTHON_PLATFORM),
         # Wheels only: Lambda cannot build an sdist, and this machine cannot build one for arm64.
-        *("--only-binary", ":all:", "--generate-hashes", "--no-strip-extras"),
+        *("--only-binary", ":all:", *(arg for package in SOURCE_ONLY for arg in ("--no-binary", package))),
+        *("--generate-hashes", "--no-strip-extras"),
         *("--custom-compile-command", "make lock", "--quiet"),
         *(arg for constraint in constraints for arg in ("--constraint", str(constraint.relative_to(ROOT)))),
     ]

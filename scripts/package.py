@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imgflow_local.template import load_template
-from layer_requirements import LAMBDA_PYTHON_VERSION, PIP_PLATFORMS
+from layer_requirements import LAMBDA_PYTHON_VERSION, PIP_PLATFORMS, SOURCE_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -36,8 +36,11 @@ LEAN_FUNCTIONS = ("ApiFunction", "SweepFunction")
 FORBIDDEN_IN_LEAN = {"pillow": "PIL", "google-genai": "google/genai"}
 PIP_TARGET = (
     *("--implementation", "cp", "--python-version", LAMBDA_PYTHON_VERSION),
-    # Wheels only, every one checked against the lock's hashes; no .pyc for this machine's Python (below).
-    *("--only-binary=:all:", "--require-hashes", "--no-compile"),
+    # Wheels only but for the pure-Python sdists, every file checked against the lock's hashes (a lock
+    # lists every dependency: pip allows an sdist beside --platform only with --no-deps); no .pyc for this
+    # machine's Python (below).
+    *("--only-binary=:all:", *(f"--no-binary={package}" for package in SOURCE_ONLY), "--no-deps"),
+    *("--require-hashes", "--no-compile"),
 )
 # The AWS services the functions call: imgflow.aws's clients, and Secrets Manager through Powertools'
 # parameters (the Gemini keys). botocore carries a model of every service AWS has (over 400 folders, 28 MB
@@ -92,8 +95,23 @@ def install_into(source: Path, packages: Path, platforms: tuple[str, ...] = PIP_
     if requirements.exists():
         target = [option for platform in platforms for option in ("--platform", platform)]
         install = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(packages), *target, *PIP_TARGET]
-        subprocess.run([*install, "--requirement", str(requirements)], check=True)
+        subprocess.run([*install, "--requirement", str(requirements)], check=True, env=sdist_build_env())
+        check_pure(packages)
     prune_sdk_models(packages)
+
+
+def sdist_build_env() -> dict[str, str]:
+    # pyvips's build compiles an extension against any libvips pkg-config finds: this machine's, not Lambda's.
+    hidden = {"PKG_CONFIG_PATH"}
+    return {**{key: value for key, value in os.environ.items() if key not in hidden}, "PKG_CONFIG_LIBDIR": os.devnull}
+
+
+def check_pure(packages: Path) -> None:
+    """Fails if a package built here from its sdist is not pure Python: it would be this machine's binary."""
+    for package in SOURCE_ONLY:
+        for wheel in packages.glob(f"{package}-*.dist-info/WHEEL"):
+            if "Tag: py3-none-any" not in wheel.read_text().splitlines():
+                raise SystemExit(f"{wheel.parent.name} was built for this machine, not Lambda: {wheel.read_text()}")
 
 
 def prune_sdk_models(packages: Path) -> None:

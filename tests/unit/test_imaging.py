@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin
+import pyvips
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat
 
 from imgflow import icc
 from imgflow.errors import ErrorCode, ImageRejectedError
@@ -249,13 +250,19 @@ def test_given_a_display_p3_photo_when_normalized_smaller_then_as_if_converted_t
     assert mean_difference(normalized, resize_to_long_edge(full.convert("RGB"), 400)) > 2
 
 
-def test_given_a_cmyk_jpeg_when_normalized_then_rgb_like_pillows_own_conversion() -> None:
+@pytest.mark.parametrize("max_edge", [None, 50])
+def test_given_a_cmyk_jpeg_when_normalized_then_rgb_like_pillows_own_conversion(max_edge: int | None) -> None:
+    # Shrunk by Pillow (its draft()), not libvips: libvips would take CMYK through a profile of its own.
     data = read(BAD_INPUTS / "pil_sample_cmyk.jpg")
 
-    normalized = load_normalized(data, LIMITS)
+    normalized = load_normalized(data, LIMITS, max_edge=max_edge)
 
-    assert normalized.mode == "RGB"
-    assert mean_difference(normalized, Image.open(io.BytesIO(data)).convert("RGB")) < 1
+    with Image.open(io.BytesIO(data)) as decoded:
+        if max_edge:
+            decoded.draft("RGB", (max_edge, max_edge))  # 100 x 100 at 1/2 scale
+        expected = decoded.convert("RGB")
+    assert (normalized.mode, normalized.size) == ("RGB", expected.size)
+    assert mean_difference(normalized, expected) < 1
 
 
 def test_given_a_palette_png_with_trns_when_normalized_then_rgba_with_the_same_transparent_pixels() -> None:
@@ -347,27 +354,53 @@ def test_given_a_portrait_photo_when_rendered_then_the_long_edge_is_exact(long_e
 
 
 @pytest.mark.parametrize("max_edge", [100, 257, 700, 1500, 3088, 5000])
-def test_given_a_large_jpeg_when_loaded_for_an_edge_then_draft_decodes_no_less_than_that_edge(
+def test_given_a_large_jpeg_when_loaded_for_an_edge_then_libvips_decodes_it_at_a_scale_that_leaves_twice_that_edge(
     max_edge: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    decoded_sizes: list[tuple[int, int]] = []
-    original_draft = JpegImagePlugin.JpegImageFile.draft
+    shrinks: list[int] = []
+    original_load = pyvips.Image.new_from_buffer
 
-    def recording_draft(self: JpegImagePlugin.JpegImageFile, mode: str | None, size: Any) -> Any:
-        result = original_draft(self, mode, size)
-        decoded_sizes.append(self.size)
-        return result
+    def recording_load(data: bytes, options: str, **kwargs: Any) -> Any:
+        shrinks.append(kwargs.get("shrink", 1))
+        return original_load(data, options, **kwargs)
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
+    monkeypatch.setattr(pyvips.Image, "new_from_buffer", staticmethod(recording_load))
 
     image = load_normalized(read(PHOTOS / "friends_by_Aitzol_Berasategi.jpg"), LIMITS, max_edge=max_edge)
 
     assert max(image.size) == min(max_edge, 3088)
-    assert all(max(size) >= max_edge for size in decoded_sizes)
-    if max_edge <= 700:
-        # Scaled by a power of two down to 1/8 at most: never more than twice the edge, bar that floor.
-        assert decoded_sizes
-        assert max(decoded_sizes[0]) < max(2 * max_edge, 3088 // 8 + 1)
+    if max_edge >= 3088:
+        assert shrinks == []  # no smaller than it is: Pillow decodes it, nothing to resize
+        return
+    # Scaled by a power of two down to 1/8 at most, leaving lanczos3 at least a factor of two (a block
+    # shrink to just above the edge would alias), and no more than four, bar that floor.
+    [shrink] = shrinks
+    decoded_long_edge = -(-3088 // shrink)
+    assert shrink == 1 or decoded_long_edge >= 2 * max_edge
+    assert shrink == 8 or decoded_long_edge < 4 * max_edge
+
+
+def test_given_a_large_grayscale_jpeg_when_loaded_for_an_edge_then_rgb_at_that_edge_like_pillows_resize() -> None:
+    gray = Image.linear_gradient("L").resize((3000, 2000))
+    buffer = io.BytesIO()
+    gray.save(buffer, format="JPEG", quality=95)
+
+    image = load_normalized(buffer.getvalue(), LIMITS, max_edge=600)
+
+    assert (image.mode, image.size) == ("RGB", (600, 400))
+    expected = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").resize((600, 400), Image.Resampling.LANCZOS)
+    assert mean_difference(image, expected) < 1
+
+
+def test_given_a_jpeg_cut_short_when_loaded_for_a_smaller_edge_then_rejected_as_corrupt_like_a_full_decode() -> None:
+    whole = io.BytesIO()
+    Image.effect_noise((3000, 2000), 60).convert("RGB").save(whole, format="JPEG", quality=90)
+    cut = whole.getvalue()[: len(whole.getvalue()) // 2]
+
+    for max_edge in (1000, None):  # libvips's shrinking decode, and Pillow's full one
+        with pytest.raises(ImageRejectedError) as rejected:
+            load_normalized(cut, LIMITS, max_edge=max_edge)
+        assert rejected.value.code == "corrupt_image"
 
 
 def test_given_a_rotated_jpeg_when_loaded_for_a_small_edge_then_the_drafted_image_is_upright_at_that_edge(
