@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pyvips
-from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin
 
 from imgflow import icc
 from imgflow.errors import ErrorCode, ImageRejectedError
@@ -159,6 +159,46 @@ def test_given_a_jpeg_with_orientation_8_when_inspected_then_width_and_height_sw
 
     assert (info.width, info.height) == (1, 2)
     assert load_normalized(data, LIMITS).size == (1, 2)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_given_damaged_jpegs_when_inspected_at_one_eighth_scale_then_each_fares_as_in_a_full_decode(
+    progressive: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # inspect_image entropy-decodes every coefficient but runs the inverse DCT at 1/8 scale: a damaged file
+    # must fare as it does with a full decode, cut anywhere or with bytes changed anywhere.
+    buffer = io.BytesIO()
+    Image.effect_noise((640, 480), 50).convert("RGB").save(buffer, format="JPEG", quality=90, progressive=progressive)
+    whole = buffer.getvalue()
+    cut = [whole[:length] for length in range(700, len(whole), len(whole) // 25)]
+    flipped = []
+    for start in range(700, len(whole) - 64, len(whole) // 25):
+        damaged = bytearray(whole)
+        damaged[start : start + 64 : 8] = bytes(range(0xF8, 0x100))  # 8 bytes, among them markers
+        flipped.append(bytes(damaged))
+
+    def outcome(data: bytes) -> str:
+        try:
+            return f"{inspect_image(data, LIMITS).width} px"
+        except ImageRejectedError as rejected:
+            return rejected.code
+
+    drafts: list[tuple[int, int]] = []
+    original_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def recording_draft(self: JpegImagePlugin.JpegImageFile, mode: str | None, size: Any) -> Any:
+        drafts.append(size)
+        return original_draft(self, mode, size)
+
+    with monkeypatch.context() as full_decode:
+        full_decode.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)
+        expected = [outcome(data) for data in [whole, *cut, *flipped]]
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
+
+    assert [outcome(data) for data in [whole, *cut, *flipped]] == expected
+    assert expected[0] == "640 px"
+    assert drafts[0] == (80, 60)
+    assert expected.count("corrupt_image") >= len(cut)  # every cut at least: the comparison has failures in it
 
 
 @pytest.mark.parametrize("orientation", range(2, 9))

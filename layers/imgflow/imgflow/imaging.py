@@ -141,10 +141,17 @@ def sniff_format(data: bytes) -> ImageFormat | None:
 
 
 def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
-    """Validate an upload by its bytes, decoding its first frame fully to prove it decodes."""
+    """Validate an upload by its bytes, decoding its first frame to prove it decodes (every pixel; for a
+    JPEG, every coefficient)."""
     with _opened(data, limits) as (image, fmt):
-        image.load()
         width, height = image.size
+        if fmt == "JPEG":
+            # Every coefficient is still entropy-decoded, which is where a damaged or cut-off JPEG fails
+            # (the same outcome as a full decode for every cut and bit flip tried); only the inverse DCT
+            # runs at 1/8 scale: 0.03 s of CPU for a 24 MP baseline JPEG instead of 0.11, and 1.5 MB
+            # instead of 96. Progressive files save less (12 MP: 0.10 s against 0.14).
+            image.draft(image.mode, (math.ceil(width / 8), math.ceil(height / 8)))
+        image.load()
         if _orientation(image) in _ROTATED_ORIENTATIONS:
             width, height = height, width
         frames = _frame_count(image)
