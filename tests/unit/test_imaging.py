@@ -420,6 +420,31 @@ def test_given_a_large_jpeg_when_loaded_for_an_edge_then_libvips_decodes_it_at_a
     assert shrink == 8 or decoded_long_edge < 4 * max_edge
 
 
+@pytest.mark.parametrize("progressive", [False, True])
+def test_given_damaged_jpegs_that_ingest_accepts_when_shrunk_by_libvips_then_each_loads(progressive: bool) -> None:
+    # Ingest's check is Pillow's; a JPEG it accepts must not fail in libvips's decode later (libvips is the
+    # more lenient of the two on damaged bytes, and refuses a cut-off file as Pillow does: the test below).
+    buffer = io.BytesIO()
+    Image.effect_noise((1200, 900), 50).convert("RGB").save(buffer, format="JPEG", quality=90, progressive=progressive)
+    whole = buffer.getvalue()
+    damaged = []
+    for start in range(700, len(whole) - 64, len(whole) // 30):
+        markers = bytearray(whole)
+        markers[start : start + 64 : 8] = bytes(range(0xF8, 0x100))
+        flipped = bytearray(whole)
+        flipped[start] ^= 0x55
+        damaged += [bytes(markers), bytes(flipped)]
+    accepted = 0
+    for data in damaged:
+        try:
+            inspect_image(data, LIMITS)
+        except ImageRejectedError:
+            continue
+        accepted += 1
+        assert load_normalized(data, LIMITS, max_edge=300).size == (300, 225)
+    assert accepted >= len(damaged) // 2  # damaged yet decodable: what the test is about
+
+
 def test_given_a_large_grayscale_jpeg_when_loaded_for_an_edge_then_rgb_at_that_edge_like_pillows_resize() -> None:
     gray = Image.linear_gradient("L").resize((3000, 2000))
     buffer = io.BytesIO()

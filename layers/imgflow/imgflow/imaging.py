@@ -102,9 +102,9 @@ _AVIF_SPEED = 8
 # Animated variants are encoded with less effort than stills: one encode per frame and preset.
 _ANIMATION_WEBP_METHOD = 2
 _RESIZE_REDUCING_GAP = 3.0
+_RESIZE_BAND_BYTES = 4 * 2**20
 # The JPEG colour modes libvips decodes as Pillow does (its CMYK goes through a profile of its own).
 _LIBVIPS_JPEG_MODES = frozenset({"RGB", "L"})
-_RESIZE_BAND_BYTES = 4 * 2**20
 _BLURHASH_COMPONENTS = (4, 3)
 _PLACEHOLDER_EDGE = 32
 _DOMINANT_PALETTE_SIZE = 8
@@ -300,10 +300,12 @@ def _shrink_jpeg(data: bytes, stored: tuple[int, int], size: tuple[int, int], wo
     in the JPEG's own colours.
 
     libvips streams the decode through the resize a few rows at a time, so the full-size pixels never sit
-    in memory (96 MB in Pillow for 24 MP), and its vectorised lanczos3 costs less than half of Pillow's resize
-    (24 MP to 4096 px: decode and resize 0.20 s of CPU where Pillow takes 0.35 s). Like Pillow's draft(), it decodes
-    at 1/2, 1/4 or 1/8 scale where that still leaves twice the size asked for (libvips's thumbnail rule:
-    the block shrink sharpens, the lanczos3 step after it takes that back).
+    in memory (96 MB in Pillow for 24 MP), and its vectorised lanczos3 costs less than half of Pillow's
+    resize (24 MP to 4096 px: decode and resize 0.20 s of CPU where Pillow takes 0.35 s). It decodes at
+    1/2, 1/4 or 1/8 scale (the DCT scaling of Pillow's draft()) where that still leaves twice the size
+    asked for: libvips's thumbnail rule, as the block shrink sharpens and the lanczos3 after it takes
+    that back. On damaged bytes it is the more lenient of the two (a test damages JPEGs in 60 places
+    and loads each that Pillow accepts), so what ingest accepted decodes here.
     """
     vips = _libvips()
     # Its threads are the budget image_threads() gives, not one per core: two take this step from 0.20 to
