@@ -314,8 +314,9 @@ def _shrink_jpeg(data: bytes, stored: tuple[int, int], size: tuple[int, int], wo
     factor = min(stored[0] / size[0], stored[1] / size[1])
     shrink = next(shrink for shrink in (8, 4, 2, 1) if factor >= 2 * shrink or shrink == 1)
     try:
-        # fail_on="truncated": refuse what Pillow refuses (by default libvips fills a cut-off file with grey).
-        source = vips.Image.new_from_buffer(data, "", access="sequential", shrink=shrink, fail_on="truncated")
+        # Its JPEG loader by name, never its guess at the format; fail_on="truncated": refuse what Pillow
+        # refuses (by default libvips fills a cut-off file with grey).
+        source = vips.Image.jpegload_buffer(data, access="sequential", shrink=shrink, fail_on="truncated")
         resized = source.resize(size[0] / source.width, vscale=size[1] / source.height, kernel="lanczos3")
         pixels = resized.write_to_memory()
     except vips.Error as exc:
