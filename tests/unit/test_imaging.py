@@ -171,11 +171,11 @@ def test_given_damaged_jpegs_when_inspected_at_one_eighth_scale_then_each_fares_
     Image.effect_noise((640, 480), 50).convert("RGB").save(buffer, format="JPEG", quality=90, progressive=progressive)
     whole = buffer.getvalue()
     cut = [whole[:length] for length in range(700, len(whole), len(whole) // 25)]
-    flipped = []
+    overwritten = []
     for start in range(700, len(whole) - 64, len(whole) // 25):
         damaged = bytearray(whole)
         damaged[start : start + 64 : 8] = bytes(range(0xF8, 0x100))  # 8 bytes, among them markers
-        flipped.append(bytes(damaged))
+        overwritten.append(bytes(damaged))
 
     def outcome(data: bytes) -> str:
         try:
@@ -192,10 +192,10 @@ def test_given_damaged_jpegs_when_inspected_at_one_eighth_scale_then_each_fares_
 
     with monkeypatch.context() as full_decode:
         full_decode.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)
-        expected = [outcome(data) for data in [whole, *cut, *flipped]]
+        expected = [outcome(data) for data in [whole, *cut, *overwritten]]
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
 
-    assert [outcome(data) for data in [whole, *cut, *flipped]] == expected
+    assert [outcome(data) for data in [whole, *cut, *overwritten]] == expected
     assert expected[0] == "640 px"
     assert drafts[0] == (80, 60)
     assert expected.count("corrupt_image") >= len(cut)  # every cut at least: the comparison has failures in it
