@@ -599,19 +599,20 @@ def test_given_an_accepted_upload_when_its_form_writes_html_over_it_then_it_is_r
         assert (variant.format, variant.size) == ("WEBP", (128, 128))
 
 
-def test_given_the_acceptance_was_cut_short_after_the_upload_was_released_when_retried_then_it_completes(
+def test_given_the_fan_out_failed_after_acceptance_when_retried_then_it_completes_and_releases_the_upload(
     aws: EmulatedAws, lambda_context: FakeLambdaContext, tap: None
 ) -> None:
     job_id, key, etag = api_upload(aws, lambda_context)
     event = upload_notification(aws, key, etag, HOPPER_SIZE)
     with throttled(clients.sqs(), "send_message", code="AWS.SimpleQueueService.RequestThrottled", status=400):
         assert ingest(event, lambda_context) == [event["Records"][0]["messageId"]]
-    assert upload_keys(aws) == []  # released before the fan-out failed
+    assert upload_keys(aws) == [key]  # released only after the fan-out, which failed
     fan_out(aws)
 
     retried = ingest(with_receive_count(event, 2), lambda_context)
 
     assert retried == []
+    assert upload_keys(aws) == []
     assert stored_job(aws, job_id).status is JobStatus.PROCESSING
     assert fan_out(aws) == [VariantsMessage(job_id=job_id, bucket=aws.media_bucket, key=frozen_key(job_id))]
     assert detail_types(lifecycle_events(aws, job_id)) == ["Job Accepted"]

@@ -142,3 +142,30 @@ def test_given_two_workers_when_the_largest_encode_is_slow_then_the_smaller_stil
 
     assert arrived[-1] == "full"
     assert sorted(arrived) == sorted(preset.name for preset in PRESETS)
+
+
+def test_given_a_started_callback_when_stills_render_then_it_runs_once_while_the_encodes_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `started` waits for the largest encode to begin, and that encode for `started` to run: called before the
+    # encodes were submitted, or only after the first result, one of them gives up after 10 s.
+    largest_began, started = threading.Event(), threading.Event()
+    calls = []
+    encode = variants.render_variant
+
+    def waiting_largest(image: Image.Image, long_edge: int, *args: Any) -> RenderedImage:
+        if long_edge == PRESETS[0].long_edge:
+            largest_began.set()
+            if not started.wait(timeout=10):
+                raise TimeoutError("started did not run while the largest encoded")
+        return encode(image, long_edge, *args)
+
+    def on_started() -> None:
+        calls.append(largest_began.wait(timeout=10))
+        started.set()
+
+    monkeypatch.setattr(variants, "render_variant", waiting_largest)
+    rendered = list(render_stills(gradient((1200, 800)), steps(), settings(), workers=1, started=on_started))
+
+    assert calls == [True]
+    assert sorted(preset.name for preset, _, _ in rendered) == sorted(preset.name for preset in PRESETS)

@@ -154,9 +154,9 @@ class IngestService:
         except ImageRejectedError as rejection:
             return self._reject(job, rejection.code, rejection.message)
         accepted = self.store.accept(job.job_id, image, {VARIANTS_TASK: Task()})
-        warning = self._release_upload(accepted, source)
+        # The upload is released after the fan-out, not before: nothing waits on its removal.
         self._fan_out(accepted)
-        return IngestResult(IngestOutcome.ACCEPTED, job.job_id, warning)
+        return IngestResult(IngestOutcome.ACCEPTED, job.job_id, self._release_upload(accepted, source))
 
     def _after_acceptance(self, job: Job, source: SourceObject) -> IngestResult:
         """An event for the key of a job that has accepted its image: the accepted write again, or a later one."""

@@ -9,7 +9,7 @@ page shows before it plays or where animation is off)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
@@ -102,6 +102,7 @@ def render_stills(
     steps: Sequence[tuple[VariantPreset, OutputFormat]],
     settings: Settings,
     workers: int = 1,
+    started: Callable[[], object] | None = None,
 ) -> Iterator[tuple[VariantPreset, OutputFormat, RenderedImage]]:
     """Every still variant of `steps` from one decoded image, yielded as each encode finishes.
 
@@ -109,7 +110,8 @@ def render_stills(
     third of the pixels of a 24 MP one; 1200 px from it costs a fraction of 1200 px from the full
     decode, for the same PSNR), and `workers` encodes run at once. Yielded as they finish, the smaller
     variants are stored while the largest still encodes, rather than after it. An alpha channel that
-    is opaque everywhere is dropped once: it would be encoded in every variant for nothing.
+    is opaque everywhere is dropped once: it would be encoded in every variant for nothing. `started`
+    runs once every encode is under way: what it waits on (a write) overlaps them instead of delaying them.
     """
     if image.mode == "RGBA" and image.getchannel("A").getextrema() == (255, 255):
         image = image.convert("RGB")
@@ -128,6 +130,8 @@ def render_stills(
             encode = partial(render_variant, sized, preset.long_edge, fmt, quality(fmt, settings))
             pending[pool.submit(encode)] = (preset, fmt)
         del image, sized, encode
+        if started is not None:
+            started()
         for future in as_completed(pending):
             preset, fmt = pending.pop(future)
             yield preset, fmt, future.result()
@@ -209,9 +213,11 @@ class VariantsService:
         largest = max(preset.long_edge for preset, _ in steps)
         workers = image_threads()
         image = load_normalized(data, s.image_limits, max_edge=largest, workers=workers)
-        self.store.progress_task(job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image))
+        record_placeholder = partial(
+            self.store.progress_task, job.job_id, TASK, "placeholder", 10, placeholder=placeholder(image)
+        )
         role: VariantRole = "poster" if animated else "image"
-        stills = render_stills(image, steps, s, workers)
+        stills = render_stills(image, steps, s, workers, started=record_placeholder)
         del image  # the stills hold what they need: the largest decode goes as soon as it is resized
         for done, (preset, fmt, rendered) in enumerate(stills, start=1):
             self._record(job, preset, fmt, role, rendered, 10 + (90 * done) // total)
