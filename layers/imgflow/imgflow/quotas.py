@@ -115,11 +115,12 @@ class QuotaStore:
         if not charges:
             return []
         charged: list[tuple[dict[str, Any], int]] = []
+        uses: list[QuotaUse] = []
         try:
             for quota, amount in charges.items():
                 start = now - now % quota.window
                 key = {"pk": self._key(owner, quota, start)}
-                self._table.update_item(
+                response = self._table.update_item(
                     Key=key,
                     UpdateExpression="ADD #used :amount SET #expires = :expires",
                     # A charge bigger than the whole limit fails on an empty counter too.
@@ -131,8 +132,12 @@ class QuotaStore:
                         ":room": quota.limit - amount,
                         ":expires": start + quota.window + _DAY,
                     },
+                    # The counter as this charge left it: the use reported, with no read after the charges.
+                    ReturnValues="UPDATED_NEW",
                 )
                 charged.append((key, amount))
+                counter: dict[str, Any] = response["Attributes"]
+                uses.append(QuotaUse(quota, int(counter["used"]), start + quota.window))
         except ClientError as error:
             # Give back what this request charged before the counter that refused it: all move, or none.
             for key, amount in charged:
@@ -144,10 +149,10 @@ class QuotaStore:
                 )
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            uses = self.usage(owner, list(charges))
-            blocked = [use for use in uses if use.used + charges[use.quota] > use.quota.limit]
-            self._refuse(charges, uses, blocked or uses, now, error)
-        return self.usage(owner, list(charges))
+            current = self.usage(owner, list(charges))
+            blocked = [use for use in current if use.used + charges[use.quota] > use.quota.limit]
+            self._refuse(charges, current, blocked or current, now, error)
+        return uses
 
     @staticmethod
     def _refuse(

@@ -184,11 +184,14 @@ class VariantsService:
     def remove_leftovers(self, job_id: str) -> int:
         return remove_leftovers(self.store, self.storage, self.settings.media_bucket, job_id)
 
-    def finish(self, job_id: str, error: JobError | None = None, *, gave_up: bool = False) -> Job | None:
-        """Close the task (failed when `error`; `gave_up` when its retries ran out) and settle the job once
-        all its tasks are done."""
+    def finish(
+        self, job_id: str, error: JobError | None = None, *, gave_up: bool = False, last: Variant | None = None
+    ) -> Job | None:
+        """Close the task (failed when `error`; `gave_up` when its retries ran out; with its `last` variant
+        recorded in the same write) and settle the job once all its tasks are done."""
+        extra = {f"variants.{last.slot}": last} if last is not None else None
         try:
-            job = self.store.finish_task(job_id, TASK, error, gave_up=gave_up)
+            job = self.store.finish_task(job_id, TASK, error, gave_up=gave_up, extra=extra)
         except TransitionRejectedError:
             current = self.store.get(job_id)
             if current is None:
@@ -220,28 +223,29 @@ class VariantsService:
         stills = render_stills(image, steps, s, workers, started=record_placeholder)
         del image  # the stills hold what they need: the largest decode goes as soon as it is resized
         for done, (preset, fmt, rendered) in enumerate(stills, start=1):
-            self._record(job, preset, fmt, role, rendered, 10 + (90 * done) // total)
+            variant = self._store(job, preset, fmt, role, rendered)
+            if done == len(steps) and not presets:
+                # The last one is recorded as the task ends, in its write: one write and one version less
+                # on every upload's path.
+                return self.finish(job.job_id, last=variant)
+            self._record(job, variant, 10 + (90 * done) // total)
         if presets:
             animation = load_animation(data, s.image_limits)
             formats = animated_formats(animation, {fmt for _, fmt in steps})
             moving = [(preset, fmt) for preset in presets for fmt in formats]
             for done, (preset, fmt) in enumerate(moving, start=len(steps) + 1):
                 rendered = render_animation(animation, preset.long_edge, fmt, quality(fmt, s))
-                self._record(job, preset, fmt, "animation", rendered, 10 + (90 * done) // total)
+                self._record(job, self._store(job, preset, fmt, "animation", rendered), 10 + (90 * done) // total)
         return self.finish(job.job_id)
 
-    def _record(
-        self,
-        job: Job,
-        preset: VariantPreset,
-        fmt: OutputFormat,
-        role: VariantRole,
-        rendered: RenderedImage,
-        progress: int,
-    ) -> None:
-        """Store one variant and record it on the job."""
+    def _store(
+        self, job: Job, preset: VariantPreset, fmt: OutputFormat, role: VariantRole, rendered: RenderedImage
+    ) -> Variant:
         place = poster_key if role == "poster" else variant_key
         key = place(job.owner, job.job_id, preset.name, fmt)
-        variant = store_variant(self.storage, self.settings.media_bucket, key, preset, fmt, rendered, role)
-        stage = f"encoded {preset.name}.{fmt}" + ("" if role == "image" else f" ({role})")
+        return store_variant(self.storage, self.settings.media_bucket, key, preset, fmt, rendered, role)
+
+    def _record(self, job: Job, variant: Variant, progress: int) -> None:
+        """Record a stored variant on the job, with the task's progress."""
+        stage = f"encoded {variant.preset}.{variant.format}" + ("" if variant.role == "image" else f" ({variant.role})")
         self.store.progress_task(job.job_id, TASK, stage, progress, variant=variant)
