@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from imgflow.job_store import JobStore
-from imgflow.keys import original_key
-from imgflow.models import Edit, EditSpec, Job, JobStatus, TaskStatus, VariantsMessage
+from imgflow.models import Edit, EditSpec, Job, JobStatus, TaskStatus
 from imgflow.services import ingest_service, variants_service
 from integration.helpers import HOPPER, accepted_api_job, call_api, create_api_job, get_job_event, stored_job
 from integration.test_edit_api import added, ingest_upload, upload_body
@@ -90,28 +89,3 @@ def test_given_a_form_that_expired_when_an_edit_is_added_as_the_job_expires_then
     job = stored_job(aws, job_id)
     assert job.status is JobStatus.EXPIRED
     assert open_or_failed(job) == {"edit-0123456789ab": TaskStatus.FAILED}
-
-
-def test_given_variants_ending_the_job_when_an_edit_is_added_before_that_write_then_the_job_waits_for_it(
-    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The last variant, the task's end and the job's are one write, conditioned on the version the step last
-    # wrote: an edit added after that write makes it fail, and the task ends on its own.
-    job_id, _, _ = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
-    store = variants_service().store
-    finish_last_task = store.finish_last_task
-
-    def edit_added_first(*args: Any, **kwargs: Any) -> Job:
-        added(lambda_context, job_id, {"operations": [{"op": "grayscale"}]})
-        return finish_last_task(*args, **kwargs)
-
-    monkeypatch.setattr(store, "finish_last_task", edit_added_first)
-    owner = stored_job(aws, job_id).owner
-
-    variants_service().run(VariantsMessage(job_id=job_id, bucket=aws.media_bucket, key=original_key(owner, job_id)))
-
-    job = stored_job(aws, job_id)
-    [edit_task] = [name for name in job.tasks if name != "variants"]
-    assert (job.status, job.tasks[edit_task].status) == (JobStatus.PROCESSING, TaskStatus.PENDING)
-    assert job.tasks["variants"].status is TaskStatus.SUCCEEDED
-    assert sorted(job.variants) == ["full_webp", "large_webp", "small_webp", "thumb_webp"]

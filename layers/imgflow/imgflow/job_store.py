@@ -453,7 +453,8 @@ class JobStore:
         allowed: Iterable[JobStatus] = PROCESSING_ONLY,
     ) -> Job:
         changes: dict[str, Any] = {f"tasks.{task}.stage": stage, f"tasks.{task}.progress": progress}
-        changes |= _recorded(variant)
+        if variant is not None:
+            changes[f"variants.{variant.slot}"] = variant
         if placeholder is not None:
             changes["placeholder"] = placeholder
         return self._update(
@@ -472,39 +473,30 @@ class JobStore:
         error: JobError | None = None,
         *,
         extra: Mapping[str, Any] | None = None,
-        variant: Variant | None = None,
         allowed: Iterable[JobStatus] = PROCESSING_ONLY,
         gave_up: bool = False,
     ) -> Job:
-        """Close a task, with what else changes with it (e.g. an edit's result, the task's last `variant`) in
-        the same write; `gave_up`: failed because its step's retries ran out (a redrive runs it again, see
-        `reopen`)."""
+        """Close a task, with what else changes with it (e.g. an edit's result) in the same write; `gave_up`:
+        failed because its step's retries ran out (a redrive runs it again, see `reopen`)."""
+        changes: dict[str, Any] = {
+            **(extra or {}),
+            f"tasks.{task}.status": TaskStatus.FAILED if error else TaskStatus.SUCCEEDED,
+            f"tasks.{task}.stage": "failed" if error else "done",
+        }
+        if error is None:
+            changes[f"tasks.{task}.progress"] = 100
+        else:
+            changes[f"tasks.{task}.error"] = error
+        if gave_up:
+            changes[f"tasks.{task}.gave_up"] = True
         return self._update(
             job_id,
             f"finish task {task}",
-            {**(extra or {}), **_recorded(variant), **_finished(task, error, gave_up=gave_up)},
+            changes,
             allowed=allowed,
             task_open=task,
             # The job settles next, or waits for its other tasks: the sweep sees which, and when.
             overdue_at=self.now() + MARGIN_SECONDS,
-        )
-
-    def finish_last_task(
-        self, job: Job, task: str, status: JobStatus, error: JobError | None, *, variant: Variant | None = None
-    ) -> Job:
-        """Close `task` as succeeded, with its last `variant`, and settle the job as `status` (with `error`) in
-        the same write, on the condition that the job is still `job`'s version, in which `task` was the last
-        one open; TransitionRejectedError when it changed since (an edit added, which the job now waits for)."""
-        changes: dict[str, Any] = {**_recorded(variant), **_finished(task, None), "status": status}
-        if error is not None:
-            changes["error"] = error
-        return self._update(
-            job.job_id,
-            f"finish task {task} and settle as {status}",
-            changes,
-            allowed={JobStatus.PROCESSING},
-            conditions=[("version", "=", job.version)],
-            removes=_NOTHING_OPEN,
         )
 
     # --- the one write path ------------------------------------------------------------------------
@@ -575,24 +567,6 @@ class JobStore:
                 raise TransitionRejectedError(job_id, action) from error
             raise
         return Job.model_validate(response["Attributes"])
-
-
-def _recorded(variant: Variant | None) -> dict[str, Any]:
-    return {f"variants.{variant.slot}": variant} if variant is not None else {}
-
-
-def _finished(task: str, error: JobError | None, *, gave_up: bool = False) -> dict[str, Any]:
-    changes: dict[str, Any] = {
-        f"tasks.{task}.status": TaskStatus.FAILED if error else TaskStatus.SUCCEEDED,
-        f"tasks.{task}.stage": "failed" if error else "done",
-    }
-    if error is None:
-        changes[f"tasks.{task}.progress"] = 100
-    else:
-        changes[f"tasks.{task}.error"] = error
-    if gave_up:
-        changes[f"tasks.{task}.gave_up"] = True
-    return changes
 
 
 def _closed(tasks: Iterable[str], error: JobError, *, gave_up: bool = False) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from imgflow.errors import TransitionRejectedError
 from imgflow.job_store import JobStore
 from imgflow.keys import job_prefix
-from imgflow.models import OPEN_TASK_STATUSES, Job, JobStatus, TaskStatus, Variant
+from imgflow.models import OPEN_TASK_STATUSES, Job, JobStatus, TaskStatus
 from imgflow.storage import ObjectStorage
 
 
@@ -33,24 +33,6 @@ def settle_if_done(store: JobStore, job: Job) -> Job:
             continue
         return settled
     return job
-
-
-def finish_and_settle(store: JobStore, job: Job, task: str, variant: Variant) -> Job | None:
-    """Close `task` of `job` (the version its worker last wrote) as succeeded, with its last `variant`, and
-    settle the job in that same write when no other task is open: one write where two would be, and the
-    job's end reaches its readers a write sooner. None when another task is open or the job changed since
-    `job`: the caller finishes the task on its own, and the job settles as `settle_if_done` decides."""
-    if job.status is not JobStatus.PROCESSING:
-        return None
-    done = {**job.tasks, task: job.tasks[task].model_copy(update={"status": TaskStatus.SUCCEEDED})}
-    status = settle_status(job.model_copy(update={"tasks": done}))
-    if status is None:
-        return None
-    error = next((other.error for other in job.tasks.values() if other.error), None)
-    try:
-        return store.finish_last_task(job, task, status, error if status is JobStatus.FAILED else None, variant=variant)
-    except TransitionRejectedError:
-        return None
 
 
 def remove_leftovers(store: JobStore, storage: ObjectStorage, media_bucket: str, job_id: str) -> int:

@@ -42,7 +42,7 @@ from imgflow.models import (
     VariantsMessage,
 )
 from imgflow.settings import Settings
-from imgflow.settling import finish_and_settle, remove_leftovers, settle_if_done
+from imgflow.settling import remove_leftovers, settle_if_done
 from imgflow.storage import ObjectChangedError, ObjectStorage
 
 TASK = VARIANTS_TASK
@@ -189,8 +189,9 @@ class VariantsService:
     ) -> Job | None:
         """Close the task (failed when `error`; `gave_up` when its retries ran out; with its `last` variant
         recorded in the same write) and settle the job once all its tasks are done."""
+        extra = {f"variants.{last.slot}": last} if last is not None else None
         try:
-            job = self.store.finish_task(job_id, TASK, error, gave_up=gave_up, variant=last)
+            job = self.store.finish_task(job_id, TASK, error, gave_up=gave_up, extra=extra)
         except TransitionRejectedError:
             current = self.store.get(job_id)
             if current is None:
@@ -221,12 +222,13 @@ class VariantsService:
         role: VariantRole = "poster" if animated else "image"
         stills = render_stills(image, steps, s, workers, started=record_placeholder)
         del image  # the stills hold what they need: the largest decode goes as soon as it is resized
-        written: Job | None = None  # the job as this task's last write left it
         for done, (preset, fmt, rendered) in enumerate(stills, start=1):
             variant = self._store(job, preset, fmt, role, rendered)
             if done == len(steps) and not presets:
-                return self._finish_with(job.job_id, written, variant)
-            written = self._record(job, variant, 10 + (90 * done) // total)
+                # The last one is recorded as the task ends, in its write: one write and one version less
+                # on every upload's path.
+                return self.finish(job.job_id, last=variant)
+            self._record(job, variant, 10 + (90 * done) // total)
         if presets:
             animation = load_animation(data, s.image_limits)
             formats = animated_formats(animation, {fmt for _, fmt in steps})
@@ -236,14 +238,6 @@ class VariantsService:
                 self._record(job, self._store(job, preset, fmt, "animation", rendered), 10 + (90 * done) // total)
         return self.finish(job.job_id)
 
-    def _finish_with(self, job_id: str, written: Job | None, last: Variant) -> Job | None:
-        """Close the task with its last variant recorded in the same write, and the job settled in it too when
-        nothing else is open (as of `written`, the job as this task last wrote it): on every upload's path,
-        one write and one version where there were three."""
-        if written is not None and (ended := finish_and_settle(self.store, written, TASK, last)) is not None:
-            return ended
-        return self.finish(job_id, last=last)
-
     def _store(
         self, job: Job, preset: VariantPreset, fmt: OutputFormat, role: VariantRole, rendered: RenderedImage
     ) -> Variant:
@@ -251,7 +245,7 @@ class VariantsService:
         key = place(job.owner, job.job_id, preset.name, fmt)
         return store_variant(self.storage, self.settings.media_bucket, key, preset, fmt, rendered, role)
 
-    def _record(self, job: Job, variant: Variant, progress: int) -> Job:
+    def _record(self, job: Job, variant: Variant, progress: int) -> None:
         """Record a stored variant on the job, with the task's progress."""
         stage = f"encoded {variant.preset}.{variant.format}" + ("" if variant.role == "image" else f" ({variant.role})")
-        return self.store.progress_task(job.job_id, TASK, stage, progress, variant=variant)
+        self.store.progress_task(job.job_id, TASK, stage, progress, variant=variant)
