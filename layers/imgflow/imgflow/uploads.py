@@ -406,8 +406,8 @@ class UploadsService:
             self.sleep(min(delay, max(deadline - self.monotonic(), 0.0)))
             # At most 0.1 s between reads: a change is seen 0.05 s after it on average (a 1 s cap added
             # ~0.5 s to upload -> succeeded, 0.25 s ~0.1 s). Ten consistent reads a second of a job's item
-            # under 4 KB (a read unit each) cost a fifth of what the function's own time, which the wait
-            # holds anyway, costs (512 MB on arm64).
+            # under 4 KB (a read unit each) cost about a fifth as much as the function's own time, which the
+            # wait holds anyway (512 MB on arm64).
             delay = min(delay * 1.5, _POLL_CAP_SECONDS)
 
     def view(self, job: Job) -> JobView:
