@@ -453,8 +453,7 @@ class JobStore:
         allowed: Iterable[JobStatus] = PROCESSING_ONLY,
     ) -> Job:
         changes: dict[str, Any] = {f"tasks.{task}.stage": stage, f"tasks.{task}.progress": progress}
-        if variant is not None:
-            changes[f"variants.{variant.slot}"] = variant
+        changes |= _recorded(variant)
         if placeholder is not None:
             changes["placeholder"] = placeholder
         return self._update(
@@ -473,13 +472,16 @@ class JobStore:
         error: JobError | None = None,
         *,
         extra: Mapping[str, Any] | None = None,
+        variant: Variant | None = None,
         allowed: Iterable[JobStatus] = PROCESSING_ONLY,
         gave_up: bool = False,
     ) -> Job:
-        """Close a task, with what else changes with it (e.g. an edit's result) in the same write; `gave_up`:
-        failed because its step's retries ran out (a redrive runs it again, see `reopen`)."""
+        """Close a task, with what else changes with it (e.g. an edit's result, the task's last `variant`) in
+        the same write; `gave_up`: failed because its step's retries ran out (a redrive runs it again, see
+        `reopen`)."""
         changes: dict[str, Any] = {
             **(extra or {}),
+            **_recorded(variant),
             f"tasks.{task}.status": TaskStatus.FAILED if error else TaskStatus.SUCCEEDED,
             f"tasks.{task}.stage": "failed" if error else "done",
         }
@@ -567,6 +569,11 @@ class JobStore:
                 raise TransitionRejectedError(job_id, action) from error
             raise
         return Job.model_validate(response["Attributes"])
+
+
+def _recorded(variant: Variant | None) -> dict[str, Any]:
+    """The change that records a variant on its job (none for None)."""
+    return {f"variants.{variant.slot}": variant} if variant is not None else {}
 
 
 def _closed(tasks: Iterable[str], error: JobError, *, gave_up: bool = False) -> dict[str, Any]:

@@ -189,9 +189,8 @@ class VariantsService:
     ) -> Job | None:
         """Close the task (failed when `error`; `gave_up` when its retries ran out; with its `last` variant
         recorded in the same write) and settle the job once all its tasks are done."""
-        extra = {f"variants.{last.slot}": last} if last is not None else None
         try:
-            job = self.store.finish_task(job_id, TASK, error, gave_up=gave_up, extra=extra)
+            job = self.store.finish_task(job_id, TASK, error, gave_up=gave_up, variant=last)
         except TransitionRejectedError:
             current = self.store.get(job_id)
             if current is None:
