@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import jsonpath_ng.ext
 import pytest
 from moto import backends
 from moto.core.responses import ActionResult
+from moto.events.utils import EventTemplateParser
 
 from imgflow_local import moto_speedups
 from support import REGION, EmulatedAws
@@ -128,3 +130,35 @@ def test_given_dynamodb_and_its_stream_when_answered_plainly_then_each_answer_is
     }
     # A blob is base64 on the wire, which only the model knows: its GetItem went to moto's serializer.
     assert [plain is None for operation, plain, _ in answers if operation == "GetItem"] == [False, False, True]
+
+
+def test_given_installed_when_an_event_is_made_into_a_targets_input_then_each_path_is_parsed_once_and_reads_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    moto_speedups.install()
+    event = {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Job Succeeded",
+        "source": "imgflow",
+        "account": "123456789012",
+        "time": 1796194800,  # as moto's PutEvents writes it (its default template leaves it unquoted)
+        "region": REGION,
+        "resources": ["arn:aws:s3:::media/job-1"],
+        "detail": {"job_id": "job-1", "version": 7, "variants": [{"preset": "large", "bytes": 1}]},
+        "ingestion-time": "2026-12-02T07:00:00.123Z",
+    }
+    paths = {"job": "$.detail.job_id", "first": "$.detail.variants[0].preset", "absent": "$.detail.nothing"}
+    template = '{"job": "<job>", "first": "<first>", "absent": "<absent>", "whole": <aws.events.event.json>}'
+
+    def inputs() -> list[dict[str, Any]]:
+        by_rule = EventTemplateParser.parse(template, paths, event)  # type: ignore[arg-type]
+        by_default = EventTemplateParser.parse("", {}, event)  # type: ignore[arg-type]
+        return [by_rule, by_default]
+
+    cached = inputs()
+
+    assert jsonpath_ng.ext.parse("$.detail.job_id") is jsonpath_ng.ext.parse("$.detail.job_id")
+    monkeypatch.setattr(jsonpath_ng.ext, "parse", jsonpath_ng.ext.parse.__wrapped__)  # type: ignore[attr-defined]
+    assert cached == inputs()
+    assert cached[0] == {"job": "job-1", "first": "large", "absent": "<absent>", "whole": event}
