@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -26,7 +26,7 @@ from imgflow_local.auth import JwtAuthorizer, LocalIssuer
 from imgflow_local.demo import DEMO_OWNER, DemoPages, ai_edits_configured
 from imgflow_local.endpoints import AwsEndpoints
 from imgflow_local.faults import FaultSpec, FunctionFaults, RuntimeFaults
-from imgflow_local.front_door import FrontDoorServer, make_front_door
+from imgflow_local.front_door import FrontDoorServer, embedded_emulator, make_front_door
 from imgflow_local.functions import Invocation, LocalFunction, Zygote
 from imgflow_local.http_api import HttpApiApp, bind
 from imgflow_local.iam import Enforcement, IamError, SessionCredentials, assume_function_roles, refused_deliveries
@@ -34,6 +34,9 @@ from imgflow_local.scheduler import ScheduledInvoker, rate_seconds
 from imgflow_local.sqs_poller import SqsPoller
 from imgflow_local.stack import LOCAL_PARAMETERS, FunctionSpec, HttpApiSpec, LocalStack
 from imgflow_local.stream_poller import StreamPoller
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 REGION = "us-east-1"
 # The emulator's credentials: the front door verifies presigned POSTs with this secret, as S3 would with yours.
@@ -106,7 +109,7 @@ class LocalRuntime:
             raise ValueError(f"preload names functions the template does not have: {', '.join(sorted(unknown))}")
         self.api_url = ""
         self.aws_url = ""
-        self._emulator: Any = None
+        self._emulator: WSGIApplication | None = None
         # Access keys the front door verifies S3 POST forms with: the runtime's, then each function role's.
         self._secrets = {ACCESS_KEY_ID: SECRET_ACCESS_KEY}
         self._roles: dict[str, SessionCredentials] = {}
@@ -186,9 +189,9 @@ class LocalRuntime:
             *(lambda thread=thread: thread.join(timeout=5) for thread in self._threads),
         )
         self._stop_zygote()  # after the functions, which ask it for their loaders' pids
-        # Then the emulator, once nothing calls it; its front door and its server each wait out their
-        # serving loop's poll (half a second), side by side.
-        _all_at_once(*(server.stop for server in (self._front_door, self._emulator) if server))
+        # Then the emulator's front door, once nothing calls it (it waits out its serving loop's poll).
+        if self._front_door:
+            self._front_door.stop()
         if self._emulator:
             # moto keeps its state in this process's memory: a runtime started after this one starts empty.
             from moto.moto_api._internal.models import moto_api_backend
@@ -227,13 +230,9 @@ class LocalRuntime:
         os.environ.pop("AWS_PROFILE", None)
         endpoints = self.options.aws_endpoints
         if endpoints.needs_embedded:
-            from moto.server import ThreadedMotoServer
-
             moto_speedups.install()
-            emulator_port = free_port()
-            self._emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=emulator_port, verbose=False)
-            self._emulator.start()
-            app = make_front_door(f"http://127.0.0.1:{emulator_port}", self._secrets, REGION, own_key=ACCESS_KEY_ID)
+            self._emulator = embedded_emulator()
+            app = make_front_door(self._emulator, self._secrets, REGION, own_key=ACCESS_KEY_ID)
             self._front_door = FrontDoorServer(app, host=self.options.host, port=self.options.aws_port)
             self._front_door.start()
         embedded_url = self._front_door.url if self._front_door else None

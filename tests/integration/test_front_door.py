@@ -10,9 +10,8 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
-from imgflow_local.front_door import FrontDoorServer, make_front_door
+from imgflow_local.front_door import FrontDoorServer, embedded_emulator, make_front_door
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,17 +23,8 @@ JPEG_BYTES = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 2 + b"\xff\xd9"
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def front_door_url(moto_url: str) -> Iterator[str]:
-    server = FrontDoorServer(make_front_door(moto_url, SECRETS, REGION))
+def front_door_url() -> Iterator[str]:
+    server = FrontDoorServer(make_front_door(embedded_emulator(), SECRETS, REGION))
     server.start()
     yield server.url
     server.stop()

@@ -15,9 +15,9 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
+from moto.moto_api._internal.models import moto_api_backend
 
-from imgflow_local.front_door import FrontDoorServer, make_front_door
+from imgflow_local.front_door import FrontDoorServer, embedded_emulator, make_front_door
 from imgflow_local.iam import Enforcement, SessionCredentials, assume_function_roles, function_roles
 from imgflow_local.runtime import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from imgflow_local.stack import LocalStack
@@ -63,13 +63,9 @@ class EnforcedStack:
 
 @pytest.fixture(scope="module")
 def enforced() -> Iterator[EnforcedStack]:
-    emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    emulator.start()
-    host, port = emulator.get_host_and_port()
-    emulator_url = f"http://{host}:{port}"
-    requests.post(f"{emulator_url}/moto-api/reset", timeout=10)
+    moto_api_backend.reset()
     secrets = {ACCESS_KEY_ID: SECRET_ACCESS_KEY}
-    front_door = FrontDoorServer(make_front_door(emulator_url, secrets, REGION, own_key=ACCESS_KEY_ID))
+    front_door = FrontDoorServer(make_front_door(embedded_emulator(), secrets, REGION, own_key=ACCESS_KEY_ID))
     front_door.start()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", front_door.url)
@@ -88,8 +84,7 @@ def enforced() -> Iterator[EnforcedStack]:
         finally:
             enforcement.stop()
             front_door.stop()
-            requests.post(f"{emulator_url}/moto-api/reset", timeout=10)
-            emulator.stop()
+            moto_api_backend.reset()
 
 
 def error_code(call: Any) -> str:
