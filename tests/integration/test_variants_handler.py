@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import pytest
@@ -11,8 +12,9 @@ from PIL import Image
 import variants_handler
 from imgflow import aws as clients
 from imgflow import variants
+from imgflow.job_store import JobStore
 from imgflow.keys import original_key, variant_key
-from imgflow.models import JobStatus, OutputFormat, TaskStatus
+from imgflow.models import Job, JobError, JobStatus, OutputFormat, TaskStatus
 from imgflow.services import uploads_service
 from imgflow.storage import ObjectStorage
 from integration.helpers import (
@@ -337,3 +339,63 @@ def test_given_the_job_is_deleted_while_its_variants_are_written_then_nothing_of
 
 def stored_job_or_none(aws: EmulatedAws, job_id: str) -> object:
     return aws.table().get_item(Key={"pk": job_id}).get("Item")
+
+
+def test_given_a_slow_start_write_when_variants_run_then_the_decode_goes_on_beside_it_and_every_record_follows_it(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, key, etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    steps: list[str] = []
+    original_read, start_task, progress_task = ObjectStorage.read, JobStore.start_task, JobStore.progress_task
+
+    def slow_start(self: JobStore, *args: Any, **kwargs: Any) -> Job:
+        time.sleep(0.3)  # the table answering slowly: the read and the decode go on meanwhile
+        job = start_task(self, *args, **kwargs)
+        steps.append("started")
+        return job
+
+    def read(self: ObjectStorage, *args: Any, **kwargs: Any) -> bytes:
+        steps.append("read")
+        return original_read(self, *args, **kwargs)
+
+    def progress(self: JobStore, *args: Any, **kwargs: Any) -> Job:
+        steps.append("recorded")
+        return progress_task(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "start_task", slow_start)
+    monkeypatch.setattr(ObjectStorage, "read", read)
+    monkeypatch.setattr(JobStore, "progress_task", progress)
+
+    assert make_variants(variants_message_event(aws, job_id, key, etag), lambda_context) == []
+
+    assert steps[:2] == ["read", "started"]
+    assert set(steps[2:]) == {"recorded"}
+    job = stored_job(aws, job_id)
+    assert (job.status, job.tasks["variants"].attempts, len(job.variants)) == (JobStatus.SUCCEEDED, 1, len(PRESETS))
+
+
+@pytest.mark.parametrize("original", [b"", HOPPER.read_bytes()[:4000]], ids=["intact", "corrupt"])
+def test_given_the_job_failed_as_its_task_starts_when_variants_run_then_nothing_is_recorded_after_the_refused_start(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch, original: bytes
+) -> None:
+    job_id, key, etag = accepted_api_job(aws, lambda_context, HOPPER.read_bytes())
+    frozen = original_key(API_OWNER, job_id)
+    if original:  # a corrupt original too: its failure is written only after the start, which is refused
+        aws.client("s3").put_object(Bucket=aws.media_bucket, Key=frozen, Body=original)
+    start_task = JobStore.start_task
+
+    def failed_meanwhile(self: JobStore, *args: Any, **kwargs: Any) -> Job:
+        # The sweep fails the job (its step gave up) between the task's read of it and its start.
+        self.fail(job_id, JobError(code="internal_error", message="the step gave up"))
+        return start_task(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobStore, "start_task", failed_meanwhile)
+
+    assert make_variants(variants_message_event(aws, job_id, key, etag), lambda_context) == []
+
+    job = stored_job(aws, job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error is not None
+    assert (job.error.code, job.error.message) == ("internal_error", "the step gave up")
+    assert (job.tasks["variants"].attempts, job.variants, job.placeholder) == (0, {}, None)
+    assert [name for name in media_keys(aws) if "/variants/" in name] == []
