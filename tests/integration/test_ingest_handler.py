@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -15,9 +16,11 @@ import edit_handler
 import ingest_handler
 import variants_handler
 from imgflow import aws as clients
+from imgflow import ingest as ingest_module
 from imgflow import services
 from imgflow.keys import original_key, upload_key
-from imgflow.models import ImageInfo, JobStatus, TaskStatus, VariantsMessage, edit_task_name
+from imgflow.models import ImageInfo, ImageLimits, JobStatus, TaskStatus, VariantsMessage, edit_task_name
+from imgflow.storage import ObjectChangedError, ObjectStorage
 from integration.helpers import (
     API_OWNER,
     BAD_INPUTS,
@@ -437,6 +440,8 @@ def test_given_a_bad_image_dropped_directly_when_ingested_then_the_job_is_reject
     assert job.error.code == code
     assert job.image is None
     assert fan_out(aws) == []
+    # Frozen while it was validated (a JPEG, PNG or GIF by its magic bytes), and removed once refused.
+    assert media_keys(aws) == []
     events = lifecycle_events(aws)
     assert detail_types(events) == ["Job Rejected"]
     assert events[0]["detail"]["job_id"] == job.job_id
@@ -725,3 +730,55 @@ def test_given_a_configured_drop_owner_when_an_object_is_dropped_then_its_job_an
     assert job.owner == "partner-backend"
     assert [message.key for message in fan_out(aws)] == [frozen_key(job.job_id, "partner-backend")]
     assert media_keys(aws) == [original_key("partner-backend", job.job_id)]
+
+
+def test_given_a_slow_copy_when_an_upload_is_ingested_then_it_is_validated_while_it_is_frozen(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, key, etag = api_upload(aws, lambda_context)
+    steps: list[str] = []
+    copy, inspect = ObjectStorage.copy, ingest_module.inspect_image
+
+    def slow_copy(self: ObjectStorage, *args: Any, **kwargs: Any) -> None:
+        steps.append("freezing")
+        time.sleep(0.3)  # S3 copying a large object: the validation goes on meanwhile
+        copy(self, *args, **kwargs)
+        steps.append("frozen")
+
+    def inspected(data: bytes, limits: ImageLimits) -> ImageInfo:
+        info = inspect(data, limits)
+        steps.append("validated")
+        return info
+
+    monkeypatch.setattr(ObjectStorage, "copy", slow_copy)
+    monkeypatch.setattr(ingest_module, "inspect_image", inspected)
+
+    assert ingest(upload_notification(aws, key, etag, HOPPER_SIZE), lambda_context) == []
+
+    assert steps == ["freezing", "validated", "frozen"]
+    assert stored_job(aws, job_id).status is JobStatus.PROCESSING
+    assert frozen_original(aws, job_id) == (HOPPER.read_bytes(), "image/jpeg")
+    assert [message.key for message in fan_out(aws)] == [frozen_key(job_id)]
+
+
+def test_given_the_copy_fails_when_a_corrupt_upload_is_ingested_then_it_is_rejected_for_its_bytes(
+    aws: EmulatedAws, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validation refuses before the object's change counts: the rejection is the file's, as it was when
+    # the copy came after the validation.
+    data = (BAD_INPUTS / "truncated_jpeg.jpg").read_bytes()
+    key = "uploads/partner/truncated_jpeg.jpg"
+    etag = put_upload(aws, key, data)
+
+    def replaced_meanwhile(self: ObjectStorage, bucket: str, key: str, *args: Any, **kwargs: Any) -> None:
+        raise ObjectChangedError(key, deleted=False)
+
+    monkeypatch.setattr(ObjectStorage, "copy", replaced_meanwhile)
+
+    assert ingest(upload_notification(aws, key, etag, len(data)), lambda_context) == []
+
+    [job] = stored_jobs(aws)
+    assert job.status is JobStatus.REJECTED
+    assert job.error is not None
+    assert job.error.code == "corrupt_image"
+    assert media_keys(aws) == []
