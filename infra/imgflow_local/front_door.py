@@ -4,8 +4,8 @@ Every request of an SDK is handed to the emulator (moto's WSGI app, in this proc
 S3 browser-based uploads (POSTs to a bucket): moto would store them without checking anything, so their
 form is read as S3 reads it and its POST policy verified here first, and moto gets only the form S3
 would have stored. The emulator is called in-process rather than through an HTTP server of its own: a
-second hop cost a millisecond of CPU on each of the hundred and more requests an upload makes, on the
-cores the functions encode on (`make load`: the runtime's CPU per 12 MP upload 0.46 -> 0.36 s).
+second hop cost a millisecond of CPU on each of the ~95 requests an upload makes, on the cores the
+functions encode on (the runtime's CPU per 12 MP upload 0.46 -> 0.36 s; README, Measured limits).
 A web page may do here only what it may do with S3: upload with a presigned form, download with a
 presigned URL, ask a bucket's CORS rules; and every CORS header is S3's, from those rules, never moto's
 `*` (which would let any site the developer visits read the local table or the queues).
