@@ -18,7 +18,7 @@ import logging
 import secrets as token_source
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING
@@ -28,7 +28,7 @@ from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_options_header
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.test import EnvironBuilder
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 from werkzeug.wsgi import get_input_stream
 
 from imgflow_local import s3_cors
@@ -37,7 +37,6 @@ from imgflow_local.post_form import UploadFormReader, malformed
 from imgflow_local.post_policy import PostPolicyError, VerifiedFields, error_xml, verify_post_fields
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
@@ -198,9 +197,8 @@ class _FrontDoor:
             url = f"http://{_OWN_HOST}{path}?cors"
             headers |= s3_authorization("GET", url, headers, credentials, self._region)
         environ = EnvironBuilder(path=path, query_string="cors", headers=list(headers.items())).get_environ()
-        answer = _Answer()
-        body = b"".join(_closing(self._emulator(environ, answer.start_response)))
-        return s3_cors.parse_rules(body) if answer.status.startswith("200 ") else None
+        body, status, _ = run_wsgi_app(self._emulator, environ, buffered=True)
+        return s3_cors.parse_rules(b"".join(body)) if status.startswith("200 ") else None
 
     def _upload(
         self, environ: WSGIEnvironment, start_response: StartResponse, cors: list[tuple[str, str]]
@@ -279,36 +277,18 @@ class _FrontDoor:
         # URI keeps the client's percent-encoding of S3 keys), the headers a hop passes on, the body.
         inner = {key: value for key, value in environ.items() if not _is_header_key(key)}
         inner.update(_environ_headers(headers))
-        inner["wsgi.input"] = io.BytesIO(body) if isinstance(body, bytes) else (body or io.BytesIO())
+        inner["wsgi.input"] = io.BytesIO(body or b"") if body is None or isinstance(body, bytes) else body
         inner["wsgi.input_terminated"] = False  # read to its Content-Length (none: no body)
-        answer = _Answer()
-        answered = self._emulator(inner, answer.start_response)
+        # werkzeug's own way to call an app and read its answer (write() as well as a body), closing it
+        # once the server has sent the body.
+        answered, status, answer_headers = run_wsgi_app(self._emulator, inner)
         headers_out = [
             (name, value)
-            for name, value in answer.headers
+            for name, value in answer_headers.items()
             if name.lower() not in _DROPPED_RESPONSE_HEADERS and not _is_cors_header(name)
         ]
-        start_response(answer.status, headers_out + (cors or []))
+        start_response(status, headers_out + (cors or []))
         return answered
-
-
-class _Answer:
-    """The status and headers a WSGI app starts its response with."""
-
-    def __init__(self) -> None:
-        self.status = ""
-        self.headers: list[tuple[str, str]] = []
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-    ) -> Callable[[bytes], object]:
-        self.status, self.headers = status, headers
-        return _no_write
-
-
-def _no_write(data: bytes) -> object:
-    # WSGI's legacy write(): moto's app (Flask) returns its body instead, as any app written since should.
-    raise NotImplementedError("the emulator wrote its body through write()")
 
 
 # --- reading the upload -------------------------------------------------------------------------
@@ -435,15 +415,6 @@ def _is_header_key(key: str) -> bool:
 def _environ_headers(headers: Mapping[str, str]) -> dict[str, str]:
     keys = ((name.upper().replace("-", "_"), value) for name, value in headers.items())
     return {key if key in _CONTENT_HEADERS else f"HTTP_{key}": value for key, value in keys}
-
-
-def _closing(answered: Iterable[bytes]) -> Iterable[bytes]:
-    """A WSGI answer's body, closed once read (as a server closes it)."""
-    try:
-        yield from answered
-    finally:
-        if close := getattr(answered, "close", None):
-            close()
 
 
 def _target_of(environ: WSGIEnvironment) -> str:
