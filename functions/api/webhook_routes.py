@@ -1,6 +1,6 @@
 """The webhook routes of the HTTP API: an owner's endpoints, their delivery log, and replays."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -22,7 +22,10 @@ from imgflow.api_responses import responses
 from imgflow.observability import logger, metrics, tracer
 from imgflow.services import webhook_service
 from imgflow.uploads import iso
-from imgflow.webhook_models import Delivery, WebhookEndpoint
+
+if TYPE_CHECKING:
+    # Loaded with the webhook service, by the requests that use it: most of the api's cold starts never do.
+    from imgflow.webhook_models import Delivery, WebhookEndpoint
 
 router = APIGatewayHttpRouter()
 
@@ -31,7 +34,7 @@ def _owner() -> str:
     return caller_of(router.current_event).owner
 
 
-def _view(endpoint: WebhookEndpoint) -> WebhookView:
+def _view(endpoint: "WebhookEndpoint") -> WebhookView:
     return WebhookView(
         id=endpoint.webhook_id,
         url=endpoint.url,
@@ -41,7 +44,7 @@ def _view(endpoint: WebhookEndpoint) -> WebhookView:
     )
 
 
-def _delivery_view(delivery: Delivery) -> DeliveryView:
+def _delivery_view(delivery: "Delivery") -> DeliveryView:
     return DeliveryView(
         message_id=delivery.message_id,
         type=delivery.type,

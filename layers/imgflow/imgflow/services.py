@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from imgflow import aws
 from imgflow.job_store import JobStore
-from imgflow.lifecycle import EventPublisher
 from imgflow.overdue import Deadlines
 from imgflow.settings import get_settings
 from imgflow.storage import ObjectStorage
@@ -19,6 +18,7 @@ from imgflow.storage import ObjectStorage
 if TYPE_CHECKING:
     from imgflow.edits import EditService, ImageEditor
     from imgflow.ingest import IngestService
+    from imgflow.lifecycle import EventPublisher
     from imgflow.stats import StatsService
     from imgflow.sweep import SweepService
     from imgflow.uploads import UploadsService
@@ -32,6 +32,8 @@ def job_store() -> JobStore:
 
 
 def publisher() -> EventPublisher:
+    from imgflow.lifecycle import EventPublisher
+
     return EventPublisher(aws.events(), get_settings().event_bus_name)
 
 
