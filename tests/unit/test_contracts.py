@@ -105,12 +105,14 @@ def test_given_the_template_then_every_artifact_with_requirements_is_locked_and_
     assert all(len(layers) <= PACKAGE.MAX_LAYERS for layers in application.function_layers.values())
 
 
-def test_given_the_api_function_when_imported_then_neither_pillow_nor_gemini_is_loaded() -> None:
-    # Its artifact carries neither (only the shared layer), and its cold start must not pay for them.
-    code = "import sys, api_handler; print(*(m in sys.modules for m in ('PIL', 'google.genai', 'imgflow_local')))"
+def test_given_the_api_function_when_imported_then_no_imaging_gemini_event_or_webhook_module_is_loaded() -> None:
+    # Its artifact carries neither (only the shared layer), and its cold start must not pay for them; nor for
+    # the lifecycle events (the publisher's) or the webhook models (loaded by the webhook routes' requests).
+    unwanted = ("PIL", "google.genai", "imgflow_local", "imgflow.lifecycle", "imgflow.webhook_models")
+    code = f"import sys, api_handler; print(*(m in sys.modules for m in {unwanted!r}))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/imgflow", "functions/api"))}
     output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert output.split() == ["False", "False", "False"]
+    assert output.split() == ["False"] * len(unwanted)
 
 
 def test_given_the_layer_then_it_never_imports_the_local_runtime() -> None:
