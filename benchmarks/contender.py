@@ -4,6 +4,9 @@ Prints one JSON line: CPU and wall seconds of the work (imports and reading the 
 Lambda container has paid for them), this process's own peak resident memory (`VmHWM`, imports included:
 a container holds them), the bytes of every output, the stage CPU times where the contender has stages.
 Writes the 1200 px variant to OUT_DIR/NAME.webp for the parent to score against its reference.
+
+With `--pixels` it measures nothing: it writes OUT_DIR/NAME.png, the 1200 px variant's pixels as they went
+into the encoder, for the parent to score the resize apart from the encoder.
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 EDGES = (4096, 1200, 600, 150)  # the deployment's default presets: full, large, small, thumb
 SCORED_EDGE = 1200
 QUALITY = 85
+
+# Called with each size's pixels before they are encoded, in a `--pixels` run; None when measuring.
+Keep = Callable[[int, Image.Image], None] | None
+Outcome = tuple[dict[int, bytes], dict[str, float]]  # each size's encoded bytes; stage CPU seconds
 
 
 def peak_rss_mb() -> float:
@@ -29,7 +38,7 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def imgflow(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+def imgflow(data: bytes, workers: int, keep: Keep = None) -> Outcome:
     """The variants function's own path: the domain calls VariantsService makes, through the same helpers."""
     from imgflow import variants
     from imgflow.imaging import load_normalized, placeholder
@@ -42,6 +51,8 @@ def imgflow(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, floa
     encode = variants.render_variant
 
     def timed_encode(image: Any, long_edge: int, *args: Any) -> Any:
+        if keep is not None:
+            keep(long_edge, image)
         started = time.thread_time()
         rendered = encode(image, long_edge, *args)
         encode_cpu[long_edge] = time.thread_time() - started
@@ -72,7 +83,7 @@ def imgflow(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, floa
     }
 
 
-def ingest(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+def ingest(data: bytes, workers: int, keep: Keep = None) -> Outcome:
     """What the ingest function does to the pixels: every bound, and a strict decode of the whole image."""
     from imgflow.imaging import inspect_image
     from imgflow.settings import Settings
@@ -81,9 +92,9 @@ def ingest(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float
     return {}, {}
 
 
-def naive(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+def naive(data: bytes, workers: int, keep: Keep = None) -> Outcome:
     """What a first Pillow version does: decode every pixel, orient, each size from the full image."""
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
@@ -93,13 +104,15 @@ def naive(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]
         scale = min(1.0, edge / max(full.size))
         size = (max(1, round(full.width * scale)), max(1, round(full.height * scale)))
         resized = full.resize(size, Image.Resampling.LANCZOS) if scale < 1 else full
+        if keep is not None:
+            keep(edge, resized)
         buffer = io.BytesIO()
         resized.save(buffer, format="WEBP", quality=QUALITY, method=4)
         outputs[edge] = buffer.getvalue()
     return outputs, {}
 
 
-def pyvips(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+def pyvips(data: bytes, workers: int, keep: Keep = None) -> Outcome:
     """libvips as its users call it: a shrink-on-load thumbnail per size, WebP without metadata."""
     import pyvips as vips
 
@@ -110,11 +123,14 @@ def pyvips(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float
     outputs = {}
     for edge in EDGES:
         thumb = vips.Image.thumbnail_buffer(data, edge, height=edge, size="down", **export)
+        if keep is not None:
+            thumb = thumb.copy_memory()  # read twice: a streamed decode would refuse the second read
+            keep(edge, _from_vips(thumb))
         outputs[edge] = thumb.webpsave_buffer(Q=QUALITY, effort=4, keep="none")
     return outputs, {}
 
 
-def pyvips_cascade(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[str, float]]:
+def pyvips_cascade(data: bytes, workers: int, keep: Keep = None) -> Outcome:
     """libvips as imgflow's core would use it, the fair test of switching: one decode (shrink-on-load to
     the largest size), each smaller size from the next larger (lanczos3), WebP at imgflow's effort 3."""
     import pyvips as vips
@@ -131,11 +147,18 @@ def pyvips_cascade(data: bytes, workers: int) -> tuple[dict[int, bytes], dict[st
         scale = edge / max(image.width, image.height)
         if scale < 1:
             image = image.resize(scale, kernel="lanczos3").copy_memory()
+        if keep is not None:
+            keep(edge, _from_vips(image))
         outputs[edge] = image.webpsave_buffer(Q=QUALITY, effort=3, keep="none")
     return outputs, {}
 
 
-CONTENDERS: dict[str, Callable[[bytes, int], tuple[dict[int, bytes], dict[str, float]]]] = {
+def _from_vips(image: Any) -> Image.Image:
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[image.bands]
+    return Image.frombytes(mode, (image.width, image.height), image.write_to_memory())
+
+
+CONTENDERS: dict[str, Callable[[bytes, int, Keep], Outcome]] = {
     "imgflow": imgflow,
     "naive": naive,
     "pyvips": pyvips,
@@ -147,10 +170,19 @@ CONTENDERS: dict[str, Callable[[bytes, int], tuple[dict[int, bytes], dict[str, f
 def main(name: str, source: Path, out_dir: Path, workers: int) -> None:
     run = CONTENDERS[name]
     data = source.read_bytes()
+    if "--pixels" in sys.argv:
+        kept: dict[int, Image.Image] = {}
+
+        def keep(edge: int, image: Image.Image) -> None:
+            kept[edge] = image.copy()
+
+        run(data, workers, keep)
+        kept[SCORED_EDGE].save(out_dir / f"{name}.png")
+        return
     # Imports first, outside the timed work (each contender imports its library on first use).
-    run(_tiny_jpeg(), workers)
+    run(_tiny_jpeg(), workers, None)
     started, started_cpu = time.perf_counter(), time.process_time()
-    outputs, stages = run(data, workers)
+    outputs, stages = run(data, workers, None)
     wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
     if SCORED_EDGE in outputs:
         (out_dir / f"{name}.webp").write_bytes(outputs[SCORED_EDGE])
@@ -166,12 +198,11 @@ def main(name: str, source: Path, out_dir: Path, workers: int) -> None:
 
 
 def _tiny_jpeg() -> bytes:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), "gray").save(buffer, format="JPEG")
     return buffer.getvalue()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 1)
+    arguments = [argument for argument in sys.argv[1:] if argument != "--pixels"]
+    main(arguments[0], Path(arguments[1]), Path(arguments[2]), int(arguments[3]) if len(arguments) > 3 else 1)

@@ -7,6 +7,10 @@ are medians; CPU seconds are the primary one (wall time swings 2-3x here). Write
 benchmarks/results.json and benchmarks/results.png, then GB-seconds per upload at each memory size and the
 encoders' bytes-versus-CPU frontier (benchmarks/stages.json). `--details` adds the older per-stage figures
 (benchmarks/details.py): phone formats, output formats, animations, edits, the local runtime.
+
+The 1200 px variant's PSNR is taken twice, as encoded and of the pixels that went into the encoder (the
+resize alone), beside a control: the reference itself, rounded and encoded. The encoder moves the first by
+more than the contenders differ; the second says whose resize is the more accurate.
 """
 
 from __future__ import annotations
@@ -65,6 +69,13 @@ def run_contender(name: str, source: Path, out_dir: Path, workers: int = 1) -> d
     return result
 
 
+def contender_pixels(name: str, source: Path, out_dir: Path) -> bytes:
+    """The contender's 1200 px variant before its encoder, as a PNG (a run of its own, not measured)."""
+    command = [sys.executable, str(CONTENDER), name, str(source), str(out_dir), "1", "--pixels"]
+    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+    return (out_dir / f"{name}.png").read_bytes()
+
+
 def reference(source: Path, size: tuple[int, int]) -> np.ndarray:
     """The full-resolution decode, upright, resized in float (per channel, LANCZOS, no shortcuts)."""
     with Image.open(source) as opened:
@@ -74,6 +85,7 @@ def reference(source: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def psnr(variant: bytes, source: Path, references: dict[tuple[str, tuple[int, int]], np.ndarray]) -> float:
+    """PSNR of an image file (a variant, or a contender's pixels before encoding) against the reference."""
     with Image.open(io.BytesIO(variant)) as decoded:
         pixels = np.asarray(decoded.convert("RGB"), dtype=np.float64)
         size = decoded.size
@@ -113,10 +125,27 @@ def machine() -> dict[str, Any]:
 Samples = dict[tuple[str, str], list[dict[str, Any]]]  # (input, contender): one dict per fresh process
 
 
-def compare(sources: list[Path], repetitions: int, workdir: Path) -> list[dict[str, Any]]:
+def exact_encoded(
+    source: Path, size: tuple[int, int], references: dict[tuple[str, tuple[int, int]], np.ndarray]
+) -> dict[str, Any]:
+    """The control: the reference itself, rounded to 8 bits (a resize no contender can beat), encoded as
+    pyvips encodes (method 4) and as imgflow does (method 3), scored as the contenders are."""
+    exact = Image.fromarray(np.round(np.clip(references[(source.name, size)], 0, 255)).astype(np.uint8))
+    control: dict[str, Any] = {"input": source.name}
+    for method in (4, 3):
+        buffer = io.BytesIO()
+        exact.save(buffer, format="WEBP", quality=85, method=method)
+        control[f"psnr_1200_webp_method_{method}"] = round(psnr(buffer.getvalue(), source, references), 2)
+    return control
+
+
+def compare(sources: list[Path], repetitions: int, workdir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each contender's figures per input, and each input's control (`exact_encoded`)."""
     samples: Samples = {}
     references: dict[tuple[str, tuple[int, int]], np.ndarray] = {}
     scores: dict[tuple[str, str], float] = {}
+    pixel_scores: dict[tuple[str, str], float] = {}
+    sizes: dict[str, tuple[int, int]] = {}  # of imgflow's 1200 px variant, the control's size
     for repetition in range(repetitions):
         for source in sources:
             for name in CONTENDERS:
@@ -125,6 +154,11 @@ def compare(sources: list[Path], repetitions: int, workdir: Path) -> list[dict[s
                 samples.setdefault((source.name, name), []).append(run_contender(name, source, out_dir))
                 if repetition == 0:  # every repetition writes the same bytes
                     scores[(source.name, name)] = psnr((out_dir / f"{name}.webp").read_bytes(), source, references)
+                    pixels = contender_pixels(name, source, out_dir)
+                    pixel_scores[(source.name, name)] = psnr(pixels, source, references)
+                    if name == "imgflow":
+                        with Image.open(io.BytesIO(pixels)) as scored:
+                            sizes[source.name] = scored.size
         print(f"  repetition {repetition + 1}/{repetitions} done", flush=True)
     results = []
     for source in sources:
@@ -142,18 +176,36 @@ def compare(sources: list[Path], repetitions: int, workdir: Path) -> list[dict[s
                     "peak_rss_mb": round(statistics.median(run["peak_rss_mb"] for run in runs), 1),
                     "bytes": runs[0]["bytes"],
                     "psnr_1200": round(scores[(source.name, name)], 2),
+                    # The same variant before its encoder: the resize's own accuracy.
+                    "psnr_1200_pixels": round(pixel_scores[(source.name, name)], 2),
                 }
             )
-    return results
+    return results, [exact_encoded(source, sizes[source.name], references) for source in sources]
 
 
-def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"\n{'input':<38}{'MP':>5} {'contender':<15}{'CPU s':>7}{'wall s':>8}{'RSS MB':>8}{'bytes':>10}{'PSNR':>7}")
+def print_table(results: list[dict[str, Any]], controls: list[dict[str, Any]]) -> None:
+    print(
+        f"\n{'input':<38}{'MP':>5} {'contender':<15}{'CPU s':>7}{'wall s':>8}{'RSS MB':>8}{'bytes':>10}"
+        f"{'PSNR':>7}{'pixels':>8}"
+    )
     for row in results:
         print(
             f"{row['input']:<38}{row['megapixels']:>5} {row['contender']:<15}{row['cpu_s']:>7.2f}{row['wall_s']:>8.2f}"
-            f"{row['peak_rss_mb']:>8.0f}{row['bytes']:>10,}{row['psnr_1200']:>7.2f}"
+            f"{row['peak_rss_mb']:>8.0f}{row['bytes']:>10,}{row['psnr_1200']:>7.2f}{row['psnr_1200_pixels']:>8.2f}"
         )
+    print("\nthe reference itself, rounded and encoded (PSNR@1200 dB):")
+    for control in controls:
+        print(
+            f"  {control['input']:<38} method 4 (pyvips's) {control['psnr_1200_webp_method_4']:.2f}, "
+            f"method 3 (imgflow's) {control['psnr_1200_webp_method_3']:.2f}"
+        )
+
+
+# How far under pyvips's an encoded PSNR may be and still count as no worse, when the pixels that went into
+# the encoder are at least as close to the reference as pyvips's: the encoder alone moves a variant by more.
+# The reference itself, rounded and encoded, scores up to 0.07 dB under pyvips's variant (friends, method
+# 4), and method 3 against 4 moves it by up to 0.09 dB (sunset); the issue called 0.1 dB "equal".
+ENCODED_PSNR_TOLERANCE_DB = 0.05
 
 
 def check_targets(results: list[dict[str, Any]]) -> list[str]:
@@ -173,9 +225,11 @@ def check_targets(results: list[dict[str, Any]]) -> list[str]:
                 f"{ours['bytes'] / vips['bytes']:.3f}x",
             ),
             (
-                "PSNR@1200 >= pyvips",
-                ours["psnr_1200"] >= vips["psnr_1200"] - 0.005,
-                f"{ours['psnr_1200'] - vips['psnr_1200']:+.2f} dB",
+                "PSNR@1200 no worse than pyvips (pixels >=, encoded within 0.05 dB)",
+                ours["psnr_1200_pixels"] >= vips["psnr_1200_pixels"] - 0.005
+                and ours["psnr_1200"] >= vips["psnr_1200"] - ENCODED_PSNR_TOLERANCE_DB,
+                f"pixels {ours['psnr_1200_pixels'] - vips['psnr_1200_pixels']:+.2f} dB, "
+                f"encoded {ours['psnr_1200'] - vips['psnr_1200']:+.2f} dB",
             ),
             (
                 "peak RSS <= 1.5x pyvips",
@@ -359,11 +413,12 @@ def main() -> None:
         sources = inputs(workdir)
         print(f"variants of {len(sources)} inputs x {CONTENDERS}, {args.repetitions} repetitions, interleaved")
         facts = machine()
-        results = compare(sources, args.repetitions, workdir)
-        print_table(results)
+        results, controls = compare(sources, args.repetitions, workdir)
+        print_table(results, controls)
         print("\ntargets (ratios in this run):")
         print("\n".join(check_targets(results)))
-        RESULTS.write_text(json.dumps({"machine": facts, "results": results}, indent=2) + "\n")
+        document = {"machine": facts, "results": results, "controls": controls}
+        RESULTS.write_text(json.dumps(document, indent=2) + "\n")
         chart(results, CHART)
         sizes = memory_sizes(sources, 5, workdir)
         encoders = frontier(sources[-1], 2)
