@@ -6,7 +6,7 @@ from typing import Any
 
 from support import load_benchmark
 
-run = load_benchmark("run")
+targets = load_benchmark("targets")
 
 
 def figures(contender: str, **overrides: Any) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def figures(contender: str, **overrides: Any) -> dict[str, Any]:
 
 def psnr_verdict(**ours: Any) -> str:
     results = [figures("imgflow", **ours), figures("pyvips"), figures("naive", cpu_s=2.0)]
-    return next(line for line in run.check_targets(results) if "PSNR" in line)
+    return next(line for line in targets.check_targets(results) if "PSNR" in line)
 
 
 def test_given_closer_pixels_and_an_encoded_psnr_a_little_under_pyvips_then_the_psnr_target_is_met() -> None:
