@@ -1,9 +1,9 @@
 """The HTTP API's request and response bodies: the public contract of `POST /uploads` and `GET /jobs/{id}`."""
 
-from __future__ import annotations
+# Annotations not postponed, as in imgflow.models: they are evaluated at import either way.
 
 import re
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -136,7 +136,7 @@ class EditRequest(ApiModel):
     )
 
     @model_validator(mode="after")
-    def _exactly_one_kind(self) -> EditRequest:
+    def _exactly_one_kind(self) -> Self:
         given = [name for name in ("prompt", "translate_to", "operations") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(f"an edit has exactly one of prompt, translate_to or operations (got {given or 'none'})")
@@ -264,7 +264,7 @@ class FeedbackRequest(ApiModel):
     )
 
     @model_validator(mode="after")
-    def _down_says_why(self) -> FeedbackRequest:
+    def _down_says_why(self) -> Self:
         if self.rating == "down" and not (self.text and self.text.strip()):
             raise ValueError("text: a down rating needs a text saying what is wrong")
         return self
