@@ -167,10 +167,10 @@ CONTENDERS: dict[str, Callable[[bytes, int, Keep], Outcome]] = {
 }
 
 
-def main(name: str, source: Path, out_dir: Path, workers: int) -> None:
+def main(name: str, source: Path, out_dir: Path, workers: int, pixels: bool = False) -> None:
     run = CONTENDERS[name]
     data = source.read_bytes()
-    if "--pixels" in sys.argv:
+    if pixels:
         kept: dict[int, Image.Image] = {}
 
         def keep(edge: int, image: Image.Image) -> None:
@@ -205,4 +205,5 @@ def _tiny_jpeg() -> bytes:
 
 if __name__ == "__main__":
     arguments = [argument for argument in sys.argv[1:] if argument != "--pixels"]
-    main(arguments[0], Path(arguments[1]), Path(arguments[2]), int(arguments[3]) if len(arguments) > 3 else 1)
+    workers = int(arguments[3]) if len(arguments) > 3 else 1
+    main(arguments[0], Path(arguments[1]), Path(arguments[2]), workers, pixels="--pixels" in sys.argv)
