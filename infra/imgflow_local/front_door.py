@@ -277,7 +277,7 @@ class _FrontDoor:
         # URI keeps the client's percent-encoding of S3 keys), the headers a hop passes on, the body.
         inner = {key: value for key, value in environ.items() if not _is_header_key(key)}
         inner.update(_environ_headers(headers))
-        inner["wsgi.input"] = io.BytesIO(body or b"") if body is None or isinstance(body, bytes) else body
+        inner["wsgi.input"] = io.BytesIO(body or b"") if isinstance(body, bytes | None) else body
         inner["wsgi.input_terminated"] = False  # read to its Content-Length (none: no body)
         # werkzeug's own way to call an app and read its answer (write() as well as a body), closing it
         # once the server has sent the body.
